@@ -30,10 +30,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import ppo_math
 import torch
 from torch import nn
 
+import ppo_math
 import utils
 
 
