@@ -1105,7 +1105,7 @@ class Trainer:
                         "vf_loss": vf_loss,
                         "entropy": entropy,
                     }.items():
-                        totals.setdefault(k, []).append(float(v))
+                        totals.setdefault(k, []).append(float(v.detach()) if torch.is_tensor(v) else float(v))
                     del logits
                 norm = self.acc.clip_grad_norm_(
                     self.model.parameters(), args.max_grad_norm if args.max_grad_norm > 0 else float("inf")

@@ -319,3 +319,16 @@ def test_nan_scores_stop_with_a_clear_error(word_policy, kind_rm, kind_data, tmp
     save_file(weights, str(broken / "model.safetensors"), metadata={"format": "pt"})
     with pytest.raises(FloatingPointError, match="reward model returned non-finite scores"):
         run_ppo(word_policy, broken, kind_data, tmp_path / "out", "--max_bad_updates=2")
+
+
+def test_yaml_config_file(word_policy, kind_rm, kind_data, tmp_path):
+    config = tmp_path / "ppo.yaml"
+    config.write_text(
+        f"model_name: {word_policy}\nreward_model: {kind_rm}\nquery_dataset: {kind_data}\n"
+        f"output_dir: {tmp_path / 'out'}\nbatch_size: 8\nmini_batch_size: 8\nsteps: 8\nresponse_length: 4\n"
+        "eval_samples: 4\nsample_every: 0\nnum_ppo_epochs: 1\n"  # a TRL-style alias in a config file
+    )
+    result = ppo.cli([str(config)])
+    assert result["prompts"] == 4
+    saved = json.loads((tmp_path / "out" / "args.json").read_text())
+    assert saved["ppo_epochs"] == 1 and saved["batch_size"] == 8

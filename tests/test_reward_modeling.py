@@ -175,3 +175,26 @@ REAL_DATA_FLAGS = [
     "--logging_steps=20",
     "--seed=0",
 ]
+
+
+def test_json_config_file_with_old_flag_names(tiny_distilbert, pref_dir, tmp_path):
+    config = tmp_path / "rm.json"
+    config.write_text(
+        json.dumps(
+            {
+                "model_name_or_path": str(tiny_distilbert),
+                "dataset_name": str(pref_dir),
+                "output_dir": str(tmp_path / "rm"),
+                "max_steps": 2,
+                "evaluation_strategy": "no",
+                "report_to": "none",
+                "save_strategy": "no",
+                "max_eval_samples": 10,
+                "dataset_test_split": "test[:20]",
+            }
+        )
+    )
+    metrics = reward_modeling.cli([str(config)])
+    assert metrics["pairs"] == 10
+    saved = json.loads((tmp_path / "rm" / "args.json").read_text())
+    assert saved["training"]["max_steps"] == 2 and saved["script"]["max_eval_samples"] == 10
