@@ -1,0 +1,111 @@
+"""Crash safety: a run killed after a checkpoint and resumed ends bit-identical to a straight run."""
+
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+from test_ppo import kind_data, kind_rm, word_policy  # noqa: F401 - fixtures
+
+import ppo
+from conftest import ROOT
+
+
+def ppo_argv(policy, rm, data, out, *extra):
+    return [
+        f"--model_name={policy}",
+        f"--reward_model={rm}",
+        f"--query_dataset={data}",
+        f"--output_dir={out}",
+        "--batch_size=8",
+        "--mini_batch_size=4",
+        "--ppo_epochs=2",
+        "--steps=48",
+        "--response_length=6",
+        "--temperature=1.0",
+        "--learning_rate=3e-3",
+        "--eval_samples=8",
+        "--sample_every=0",
+        "--seed=3",
+        "--save_steps=2",
+        "--num_threads=1",
+        *extra,
+    ]
+
+
+def comparable(out):
+    """Logged metrics without wall-clock fields."""
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    return [{k: v for k, v in m.items() if not k.startswith("time/")} for m in rows]
+
+
+def weights(out):
+    from safetensors.torch import load_file
+
+    return load_file(str(out / "model.safetensors"))
+
+
+def wait_for(path, proc, timeout=120):
+    start = time.time()
+    while not path.exists():
+        assert proc.poll() is None, f"run ended before {path.name} appeared"
+        assert time.time() - start < timeout, f"no {path} after {timeout} s"
+        time.sleep(0.05)
+
+
+def start(argv):
+    return subprocess.Popen(
+        [sys.executable, str(ROOT / "ppo.py"), *argv],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def test_sigkill_then_resume_is_bit_identical(word_policy, kind_rm, kind_data, tmp_path):  # noqa: F811
+    straight, crashed = tmp_path / "straight", tmp_path / "crashed"
+    ppo.cli(ppo_argv(word_policy, kind_rm, kind_data, straight))
+    proc = start(ppo_argv(word_policy, kind_rm, kind_data, crashed))
+    wait_for(crashed / "checkpoint-2" / "trainer_state.json", proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (crashed / "eval.json").exists()
+    ppo.cli(ppo_argv(word_policy, kind_rm, kind_data, crashed, "--resume_from_checkpoint=auto"))
+    assert comparable(crashed) == comparable(straight)
+    a, b = weights(straight), weights(crashed)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert json.loads((crashed / "eval.json").read_text()) == json.loads((straight / "eval.json").read_text())
+    # save_total_limit=2 keeps the newest two
+    assert sorted(p.name for p in crashed.glob("checkpoint-*")) == ["checkpoint-4", "checkpoint-6"]
+
+
+def test_sigterm_saves_a_checkpoint_and_says_how_to_resume(word_policy, kind_rm, kind_data, tmp_path):  # noqa: F811
+    out = tmp_path / "run"
+    proc = start(ppo_argv(word_policy, kind_rm, kind_data, out, "--save_steps=0", "--steps=400"))
+    wait_for(out / "metrics.jsonl", proc)
+    while not (out / "metrics.jsonl").read_text().strip():  # at least one update done
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    output, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM, output
+    assert "--resume_from_checkpoint=auto" in output
+    done = len(comparable(out))
+    assert (out / f"checkpoint-{done}" / "trainer_state.pt").exists()
+
+
+def test_auto_skips_a_checkpoint_cut_short(tmp_path, capsys):
+    good, cut = tmp_path / "checkpoint-2", tmp_path / "checkpoint-4"
+    for path in (good, cut):
+        path.mkdir()
+    for name in ppo.CHECKPOINT_FILES:
+        (good / name).write_text("{}")
+    (cut / "trainer_state.json").write_text("{}")  # killed before trainer_state.pt was written
+    (tmp_path / ".checkpoint-6.tmp").mkdir()  # killed before the rename
+    assert ppo.find_checkpoint("auto", tmp_path) == good
+    assert "skipping" in capsys.readouterr().err
+    with pytest.raises(FileNotFoundError, match="not a complete checkpoint"):
+        ppo.find_checkpoint(str(cut), tmp_path)
