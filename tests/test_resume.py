@@ -8,10 +8,9 @@ import time
 
 import pytest
 import torch
-from test_ppo import kind_data, kind_rm, word_policy  # noqa: F401 - fixtures
+from conftest import ROOT
 
 import ppo
-from conftest import ROOT
 
 
 def ppo_argv(policy, rm, data, out, *extra):
@@ -66,7 +65,7 @@ def start(argv):
     )
 
 
-def test_sigkill_then_resume_is_bit_identical(word_policy, kind_rm, kind_data, tmp_path):  # noqa: F811
+def test_sigkill_then_resume_is_bit_identical(word_policy, kind_rm, kind_data, tmp_path):
     straight, crashed = tmp_path / "straight", tmp_path / "crashed"
     ppo.cli(ppo_argv(word_policy, kind_rm, kind_data, straight))
     proc = start(ppo_argv(word_policy, kind_rm, kind_data, crashed))
@@ -83,7 +82,7 @@ def test_sigkill_then_resume_is_bit_identical(word_policy, kind_rm, kind_data, t
     assert sorted(p.name for p in crashed.glob("checkpoint-*")) == ["checkpoint-4", "checkpoint-6"]
 
 
-def test_sigterm_saves_a_checkpoint_and_says_how_to_resume(word_policy, kind_rm, kind_data, tmp_path):  # noqa: F811
+def test_sigterm_saves_a_checkpoint_and_says_how_to_resume(word_policy, kind_rm, kind_data, tmp_path):
     out = tmp_path / "run"
     proc = start(ppo_argv(word_policy, kind_rm, kind_data, out, "--save_steps=0", "--steps=400"))
     wait_for(out / "metrics.jsonl", proc)

@@ -121,12 +121,8 @@ def test_eval_only_mode(tiny_distilbert, pref_dir, tmp_path, capsys):
     assert "calibration" in capsys.readouterr().out
 
 
-def test_seed_command_line_runs_with_wandb_offline(tiny_distilbert, pref_dir, tmp_path, monkeypatch):
+def test_seed_command_line_runs_with_wandb_offline(tiny_distilbert, pref_dir, tmp_path, offline_wandb):
     """The 2024 command, unchanged but for model, data and output locations (plus a step limit)."""
-    monkeypatch.delenv("WANDB_API_KEY", raising=False)
-    monkeypatch.delenv("WANDB_MODE", raising=False)
-    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
-    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.netrc with a key
     seed = (
         f"--model_name_or_path={tiny_distilbert} --output_dir={tmp_path / 'out'} --per_device_train_batch_size=64 "
         "--num_train_epochs=1 --gradient_checkpointing=True --learning_rate=1.41e-5 --report_to=wandb "
@@ -136,8 +132,8 @@ def test_seed_command_line_runs_with_wandb_offline(tiny_distilbert, pref_dir, tm
     metrics = reward_modeling.cli(seed + [f"--dataset_name={pref_dir}", "--max_steps=3", "--logging_steps=1"])
     assert os.environ["WANDB_MODE"] == "offline"
     assert metrics["pairs"] == 48
-    runs = list((tmp_path / "wandb").glob("offline-run-*"))
-    assert len(runs) == 1, list((tmp_path / "wandb").iterdir())
+    runs = list(offline_wandb.glob("offline-run-*"))
+    assert len(runs) == 1, list(offline_wandb.iterdir())
     history = list(runs[0].glob("*.wandb"))
     assert history and history[0].stat().st_size > 0
     assert b"train/loss" in history[0].read_bytes()
