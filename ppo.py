@@ -716,10 +716,6 @@ def stop_token_ids(tokenizer, extra: str | None) -> set[int]:
 # ---------------------------------------------------------------------------------------------
 
 
-class NonFinite(FloatingPointError):
-    """NaN or inf in scores: the update is skipped."""
-
-
 @dataclass
 class Rollout:
     prompts: list  # dicts with turns/text
@@ -782,7 +778,7 @@ class Trainer:
             )
         if limit is not None and max_prompt + args.response_length > limit:
             max_prompt = limit - args.response_length
-            print(
+            self.acc.print(
                 f"[ppo] prompts cut to {max_prompt} tokens so that prompt + --response_length fits the "
                 f"policy's context of {limit}"
             )
@@ -792,7 +788,7 @@ class Trainer:
         self.train_ids = [encoder(p) for p in self.train_prompts]
         self.eval_ids = [encoder(p) for p in self.eval_prompts]
         if encoder.n_cut:
-            print(
+            self.acc.print(
                 f"[ppo] {encoder.n_cut} prompts cut to --max_prompt_length={args.max_prompt_length} tokens "
                 "(oldest turns first)"
             )
@@ -820,13 +816,13 @@ class Trainer:
         self.bad_updates = 0  # skipped for non-finite numbers, in a row
         self.skipped_total = 0
         n_train = sum(p.numel() for p in params)
-        print(
+        self.acc.print(
             f"[ppo] policy {args.model_name} ({'LoRA' if args.use_peft else 'full'}, {n_train:,} trainable params); "
             f"value: {value_source}; reference: {'adapters off' if args.use_peft else 'frozen copy'}; "
             f"reward model {args.reward_model} ({'same tokens' if reuse else 'own tokenizer, text round trip'})"
         )
         s = self.sizes
-        print(
+        self.acc.print(
             f"[ppo] {s.updates} updates x {s.global_batch} episodes ({s.world} process(es)); "
             f"{args.ppo_epochs} epochs x {s.minibatches} minibatches of {s.minibatch} "
             f"({s.minibatch // s.micro} micro-batches of {s.micro}); {len(self.train_ids)} train prompts, "
@@ -848,7 +844,7 @@ class Trainer:
                     f"{args.query_dataset}: {len(train)} prompts and no test split; need more than "
                     f"--eval_samples={args.eval_samples} to hold some out"
                 ) from e
-            print(
+            self.acc.print(
                 f"[ppo] no test split ({type(e).__name__}); holding out the last {args.eval_samples} prompts"
             )
             return train[: -args.eval_samples], train[-args.eval_samples :]
@@ -924,13 +920,8 @@ class Trainer:
         )
 
     def shape_scores(self, raw: torch.Tensor, has_stop: torch.Tensor) -> torch.Tensor:
-        """Normalisation, missing-EOS penalty, clipping; NaN scores stop the run with a message."""
+        """Normalisation, missing-EOS penalty, clipping."""
         args = self.args
-        if not torch.isfinite(raw).all():
-            raise NonFinite(
-                f"the reward model returned non-finite scores ({int((~torch.isfinite(raw)).sum())} "
-                f"of {raw.numel()}); check {args.reward_model}"
-            )
         scores = raw.clone()
         if args.normalize_reward:
             mean, std = self.rm_format.get("reward_mean"), self.rm_format.get("reward_std")
@@ -957,7 +948,7 @@ class Trainer:
         with torch.inference_mode(), autocast(args, self.device):
             for s in range(0, input_ids.shape[0], self.sizes.micro):
                 sl = slice(s, s + self.sizes.micro)
-                logits, v = self.model(input_ids[sl], mask[sl], P, args.temperature)
+                logits, v = self.acc.unwrap_model(self.model)(input_ids[sl], mask[sl], P, args.temperature)
                 logprobs.append(ppo_math.logprobs_from_logits(logits, ro.responses[sl]))
                 entropy.append(ppo_math.entropy_from_logits(logits))
                 values.append(v)
@@ -974,10 +965,15 @@ class Trainer:
         args, s = self.args, self.sizes
         t0 = time.perf_counter()
         # 1-3. Rollout and scores
-        try:
-            ro = self.rollout(self.stream.next_batch())
-        except NonFinite as e:
-            return self.skip_update(str(e))
+        ro = self.rollout(self.stream.next_batch())
+        # Every process must take the same decision, or the next collective hangs (TRL #1103).
+        n_bad = self.acc.reduce(
+            torch.tensor(float((~torch.isfinite(ro.raw_scores)).sum()), device=self.device), "sum"
+        )
+        if n_bad > 0:
+            return self.skip_update(
+                f"the reward model returned {int(n_bad)} non-finite scores; check {args.reward_model}"
+            )
         t_rollout = time.perf_counter()
         logprobs, ref_logprobs, values, entropy = self.forward_logprobs(ro)
         t_forward = time.perf_counter()
@@ -1139,17 +1135,31 @@ def _null():
 def evaluate(tr: Trainer, n_show: int = 0) -> dict:
     """Held-out prompts: reward-model score of policy vs reference responses, win rate, KL.
 
-    Sampling uses its own generator, so evaluating never changes the training run's randomness."""
+    Each process takes every world-th prompt; results are gathered as Python lists, so uneven
+    shards cannot hang a collective. Sampling uses its own generator, so evaluating never changes
+    the training run's randomness."""
+    from accelerate.utils import gather_object
+
     args = tr.args
-    index = list(range(len(tr.eval_ids)))
-    g = torch.Generator(device=tr.device).manual_seed(args.seed + 7919)
-    pol = tr.rollout(index, tr.eval_prompts, tr.eval_ids, generator=g)
-    g = torch.Generator(device=tr.device).manual_seed(args.seed + 7919)
-    ref = tr.rollout(index, tr.eval_prompts, tr.eval_ids, generator=g, use_reference=True)
-    logprobs, ref_logprobs, _, _ = tr.forward_logprobs(pol)
-    kl = ((logprobs - ref_logprobs) * pol.response_mask.float()).sum(1)
-    p, r = tr.acc.gather_for_metrics(pol.raw_scores), tr.acc.gather_for_metrics(ref.raw_scores)
-    kl = tr.acc.gather_for_metrics(kl)
+    index = list(range(tr.acc.process_index, len(tr.eval_ids), tr.acc.num_processes))
+    local = {"policy": [], "reference": [], "kl": [], "eos": [], "len": [], "ref_len": []}
+    pol = ref = None
+    if index:
+        g = torch.Generator(device=tr.device).manual_seed(args.seed + 7919 + tr.acc.process_index)
+        pol = tr.rollout(index, tr.eval_prompts, tr.eval_ids, generator=g)
+        g = torch.Generator(device=tr.device).manual_seed(args.seed + 7919 + tr.acc.process_index)
+        ref = tr.rollout(index, tr.eval_prompts, tr.eval_ids, generator=g, use_reference=True)
+        logprobs, ref_logprobs, _, _ = tr.forward_logprobs(pol)
+        local = {
+            "policy": pol.raw_scores.tolist(),
+            "reference": ref.raw_scores.tolist(),
+            "kl": ((logprobs - ref_logprobs) * pol.response_mask.float()).sum(1).tolist(),
+            "eos": pol.has_stop.float().tolist(),
+            "len": pol.lengths.float().tolist(),
+            "ref_len": ref.lengths.float().tolist(),
+        }
+    merged = {k: torch.tensor(gather_object(v), dtype=torch.float) for k, v in local.items()}
+    p, r = merged["policy"], merged["reference"]
     result = {
         "update": tr.update,
         "prompts": int(p.numel()),
@@ -1158,12 +1168,12 @@ def evaluate(tr: Trainer, n_show: int = 0) -> dict:
         "reference_score_mean": r.mean().item(),
         "reference_score_std": r.std().item() if r.numel() > 1 else 0.0,
         "win_rate": ((p > r).float() + 0.5 * (p == r).float()).mean().item(),
-        "kl_mean": kl.mean().item(),
-        "policy_eos_rate": pol.has_stop.float().mean().item(),
-        "policy_response_length": pol.lengths.float().mean().item(),
-        "reference_response_length": ref.lengths.float().mean().item(),
+        "kl_mean": merged["kl"].mean().item(),
+        "policy_eos_rate": merged["eos"].mean().item(),
+        "policy_response_length": merged["len"].mean().item(),
+        "reference_response_length": merged["ref_len"].mean().item(),
     }
-    if n_show:
+    if n_show and pol is not None:
         result["samples"] = sample_rows(tr, pol, ref, n_show)
     return result
 
@@ -1330,6 +1340,20 @@ def check_output_dir(out: Path) -> None:
         raise PermissionError(f"--output_dir={out} is not writable: {e}") from None
 
 
+def refuse_sharded_parameters(acc) -> None:
+    """Token-by-token generation needs whole parameters on every process. Under ZeRO-3 or FSDP each
+    token would gather every layer again (TRL #1051, a run that looks hung): refuse, and say what works."""
+    from accelerate.utils import DistributedType
+
+    plugin = acc.state.deepspeed_plugin
+    if (plugin is not None and plugin.zero_stage == 3) or acc.distributed_type == DistributedType.FSDP:
+        raise ValueError(
+            "ppo.py does not run under DeepSpeed ZeRO-3 or FSDP (generation would gather the "
+            "sharded parameters for every token); use configs/accelerate/deepspeed_zero2.yaml or "
+            "multi_gpu_ddp.yaml, with --use_peft=True to keep memory low"
+        )
+
+
 def main(args: PPOArguments) -> dict:
     import json
     import signal
@@ -1343,7 +1367,8 @@ def main(args: PPOArguments) -> dict:
     check_output_dir(out)
     if args.log_with == "wandb":
         utils.wandb_offline_if_unreachable()
-    acc = Accelerator(log_with=args.log_with, project_dir=str(out))
+    acc = Accelerator(log_with=args.log_with, project_dir=str(out), cpu=utils.cpu_processes_without_gpu())
+    refuse_sharded_parameters(acc)
     if args.num_threads:
         torch.set_num_threads(args.num_threads)
     set_seed(args.seed + acc.process_index * 100003)  # per-rank streams (PPO-NOTES.md: seeds)
@@ -1354,13 +1379,13 @@ def main(args: PPOArguments) -> dict:
     if args.resume_from_checkpoint:
         ckpt = find_checkpoint(args.resume_from_checkpoint, out)
         if ckpt is None:
-            print(f"[ppo] no complete checkpoint in {out}; starting fresh")
+            acc.print(f"[ppo] no complete checkpoint in {out}; starting fresh")
         else:
             load_checkpoint(tr, ckpt)
             if metrics_path.exists():
                 history = [json.loads(line) for line in metrics_path.read_text().splitlines() if line.strip()]
                 history = [m for m in history if m["update"] <= tr.update]
-            print(f"[ppo] resumed from {ckpt} at update {tr.update}/{s.updates}")
+            acc.print(f"[ppo] resumed from {ckpt} at update {tr.update}/{s.updates}")
     if acc.is_main_process:
         metrics_path.write_text("".join(json.dumps(m) + "\n" for m in history))
         utils.write_json(out / "args.json", args)

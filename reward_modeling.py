@@ -86,6 +86,8 @@ def default_flags() -> dict:
     import torch
 
     return {
+        # Several processes on a machine without a GPU: train on the CPU with gloo.
+        "use_cpu": utils.cpu_processes_without_gpu(),
         # TRL defaults to bf16=True, which transformers refuses on a machine without a bf16 GPU.
         "bf16": bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported()),
         # Batches of similar lengths: the same pairs with far less padding (see bench/rm_bench.py).

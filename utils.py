@@ -540,6 +540,19 @@ def wandb_offline_if_unreachable(timeout: float = 3.0) -> str | None:
     return os.environ.get("WANDB_MODE", "online")
 
 
+def cpu_processes_without_gpu() -> bool:
+    """Several processes (torchrun / `accelerate launch --multi_gpu`) on a machine with no GPU.
+
+    accelerate then needs to be told to use the CPU (gloo), else each process runs alone."""
+    import torch
+
+    multi = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    if multi and not torch.cuda.is_available():
+        os.environ["ACCELERATE_USE_CPU"] = "true"
+        return True
+    return False
+
+
 def to_jsonable(obj: Any) -> Any:
     """Dataclasses and enums as plain JSON values (for saving the arguments of a run)."""
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):

@@ -1,0 +1,105 @@
+"""Both scripts under `accelerate launch` with 2 CPU processes (gloo), bounded in time."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import ROOT
+
+CONFIGS = sorted((ROOT / "configs" / "accelerate").glob("*.yaml"))
+LAUNCH = [
+    sys.executable,
+    "-m",
+    "accelerate.commands.launch",
+    "--config_file",
+    str(ROOT / "configs" / "accelerate" / "cpu_2proc.yaml"),
+]
+
+
+def launch(script, argv, tmp_path, timeout=300):
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "WANDB_DIR": str(tmp_path), "HOME": str(tmp_path)}
+    env.pop("WANDB_API_KEY", None)
+    proc = subprocess.run(
+        [*LAUNCH, "--main_process_port", str(29500 + os.getpid() % 1000), str(ROOT / script), *argv],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc.stdout + proc.stderr
+
+
+def test_ppo_two_processes(word_policy, kind_rm, kind_data, tmp_path):
+    out = tmp_path / "ppo"
+    log = launch(
+        "ppo.py",
+        [
+            f"--model_name={word_policy}",
+            f"--reward_model={kind_rm}",
+            f"--query_dataset={kind_data}",
+            f"--output_dir={out}",
+            "--batch_size=8",
+            "--mini_batch_size=4",
+            "--steps=128",
+            "--response_length=8",
+            "--temperature=1.0",
+            "--learning_rate=3e-3",
+            "--init_kl_coef=0.01",
+            "--eval_samples=7",
+            "--sample_every=0",
+            "--save_steps=4",
+            "--log_with=wandb",
+            "--num_threads=1",
+        ],
+        tmp_path,
+    )
+    assert "8 updates x 16 episodes (2 process(es))" in log
+    assert log.count("[ppo] saved policy") == 1  # one writer
+    history = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [m["update"] for m in history] == list(range(1, 9))
+    assert history[-1]["episodes"] == 128
+    first = sum(m["objective/scores"] for m in history[:2]) / 2
+    last = sum(m["objective/scores"] for m in history[-2:]) / 2
+    assert last > first + 0.3, (first, last)
+    result = json.loads((out / "eval.json").read_text())
+    assert result["prompts"] == 7  # 4 + 3 prompts on the two processes, gathered
+    assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-4", "checkpoint-8"]
+    assert len(list((out / "checkpoint-8").glob("rng_state_*.pt"))) == 2
+    assert len(list((tmp_path / "wandb").glob("offline-run-*"))) == 1
+
+
+def test_reward_modeling_two_processes(tiny_distilbert, pref_dir, tmp_path):
+    out = tmp_path / "rm"
+    launch(
+        "reward_modeling.py",
+        [
+            f"--model_name_or_path={tiny_distilbert}",
+            f"--dataset_name={pref_dir}",
+            f"--output_dir={out}",
+            "--per_device_train_batch_size=8",
+            "--num_train_epochs=4",
+            "--learning_rate=3e-3",
+            "--max_length=64",
+            "--report_to=none",
+            "--save_strategy=no",
+            "--disable_tqdm=True",
+            "--seed=0",
+        ],
+        tmp_path,
+    )
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["eval"]["accuracy"] >= 0.95 and metrics["eval"]["pairs"] == 48
+    assert (out / "model.safetensors").exists()
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=[c.stem for c in CONFIGS])
+def test_accelerate_accepts_every_config(config: Path):
+    from accelerate.commands.config.config_args import load_config_from_file
+
+    cfg = load_config_from_file(str(config))
+    assert cfg.num_processes >= 2 and cfg.compute_environment.value == "LOCAL_MACHINE"
