@@ -163,6 +163,10 @@ class PPOArguments:
             "help": "Extra string that ends a response (EOS, and a chat model's end of turn, always do)."
         },
     )
+    ignore_eos: bool = field(
+        default=False,
+        metadata={"help": "Always generate response_length tokens; EOS ends nothing (benchmarks)."},
+    )
     missing_eos_penalty: float | None = field(
         default=None, metadata={"help": "Subtracted from the score of a response that never ended."}
     )
@@ -588,7 +592,7 @@ def sample(
 
     Returns responses [B, <= max_new_tokens]; tokens after a row's first stop token are pad_id."""
     B = prompt_ids.shape[0]
-    stop = torch.tensor(sorted(stop_ids), device=prompt_ids.device)
+    stop = torch.tensor(sorted(stop_ids), dtype=torch.long, device=prompt_ids.device)
     mask = prompt_mask
     position = (mask.cumsum(1) - 1).clamp(min=0)
     out = lm(
@@ -750,7 +754,7 @@ class Trainer:
         policy_path = utils.resolve_model_path(args.model_name)
         self.tok = AutoTokenizer.from_pretrained(policy_path, trust_remote_code=args.trust_remote_code)
         utils.ensure_pad_token(self.tok)
-        self.stop_ids = stop_token_ids(self.tok, args.stop_token)
+        self.stop_ids = set() if args.ignore_eos else stop_token_ids(self.tok, args.stop_token)
         rm, rm_tok, fmt = load_reward_model(args.reward_model, self.device, args.trust_remote_code)
         chat = bool(getattr(self.tok, "chat_template", None))
         reuse = same_tokenizer(self.tok, rm_tok) and not chat and not fmt.get("append_eos")
@@ -813,6 +817,7 @@ class Trainer:
         )
         self.update = 0
         self.episodes = 0
+        self.timers = {"generate": 0.0, "score": 0.0}
         self.bad_updates = 0  # skipped for non-finite numbers, in a row
         self.skipped_total = 0
         n_train = sum(p.numel() for p in params)
@@ -875,6 +880,7 @@ class Trainer:
             query, qmask = left_pad(pids, self.tok.pad_token_id, self.device)
             lm, ctx = self.reference() if use_reference else (self.policy, _null())
             self.model.eval()
+            t0 = time.perf_counter()
             with ctx, autocast(args, self.device):
                 resp = sample(
                     lm,
@@ -889,8 +895,11 @@ class Trainer:
             resp, rmask, lengths, has_stop = ppo_math.truncate_after_stop(
                 resp, self.stop_ids, self.tok.pad_token_id
             )
+            t1 = time.perf_counter()
             with torch.inference_mode():
                 raw = self.scorer([prompts_src[i] for i in part], pids, resp, lengths).to(self.device)
+            self.timers["generate"] += t1 - t0
+            self.timers["score"] += time.perf_counter() - t1
             chunks.append((part, pids, query, qmask, resp, rmask, lengths, has_stop, raw))
         # Chunks may differ in widths: pad prompts on the left and responses on the right to one shape.
         P = max(c[2].shape[1] for c in chunks)
@@ -964,6 +973,7 @@ class Trainer:
         """One PPO update: phases 1-6. Returns the update's metrics (averaged over processes)."""
         args, s = self.args, self.sizes
         t0 = time.perf_counter()
+        self.timers = {"generate": 0.0, "score": 0.0}
         # 1-3. Rollout and scores
         ro = self.rollout(self.stream.next_batch())
         # Every process must take the same decision, or the next collective hangs (TRL #1103).
@@ -1041,6 +1051,8 @@ class Trainer:
             "update": self.update,
             "time/update_s": dt,
             "time/rollout_s": t_rollout - t0,
+            "time/generate_s": self.timers["generate"],
+            "time/score_s": self.timers["score"],
             "time/forward_s": t_forward - t_rollout,
             "time/train_s": t_train - t_forward,
             "time/tokens_per_s": n_tokens * s.world / dt,

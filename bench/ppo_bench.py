@@ -1,0 +1,230 @@
+"""Time our PPO on exactly the work of ../shared/peers/trl_ppo_peer.py (TRL 1.12's PPOTrainer).
+
+Same presets, tokenizer (built by the peer's own code), prompts, model shapes and counts (policy,
+frozen reference, separate value model, same-tokenizer reward model), batch/minibatch/epoch
+settings, response length with no early stop, fp32, same seed. Prints one JSON line with the
+peer's fields plus a phase breakdown:
+
+    python bench/ppo_bench.py                       # preset small
+    python bench/ppo_bench.py --preset tiny --lora  # LoRA policy, reference = adapters off
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+T_START = time.perf_counter()
+ROOT = Path(__file__).resolve().parents[1]
+PEERS = ROOT.parent / "shared" / "peers"
+sys.path.insert(0, str(ROOT))
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--preset", default="small", choices=["tiny", "small", "medium"])
+    p.add_argument("--total_episodes", type=int, default=256)
+    p.add_argument("--num_prompts", type=int, default=256)
+    p.add_argument("--prompt_length", type=int, default=48)
+    p.add_argument("--response_length", type=int, default=48)
+    p.add_argument("--batch_size", type=int, default=16, help="episodes per update (peer: 16)")
+    p.add_argument("--num_mini_batches", type=int, default=2)
+    p.add_argument("--ppo_epochs", type=int, default=4)
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument(
+        "--lora", action="store_true", help="LoRA policy (r=16), reference = adapters off, value head"
+    )
+    p.add_argument("--bf16", action="store_true", help="bf16 autocast (not the peer's settings)")
+    p.add_argument("--json_out", default=None)
+    return p.parse_args(argv)
+
+
+def cpu_snapshot():
+    with open("/proc/stat") as f:
+        vals = [int(x) for x in f.readline().split()[1:]]
+    busy = (sum(vals[:8]) - vals[3] - vals[4]) / os.sysconf("SC_CLK_TCK")
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    return busy, ru.ru_utime + ru.ru_stime, time.perf_counter()
+
+
+def other_cores(a, b):
+    wall = b[2] - a[2]
+    return round(max(0.0, (b[0] - a[0]) - (b[1] - a[1])) / wall, 3) if wall > 0 else None
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if not (PEERS / "trl_ppo_peer.py").exists():
+        sys.exit(f"peer harness not found: {PEERS / 'trl_ppo_peer.py'}")
+    sys.path.insert(0, str(PEERS))
+    import torch
+    import transformers
+    import trl_ppo_peer as peer  # the peer's own tokenizer and prompt builders: identical tokens
+    from accelerate import Accelerator
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, GPT2Config, set_seed
+
+    import ppo
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    n_layer, n_embd, n_head = peer.PRESETS[args.preset]
+    t_setup0 = time.perf_counter()
+    tok = peer.build_tokenizer(8192)
+    prompts = peer.build_prompts(tok, args.num_prompts, args.prompt_length, args.prompt_length, args.seed)
+    set_seed(args.seed)
+    config = GPT2Config(
+        vocab_size=len(tok),
+        n_positions=512,
+        n_embd=n_embd,
+        n_layer=n_layer,
+        n_head=n_head,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+        num_labels=1,
+    )
+    policy = AutoModelForCausalLM.from_config(config)
+    reward = AutoModelForSequenceClassification.from_config(config)
+    work = Path(tempfile.mkdtemp(prefix="ppo_bench_"))
+    policy.save_pretrained(work / "policy")
+    tok.save_pretrained(work / "policy")
+    reward.save_pretrained(work / "reward")
+    tok.save_pretrained(work / "reward")
+    (work / "prompts.txt").write_text("placeholder\n" * 8)
+    del policy, reward
+
+    mini = args.batch_size // args.num_mini_batches
+    ppo_args = ppo.PPOArguments(
+        model_name=str(work / "policy"),
+        reward_model=str(work / "reward"),
+        query_dataset=str(work / "prompts.txt"),
+        eval_samples=4,
+        batch_size=args.batch_size,
+        mini_batch_size=mini,
+        ppo_epochs=args.ppo_epochs,
+        steps=args.total_episodes,
+        response_length=args.response_length,
+        temperature=0.7,
+        learning_rate=3e-6,
+        init_kl_coef=0.05,
+        cliprange=0.2,
+        cliprange_value=0.2,
+        vf_coef=0.1,
+        gamma=1.0,
+        lam=0.95,
+        seed=args.seed,
+        ignore_eos=True,
+        max_grad_norm=0.0,
+        adam_eps=1e-8,
+        max_prompt_length=args.prompt_length,
+        value_model="head" if args.lora else "critic",
+        use_peft=args.lora,
+        bf16=args.bf16,
+        output_dir=str(work / "out"),
+        sample_every=0,
+    )
+    ppo.validate(ppo_args)
+    acc = Accelerator(cpu=True)
+    set_seed(args.seed)
+    tr = ppo.Trainer(ppo_args, acc)
+    tr.train_prompts = [{"turns": [{"role": "user", "content": ""}], "text": None} for _ in prompts]
+    tr.train_ids = [list(p) for p in prompts]
+    tr.stream = ppo.PromptStream(len(prompts), tr.sizes.global_batch, 0, 1, args.seed)
+    t_setup1 = time.perf_counter()
+
+    rows, snaps = [], [cpu_snapshot()]
+    t_train0 = time.perf_counter()
+    while tr.update < tr.sizes.updates:
+        m = tr.step()
+        snaps.append(cpu_snapshot())
+        rows.append(m)
+    train_s = time.perf_counter() - t_train0
+
+    per_update = [m["time/update_s"] for m in rows]
+    others = [other_cores(a, b) for a, b in zip(snaps, snaps[1:])]
+    clean = [t for t, o in zip(per_update, others) if o is not None and o < 0.1]
+    clean_gen = [m["time/generate_s"] for m, o in zip(rows, others) if o is not None and o < 0.1]
+    tok_per_update = args.batch_size * args.response_length
+    episodes = len(rows) * args.batch_size
+    gen_s = sum(m["time/generate_s"] for m in rows)
+
+    def med(key):
+        return round(statistics.median(m[key] for m in rows), 4)
+
+    result = {
+        "harness": "ppo_bench (ours)",
+        "lora": args.lora,
+        "bf16": args.bf16,
+        "wall_s_total": round(time.perf_counter() - T_START, 3),
+        "setup_s": round(t_setup1 - t_setup0, 3),
+        "train_s": round(train_s, 3),
+        "num_updates": len(rows),
+        "s_per_update": round(train_s / len(rows), 4),
+        "s_per_update_median": round(statistics.median(per_update), 4),
+        "s_per_update_clean_median": round(statistics.median(clean), 4) if clean else None,
+        "num_clean_updates": len(clean),
+        "episodes_per_s_clean": round(args.batch_size / statistics.median(clean), 3) if clean else None,
+        "generated_tokens_per_s_clean": round(tok_per_update / statistics.median(clean), 2)
+        if clean
+        else None,
+        "generation_only_tokens_per_s_clean": (
+            round(tok_per_update / statistics.median(clean_gen), 2) if clean_gen else None
+        ),
+        "episodes_per_s": round(episodes / train_s, 3),
+        "generated_tokens_per_s": round(episodes * args.response_length / train_s, 2),
+        "generation_only_tokens_per_s": round(episodes * args.response_length / gen_s, 2),
+        "phases_median_s": {
+            "generate": med("time/generate_s"),
+            "score": med("time/score_s"),
+            "logprob_forwards": med("time/forward_s"),
+            "train": med("time/train_s"),
+        },
+        "per_update_s": [round(t, 3) for t in per_update],
+        "per_update_other_procs_cpu_cores": others,
+        "other_procs_cpu_cores": other_cores(snaps[0], snaps[-1]),
+        "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, 1),
+        "last_update_stats": {
+            k: rows[-1][k]
+            for k in ("objective/scores", "objective/kl", "loss/policy", "loss/value", "policy/approxkl")
+        },
+        "settings": {
+            "preset": args.preset,
+            "n_layer": n_layer,
+            "n_embd": n_embd,
+            "n_head": n_head,
+            "vocab_size": len(tok),
+            "episodes_per_update": args.batch_size,
+            "mini_batch_size": mini,
+            "num_ppo_epochs": args.ppo_epochs,
+            "response_length": args.response_length,
+            "prompt_length": args.prompt_length,
+            "total_episodes": args.total_episodes,
+            "value_model": tr.value_kind,
+            "torch_threads": torch.get_num_threads(),
+            "seed": args.seed,
+        },
+        "versions": {
+            "torch": torch.__version__,
+            "transformers": transformers.__version__,
+            "python": platform.python_version(),
+        },
+        "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    line = json.dumps(result)
+    if args.json_out:
+        with open(args.json_out, "a") as f:
+            f.write(line + "\n")
+    print(line, flush=True)
+
+
+if __name__ == "__main__":
+    main()
