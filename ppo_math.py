@@ -1,16 +1,39 @@
-"""The math of PPO for language models: small pure functions, each tested against a naive loop
-(tests/test_ppo_math.py).
+"""The math of PPO for language models: small pure functions, each tested against a naive loop in
+tests/test_ppo_math.py (`.venv/bin/python -m pytest tests/test_ppo_math.py -q`).
 
-Layout: `responses` [B, T] are right-padded after the first stop token; `mask` [B, T] is 1 for real
-response tokens, the stop token included, and 0 after it. Every average is over real tokens only.
+Layout. `responses` [B, T] hold token ids right-padded after the first stop token; `response_mask`
+[B, T] (bool or float) is 1 for real response tokens, the stop token itself included, and 0 after it.
+Prompts are left-padded separately and never appear here. Every average is over real tokens only.
+
+Sources, cited per function:
+- [OAI] OpenAI lm-human-preferences, `lm_human_preferences/train_policy.py` and `utils/core.py`
+  (Ziegler et al. 2019, arXiv:1909.08593).
+- [SFFD] vwxyzjn/summarize_from_feedback_details, `summarize_from_feedback_details/ppo.py`
+  ("The N Implementation Details of RLHF with PPO", Huang et al. 2024).
+- [PPO] Schulman et al. 2017, "Proximal Policy Optimization Algorithms", arXiv:1707.06347.
+- [GAE] Schulman et al. 2016, "High-Dimensional Continuous Control Using Generalized Advantage
+  Estimation", arXiv:1506.02438.
+- [KL] John Schulman, "Approximating KL Divergence" (2020), http://joschu.net/blog/kl-approx.html.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import Literal
+
 import torch
+
+KLEstimator = Literal["k1", "k3"]
+
+
+# Masked statistics ------------------------------------------------------------------------------------
 
 
 def masked_mean(x: torch.Tensor, mask: torch.Tensor, dim: int | None = None) -> torch.Tensor:
+    """Mean of `x` over elements where `mask` is 1, over all elements (dim=None) or along `dim`.
+
+    As `masked_mean` in [SFFD], except that an empty selection gives 0 instead of NaN (the count is
+    clamped at 1), so a batch row with no real token cannot poison a logged average."""
     mask = mask.to(x.dtype)
     if dim is None:
         return (x * mask).sum() / mask.sum().clamp(min=1)
@@ -18,80 +41,122 @@ def masked_mean(x: torch.Tensor, mask: torch.Tensor, dim: int | None = None) -> 
 
 
 def masked_var(x: torch.Tensor, mask: torch.Tensor, unbiased: bool = True) -> torch.Tensor:
-    """Variance over real elements; Bessel's correction uses their count (as in OpenAI's lm-human-preferences)."""
+    """Variance of `x` over all elements where `mask` is 1.
+
+    With `unbiased`, Bessel's correction n / (n - 1) uses n = the number of real elements, not x.numel()
+    (`masked_var` in [SFFD]). With n <= 1 the correction is skipped and the result is 0, where [SFFD]
+    raises or returns NaN."""
     mask = mask.to(x.dtype)
     mean = masked_mean(x, mask)
     var = masked_mean((x - mean) ** 2, mask)
-    n = mask.sum()
-    if unbiased and n > 1:
-        var = var * n / (n - 1)
+    if unbiased:
+        n = mask.sum()
+        var = torch.where(n > 1, var * n / (n - 1).clamp(min=1), var)
     return var
 
 
 def masked_whiten(x: torch.Tensor, mask: torch.Tensor, shift_mean: bool = True) -> torch.Tensor:
-    """(x - mean) / std over real elements; padding stays 0. With shift_mean=False the mean is kept
-    (reward whitening in lm-human-preferences scales without shifting)."""
-    mean, var = masked_mean(x, mask), masked_var(x, mask)
+    """(x - mean) / sqrt(var + 1e-8), mean and variance over real elements; padding is set to 0.
+
+    The variance is the population one (no Bessel correction), as in [OAI] `utils.core.whiten`
+    (`tf.nn.moments`) and `masked_whiten` in [SFFD]; TRL uses the unbiased one, which differs by a
+    factor n / (n - 1). With shift_mean=False the mean is added back, so only the scale changes: that
+    is reward whitening (`whiten(rewards, shift_mean=False)` in [OAI] `train_policy.py`)."""
+    mean, var = masked_mean(x, mask), masked_var(x, mask, unbiased=False)
     whitened = (x - mean) * torch.rsqrt(var + 1e-8)
     if not shift_mean:
         whitened = whitened + mean
-    return whitened * mask.to(x.dtype)
+    return whitened * mask.to(whitened.dtype)
+
+
+# Log-probabilities and entropy ------------------------------------------------------------------------
 
 
 def logprobs_from_logits(
     logits: torch.Tensor, labels: torch.Tensor, temperature: float = 1.0
 ) -> torch.Tensor:
-    """log softmax(logits / T) at `labels`: [B, T, V], [B, T] -> [B, T].
+    """log softmax(logits / temperature) taken at `labels`: [B, T, V], [B, T] -> [B, T], in float32.
 
-    Gathers first and subtracts logsumexp, so no [B, T, V] log-softmax tensor is kept for backward
-    beyond the logits themselves."""
+    Policy and reference log-probs must use the sampling temperature, or the KL is biased ([SFFD]
+    divides logits by `temperature + 1e-7`; TRL issues #925, #1161). The label's logit is gathered
+    first and logsumexp subtracted, so no [B, T, V] log-softmax output is materialised next to the
+    logits. Logits are upcast to float32: logsumexp over a large vocabulary in bf16 loses precision."""
     logits = logits.float()
     if temperature != 1.0:
         logits = logits / temperature
-    picked = logits.gather(-1, labels.unsqueeze(-1)).squeeze(-1)
+    picked = logits.gather(-1, labels.long().unsqueeze(-1)).squeeze(-1)
     return picked - torch.logsumexp(logits, dim=-1)
 
 
 def entropy_from_logits(logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
-    """Entropy of softmax(logits / T) per position: [B, T, V] -> [B, T]."""
+    """Entropy of softmax(logits / temperature) per position: [B, T, V] -> [B, T], in float32.
+
+    H = logsumexp(l) - sum_v softmax(l)_v * l_v, which needs one [B, T, V] temporary fewer than
+    -sum p log p. Logits must be finite."""
     logits = logits.float()
     if temperature != 1.0:
         logits = logits / temperature
-    logp = torch.log_softmax(logits, dim=-1)
-    return -(logp.exp() * logp).sum(-1)
+    probs = torch.softmax(logits, dim=-1)
+    return torch.logsumexp(logits, dim=-1) - (probs * logits).sum(-1)
+
+
+# Responses: stop tokens and where the score goes -------------------------------------------------------
 
 
 def truncate_after_stop(
-    responses: torch.Tensor, stop_token_ids, pad_token_id: int
+    responses: torch.Tensor, stop_token_ids: Iterable[int], pad_token_id: int
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Cut each response after its first stop token; return (responses, mask, lengths, has_stop).
+    """Cut each response after its first stop token: returns (responses, response_mask, lengths, has_stop).
 
-    Masking is by position, never by comparing with pad: with pad == eos (GPT-2, SmolLM2) the first
-    EOS is a real token and everything after it is padding (TRL #3750, #1893, #2496)."""
-    B, T = responses.shape
-    stop = torch.tensor(sorted(set(stop_token_ids)), dtype=responses.dtype, device=responses.device)
-    is_stop = torch.isin(responses, stop) if stop.numel() else torch.zeros_like(responses, dtype=torch.bool)
+    The first token whose id is in `stop_token_ids` is kept as a real token; every later position is
+    set to `pad_token_id` and masked out. The mask is built from positions, never by comparing ids
+    with pad: with pad == eos (GPT-2, SmolLM2) the first EOS is real and later EOS ids are padding
+    (TRL #3750, #1893, #2496). [OAI] `lm_tasks.postprocess_fn_from_hparams` and [SFFD]
+    `truncate_response` do the same cut for one stop id. A response with no stop token (or an empty
+    `stop_token_ids`) keeps all T tokens and has_stop False.
+
+    Shapes: responses [B, T] -> responses [B, T], response_mask [B, T] bool, lengths [B] long,
+    has_stop [B] bool."""
+    ids = sorted({int(s) for s in stop_token_ids})
+    if ids:
+        stop = torch.tensor(ids, dtype=responses.dtype, device=responses.device)
+        is_stop = torch.isin(responses, stop)
+    else:
+        is_stop = torch.zeros_like(responses, dtype=torch.bool)
+    # stops strictly before t: 0 up to and including the first stop, >= 1 after it
+    stops_before = is_stop.long().cumsum(dim=1) - is_stop.long()
+    response_mask = stops_before == 0
+    lengths = response_mask.long().sum(dim=1)
     has_stop = is_stop.any(dim=1)
-    first = torch.where(has_stop, is_stop.int().argmax(dim=1), torch.full_like(has_stop, T, dtype=torch.long))
-    lengths = torch.where(has_stop, first + 1, first)
-    positions = torch.arange(T, device=responses.device).expand(B, T)
-    mask = positions < lengths[:, None]
-    return responses.masked_fill(~mask, pad_token_id), mask, lengths, has_stop
+    return responses.masked_fill(~response_mask, pad_token_id), response_mask, lengths, has_stop
 
 
-def score_index(mask: torch.Tensor) -> torch.Tensor:
-    """Index of the last real response token (where the score goes); 0 for an empty response."""
-    return (mask.long().sum(1) - 1).clamp(min=0)
+def score_index(response_mask: torch.Tensor) -> torch.Tensor:
+    """Index of the last real response token, where the score is added: [B, T] -> [B] long.
+
+    lengths - 1, clamped at 0 for an empty response. Assumes the mask is a prefix (1s then 0s), as
+    `truncate_after_stop` returns. [OAI] adds the score at the last position of a fixed-length response;
+    OpenRLHF and DeepSpeed-Chat at the last real token, as here; [SFFD] and TRL at the first padding
+    slot after it."""
+    return (response_mask.long().sum(dim=1) - 1).clamp(min=0)
 
 
-def per_token_kl(logprobs: torch.Tensor, ref_logprobs: torch.Tensor, estimator: str = "k1") -> torch.Tensor:
-    """Estimators of KL(policy || reference) from samples of the policy (Schulman, "Approximating KL
-    divergence", 2020): k1 = log p - log q (unbiased, can be negative per sample); k3 = (r - 1) - log r
-    with r = q / p (unbiased, never negative)."""
+# KL penalty and rewards -------------------------------------------------------------------------------
+
+
+def per_token_kl(
+    logprobs: torch.Tensor, ref_logprobs: torch.Tensor, estimator: KLEstimator = "k1"
+) -> torch.Tensor:
+    """Per-sample estimators of KL(policy || reference) from tokens sampled by the policy [KL].
+
+    k1 = logp - ref_logp: unbiased, negative for some samples ([OAI] and [SFFD] penalise with it).
+    k3 = (r - 1) - log r with r = exp(ref_logp - logp): unbiased too (E_p[r] = 1) and never negative.
+    Not masked: the caller masks. Same shape as the inputs."""
     log_ratio = logprobs - ref_logprobs
     if estimator == "k1":
         return log_ratio
     if estimator == "k3":
+        # log r = -log_ratio; expm1 keeps (r - 1) accurate when r is close to 1
         return torch.expm1(-log_ratio) + log_ratio
     raise ValueError(f"unknown KL estimator {estimator!r}; use 'k1' or 'k3'")
 
@@ -100,41 +165,58 @@ def compute_rewards(
     scores: torch.Tensor,
     logprobs: torch.Tensor,
     ref_logprobs: torch.Tensor,
-    mask: torch.Tensor,
+    response_mask: torch.Tensor,
     kl_coef: float,
-    estimator: str = "k1",
+    estimator: KLEstimator = "k1",
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Per-token rewards: -kl_coef * KL at every real token, plus the score at the last real token
-    (Ziegler et al. 2019; OpenRLHF and DeepSpeed-Chat place it there). Returns (rewards,
-    non_score_reward, kl), all 0 on padding."""
-    maskf = mask.to(logprobs.dtype)
+    """Per-token rewards: a KL penalty at every real token plus the sequence score at the last one.
+
+    kl = per_token_kl(...) masked to 0 on padding; non_score_reward = -kl_coef * kl; rewards =
+    non_score_reward with scores[b] added at score_index (`compute_rewards` in [OAI] train_policy.py;
+    [SFFD] step "compute rewards"). An empty response (no real token) gets no score: it has no
+    position to carry it, and GAE ignores it anyway.
+
+    Shapes: scores [B], logprobs / ref_logprobs / response_mask [B, T] -> three [B, T] tensors
+    (rewards, non_score_reward, kl)."""
+    maskf = response_mask.to(logprobs.dtype)
     kl = per_token_kl(logprobs, ref_logprobs, estimator) * maskf
-    non_score = -kl_coef * kl
-    rewards = non_score.clone()
-    has_tokens = maskf.sum(1) > 0
-    rows = torch.arange(len(scores), device=scores.device)[has_tokens]
-    rewards[rows, score_index(mask)[has_tokens]] += scores[has_tokens].to(rewards.dtype)
-    return rewards, non_score, kl
+    non_score_reward = -kl_coef * kl
+    rewards = non_score_reward.clone()
+    nonempty = maskf.sum(dim=1) > 0
+    rows = torch.arange(rewards.shape[0], device=rewards.device)[nonempty]
+    cols = score_index(response_mask)[nonempty]
+    rewards[rows, cols] += scores[nonempty].to(rewards.dtype)
+    return rewards, non_score_reward, kl
+
+
+# Advantages and losses --------------------------------------------------------------------------------
 
 
 def gae(
-    rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, gamma: float, lam: float
+    rewards: torch.Tensor, values: torch.Tensor, response_mask: torch.Tensor, gamma: float, lam: float
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Generalised advantage estimation (Schulman et al. 2016, arXiv:1506.02438), backwards in time.
+    """Generalised advantage estimation [GAE eq. 16], backwards over t, vectorised over the batch.
 
-    The value after the last real token is 0 (the episode ends there); padding gets advantage 0 and
-    return 0. returns = advantages + values on real tokens."""
-    maskf = mask.to(values.dtype)
+    delta_t = r_t + gamma * V_{t+1} - V_t and A_t = delta_t + gamma * lam * A_{t+1}, where the value
+    after a response's last real token is 0 (the episode ends at its stop token). Rewards and values
+    on padding are ignored. Padding gets advantage 0 and return 0; on real tokens returns = advantages
+    + values (the value target). This is the loop of [OAI] `PPOTrainer.loss` and [SFFD], with padding
+    masked instead of fixed-length responses.
+
+    Shapes: rewards, values, response_mask [B, T] -> advantages, returns [B, T]."""
+    maskf = response_mask.to(values.dtype)
     values = values * maskf
     rewards = rewards * maskf
     T = rewards.shape[1]
     advantages = torch.zeros_like(rewards)
-    last = torch.zeros_like(rewards[:, 0])
+    next_advantage = torch.zeros_like(rewards[:, 0])
+    next_value = torch.zeros_like(rewards[:, 0])
     for t in reversed(range(T)):
-        next_value = values[:, t + 1] if t + 1 < T else torch.zeros_like(last)
         delta = rewards[:, t] + gamma * next_value - values[:, t]
-        last = (delta + gamma * lam * last) * maskf[:, t]
-        advantages[:, t] = last
+        # the mask zeroes A_t on padding, so the last real token sees A_{t+1} = 0 and V_{t+1} = 0
+        next_advantage = (delta + gamma * lam * next_advantage) * maskf[:, t]
+        advantages[:, t] = next_advantage
+        next_value = values[:, t]
     return advantages, (advantages + values) * maskf
 
 
@@ -145,7 +227,12 @@ def policy_loss(
     mask: torch.Tensor,
     cliprange: float,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """PPO's clipped surrogate (Schulman et al. 2017, eq. 7), as a loss to minimise."""
+    """PPO's clipped surrogate as a loss to minimise [PPO eq. 7]: masked mean of
+    max(-A * ratio, -A * clip(ratio, 1 - cliprange, 1 + cliprange)), ratio = exp(new - old).
+
+    Stats (0-d, detached), as [OAI] `PPOTrainer.loss` and [SFFD] log them: `clipfrac`, the share of
+    real tokens where the clipped term is chosen (strictly larger); `approxkl` = 0.5 * mean((new -
+    old)^2); `ratio_mean`; `ratio_var` (unbiased)."""
     log_ratio = new_logprobs - old_logprobs
     ratio = torch.exp(log_ratio)
     unclipped = -advantages * ratio
@@ -153,7 +240,7 @@ def policy_loss(
     loss = masked_mean(torch.maximum(unclipped, clipped), mask)
     with torch.no_grad():
         stats = {
-            "clipfrac": masked_mean((clipped > unclipped).float(), mask),
+            "clipfrac": masked_mean((clipped > unclipped).to(ratio.dtype), mask),
             "approxkl": 0.5 * masked_mean(log_ratio**2, mask),
             "ratio_mean": masked_mean(ratio, mask),
             "ratio_var": masked_var(ratio, mask),
@@ -168,51 +255,71 @@ def value_loss(
     mask: torch.Tensor,
     cliprange_value: float,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """Clipped value loss, 0.5 * max((v - R)^2, (clip(v, v_old +- c) - R)^2) (OpenAI baselines ppo2)."""
+    """Clipped value loss: 0.5 * masked mean of max((v - R)^2, (clip(v, v_old - c, v_old + c) - R)^2).
+
+    As in [OAI] `PPOTrainer.loss` and [SFFD] (from OpenAI baselines ppo2). Stats: `vf_clipfrac`, the
+    share of real tokens where the clipped term is strictly larger (0-d, detached)."""
     clipped_values = old_values + (new_values - old_values).clamp(-cliprange_value, cliprange_value)
     unclipped = (new_values - returns) ** 2
     clipped = (clipped_values - returns) ** 2
     loss = 0.5 * masked_mean(torch.maximum(unclipped, clipped), mask)
     with torch.no_grad():
-        stats = {"vf_clipfrac": masked_mean((clipped > unclipped).float(), mask)}
+        stats = {"vf_clipfrac": masked_mean((clipped > unclipped).to(unclipped.dtype), mask)}
     return loss, stats
 
 
 def explained_variance(values: torch.Tensor, returns: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """1 - Var(returns - values) / Var(returns) over real tokens; NaN when the returns do not vary."""
-    var_returns = masked_var(returns, mask)
-    if var_returns <= 0:
-        return torch.tensor(float("nan"))
-    return 1.0 - masked_var(returns - values, mask) / var_returns
+    """1 - Var(returns - values) / Var(returns) over real tokens (`ppo/val/var_explained` in [OAI]).
+
+    1 is a perfect critic, 0 one no better than a constant, negative worse. NaN when the returns do not
+    vary (or fewer than two real tokens): the ratio is undefined there, and NaN shows up in a log where
+    0 would pass for a plausible value. Returns a 0-d tensor on the inputs' device, without a sync."""
+    with torch.no_grad():
+        var_returns = masked_var(returns, mask)
+        ratio = masked_var(returns - values, mask) / var_returns
+        return torch.where(var_returns > 0, 1.0 - ratio, torch.full_like(ratio, float("nan")))
+
+
+# KL coefficient controllers ---------------------------------------------------------------------------
 
 
 class FixedKLController:
+    """A constant KL coefficient (`FixedKLController` in [OAI] train_policy.py)."""
+
     def __init__(self, kl_coef: float):
-        self.value = kl_coef
+        self.value = float(kl_coef)
 
     def update(self, current_kl: float, n_steps: int) -> None:
-        pass
+        """No-op, so the training loop can call `update` whichever controller it holds."""
 
-    def state_dict(self) -> dict:
+    def state_dict(self) -> dict[str, float]:
         return {"value": self.value}
 
-    def load_state_dict(self, state: dict) -> None:
-        self.value = state["value"]
+    def load_state_dict(self, state: dict[str, float]) -> None:
+        self.value = float(state["value"])
 
 
 class AdaptiveKLController:
-    """Proportional controller of the KL coefficient (Ziegler et al. 2019, sec. 2.2; lm-human-preferences
-    `AdaptiveKLController`): the error is clipped to +-0.2 and scaled by the episodes seen / horizon."""
+    """Proportional controller of the KL coefficient (Ziegler et al. 2019, sec. 2.2;
+    `AdaptiveKLController` in [OAI] train_policy.py).
+
+    update: e = clip(current_kl / target - 1, -0.2, 0.2); value *= 1 + e * n_steps / horizon, where
+    n_steps is the number of episodes (responses) since the last update and `horizon` is in episodes
+    ([OAI]: target 6 nats, horizon 10,000, called once per batch with n_steps = batch size)."""
 
     def __init__(self, init_kl_coef: float, target: float, horizon: float):
-        self.value, self.target, self.horizon = init_kl_coef, target, horizon
+        self.value, self.target, self.horizon = float(init_kl_coef), float(target), float(horizon)
 
     def update(self, current_kl: float, n_steps: int) -> None:
-        proportional_error = min(max(current_kl / self.target - 1.0, -0.2), 0.2)
+        proportional_error = min(max(float(current_kl) / self.target - 1.0, -0.2), 0.2)
         self.value *= 1.0 + proportional_error * n_steps / self.horizon
 
-    def state_dict(self) -> dict:
+    def state_dict(self) -> dict[str, float]:
         return {"value": self.value, "target": self.target, "horizon": self.horizon}
 
-    def load_state_dict(self, state: dict) -> None:
-        self.value, self.target, self.horizon = state["value"], state["target"], state["horizon"]
+    def load_state_dict(self, state: dict[str, float]) -> None:
+        self.value, self.target, self.horizon = (
+            float(state["value"]),
+            float(state["target"]),
+            float(state["horizon"]),
+        )

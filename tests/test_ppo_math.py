@@ -1,0 +1,544 @@
+"""ppo_math.py against naive references: plain Python loops over batch and time on lists of floats.
+
+Inputs are random, with random right-padded masks whose lengths always include 0 (empty) and T (no
+stop token), over several seeds. Hand-made cases pin the details a loop could share with the code
+under test: where the score goes, pad == eos, the clip fractions, the adaptive KL clip at +-0.2."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch.testing import assert_close
+
+import ppo_math
+
+SEEDS = [0, 1, 2, 3]
+DT = torch.float64
+
+
+def random_lengths(gen: torch.Generator, B: int, T: int) -> list[int]:
+    """B lengths in [0, T], the first two being 0 and T."""
+    return [0, T] + torch.randint(0, T + 1, (B - 2,), generator=gen).tolist()
+
+
+def prefix_mask(lengths: list[int], T: int) -> torch.Tensor:
+    return torch.tensor([[t < n for t in range(T)] for n in lengths])
+
+
+def rand(gen: torch.Generator, *shape: int, scale: float = 1.0) -> torch.Tensor:
+    return torch.randn(*shape, generator=gen, dtype=DT) * scale
+
+
+def real(x: torch.Tensor, mask: torch.Tensor) -> list[float]:
+    """The real elements of x as a flat Python list, row by row."""
+    return [float(v) for v, m in zip(x.flatten().tolist(), mask.flatten().tolist()) if m]
+
+
+def naive_mean(xs: list[float]) -> float:
+    return sum(xs) / len(xs) if xs else 0.0
+
+
+def naive_var(xs: list[float], unbiased: bool) -> float:
+    n = len(xs)
+    if n == 0:
+        return 0.0
+    m = naive_mean(xs)
+    ss = sum((v - m) ** 2 for v in xs)
+    return ss / (n - 1) if unbiased and n > 1 else ss / n
+
+
+def t(x) -> torch.Tensor:
+    return torch.tensor(x, dtype=DT)
+
+
+# Masked statistics ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_masked_mean_and_var_match_loops(seed):
+    gen = torch.Generator().manual_seed(seed)
+    B, T = 6, 9
+    x = rand(gen, B, T, scale=3.0) + 1.5
+    # an arbitrary (not prefix) mask, with an empty row and a full row
+    mask = torch.rand(B, T, generator=gen) < 0.5
+    mask[0], mask[1] = False, True
+    for m in (mask, mask.to(DT)):
+        xs = real(x, mask)
+        assert_close(ppo_math.masked_mean(x, m), t(naive_mean(xs)))
+        assert_close(ppo_math.masked_var(x, m), t(naive_var(xs, unbiased=True)))
+        assert_close(ppo_math.masked_var(x, m, unbiased=False), t(naive_var(xs, unbiased=False)))
+        rows = [naive_mean([x[b, j].item() for j in range(T) if mask[b, j]]) for b in range(B)]
+        assert_close(ppo_math.masked_mean(x, m, dim=1), t(rows))
+        cols = [naive_mean([x[i, j].item() for i in range(B) if mask[i, j]]) for j in range(T)]
+        assert_close(ppo_math.masked_mean(x, m, dim=0), t(cols))
+    assert ppo_math.masked_mean(x, mask, dim=1)[0].item() == 0.0  # empty row: 0, not NaN
+
+
+def test_masked_var_hand_values():
+    x = t([[1.0, 2.0, 3.0, 100.0], [4.0, 50.0, 60.0, 70.0]])
+    mask = torch.tensor([[1, 1, 1, 0], [1, 0, 0, 0]])
+    # real elements 1, 2, 3, 4: mean 2.5, squared deviations sum to 5
+    assert_close(ppo_math.masked_mean(x, mask), t(2.5))
+    assert_close(ppo_math.masked_var(x, mask), t(5.0 / 3.0))
+    assert_close(ppo_math.masked_var(x, mask, unbiased=False), t(5.0 / 4.0))
+    one = torch.tensor([[1, 0, 0, 0], [0, 0, 0, 0]])
+    assert ppo_math.masked_var(x, one).item() == 0.0  # one element: no Bessel correction, no NaN
+    assert ppo_math.masked_var(x, torch.zeros_like(one)).item() == 0.0
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("shift_mean", [True, False])
+def test_masked_whiten_matches_loop(seed, shift_mean):
+    gen = torch.Generator().manual_seed(seed)
+    B, T = 5, 7
+    lengths = random_lengths(gen, B, T)
+    mask = prefix_mask(lengths, T)
+    x = rand(gen, B, T, scale=4.0) + 2.0
+    xs = real(x, mask)
+    m, v = naive_mean(xs), naive_var(xs, unbiased=False)
+    expected = [
+        [
+            ((x[b, j].item() - m) / math.sqrt(v + 1e-8) + (0.0 if shift_mean else m)) if mask[b, j] else 0.0
+            for j in range(T)
+        ]
+        for b in range(B)
+    ]
+    got = ppo_math.masked_whiten(x, mask, shift_mean=shift_mean)
+    assert_close(got, t(expected))
+    assert (got[~mask] == 0).all()
+    w = real(got, mask)
+    target_mean = 0.0 if shift_mean else m
+    assert abs(naive_mean(w) - target_mean) < 1e-9
+    assert abs(naive_var(w, unbiased=False) - 1.0) < 1e-6
+
+
+# Log-probabilities and entropy ------------------------------------------------------------------------
+
+
+def naive_log_softmax(row: list[float], temperature: float) -> list[float]:
+    z = [v / temperature for v in row]
+    top = max(z)
+    log_norm = top + math.log(sum(math.exp(v - top) for v in z))
+    return [v - log_norm for v in z]
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("temperature", [1.0, 0.7, 2.5])
+def test_logprobs_and_entropy_match_loops(seed, temperature):
+    gen = torch.Generator().manual_seed(seed)
+    B, T, V = 3, 4, 11
+    logits = rand(gen, B, T, V, scale=3.0)
+    labels = torch.randint(0, V, (B, T), generator=gen)
+    logp_exp, ent_exp = [], []
+    for b in range(B):
+        logp_row, ent_row = [], []
+        for j in range(T):
+            ls = naive_log_softmax(logits[b, j].tolist(), temperature)
+            logp_row.append(ls[labels[b, j].item()])
+            ent_row.append(-sum(math.exp(v) * v for v in ls))
+        logp_exp.append(logp_row)
+        ent_exp.append(ent_row)
+    logp = ppo_math.logprobs_from_logits(logits, labels, temperature)
+    ent = ppo_math.entropy_from_logits(logits, temperature)
+    assert logp.dtype == torch.float32 and ent.dtype == torch.float32
+    assert_close(logp, torch.tensor(logp_exp, dtype=torch.float32))
+    assert_close(ent, torch.tensor(ent_exp, dtype=torch.float32))
+    assert (logp <= 0).all() and (ent >= 0).all() and (ent <= math.log(V) + 1e-5).all()
+
+
+def test_logprobs_gradient_matches_log_softmax_gather():
+    gen = torch.Generator().manual_seed(0)
+    logits = torch.randn(2, 5, 13, generator=gen, requires_grad=True)
+    labels = torch.randint(0, 13, (2, 5), generator=gen)
+    weights = torch.randn(2, 5, generator=gen)
+    (ppo_math.logprobs_from_logits(logits, labels, 0.8) * weights).sum().backward()
+    ours = logits.grad.clone()
+    logits.grad = None
+    ref = torch.log_softmax(logits / 0.8, -1).gather(-1, labels[..., None]).squeeze(-1)
+    (ref * weights).sum().backward()
+    assert_close(ours, logits.grad)
+
+
+def test_logprobs_bf16_logits_computed_in_float32():
+    gen = torch.Generator().manual_seed(0)
+    logits = (torch.randn(2, 3, 50, generator=gen) * 5).to(torch.bfloat16)
+    labels = torch.randint(0, 50, (2, 3), generator=gen)
+    expected = torch.log_softmax(logits.float(), -1).gather(-1, labels[..., None]).squeeze(-1)
+    assert_close(ppo_math.logprobs_from_logits(logits, labels), expected)
+
+
+# Stop tokens and the score index ----------------------------------------------------------------------
+
+EOS = PAD = 50256  # GPT-2: pad == eos
+
+
+def test_truncate_pad_equal_to_eos_masks_by_position():
+    responses = torch.tensor(
+        [
+            [11, 12, EOS, EOS, EOS, EOS],  # EOS at 2, then more EOS ids: padding, not real tokens
+            [EOS, 7, 8, 9, 10, 11],  # EOS first: one real token
+            [5, 6, 7, 8, 9, 10],  # no EOS: all real
+            [5, 6, 7, 8, 9, EOS],  # EOS last
+        ]
+    )
+    out, mask, lengths, has_stop = ppo_math.truncate_after_stop(responses, [EOS], PAD)
+    assert mask.dtype == torch.bool
+    assert mask.tolist() == [
+        [True, True, True, False, False, False],
+        [True, False, False, False, False, False],
+        [True] * 6,
+        [True] * 6,
+    ]
+    assert lengths.tolist() == [3, 1, 6, 6]
+    assert has_stop.tolist() == [True, True, False, True]
+    assert out.tolist() == [
+        [11, 12, EOS, PAD, PAD, PAD],
+        [EOS, PAD, PAD, PAD, PAD, PAD],
+        [5, 6, 7, 8, 9, 10],
+        [5, 6, 7, 8, 9, EOS],
+    ]
+    assert ppo_math.score_index(mask).tolist() == [2, 0, 5, 5]
+
+
+def test_truncate_multiple_stop_ids_and_distinct_pad():
+    responses = torch.tensor(
+        [
+            [3, 4, 99, 5, 98, 6],  # 99 first
+            [3, 98, 4, 99, 5, 6],  # 98 first
+            [3, 4, 5, 6, 7, 8],  # neither
+        ]
+    )
+    out, mask, lengths, has_stop = ppo_math.truncate_after_stop(responses, {98, 99}, 0)
+    assert lengths.tolist() == [3, 2, 6]
+    assert has_stop.tolist() == [True, True, False]
+    assert out.tolist() == [[3, 4, 99, 0, 0, 0], [3, 98, 0, 0, 0, 0], [3, 4, 5, 6, 7, 8]]
+    assert mask.sum(1).tolist() == lengths.tolist()
+    assert ppo_math.score_index(mask).tolist() == [2, 1, 5]
+
+
+def test_truncate_without_stop_ids_keeps_everything():
+    responses = torch.tensor([[1, 2, 3], [EOS, EOS, EOS]])
+    for empty in ([], set()):
+        out, mask, lengths, has_stop = ppo_math.truncate_after_stop(responses, empty, PAD)
+        assert out.equal(responses) and mask.all()
+        assert lengths.tolist() == [3, 3] and has_stop.tolist() == [False, False]
+    # no positions at all
+    out, mask, lengths, has_stop = ppo_math.truncate_after_stop(
+        torch.zeros(2, 0, dtype=torch.long), [EOS], PAD
+    )
+    assert out.shape == mask.shape == (2, 0)
+    assert lengths.tolist() == [0, 0] and has_stop.tolist() == [False, False]
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_truncate_and_score_index_match_loops(seed):
+    gen = torch.Generator().manual_seed(seed)
+    B, T, stops, pad = 16, 10, [1, 2], 0  # small vocab: stops are frequent, some rows have none
+    responses = torch.randint(0, 8, (B, T), generator=gen)
+    responses[0] = torch.arange(3, 3 + T) % 5 + 3  # no stop id
+    out, mask, lengths, has_stop = ppo_math.truncate_after_stop(responses, stops, pad)
+    for b in range(B):
+        row = responses[b].tolist()
+        n, stopped = T, False
+        for j, tok in enumerate(row):
+            if tok in stops:
+                n, stopped = j + 1, True
+                break
+        assert lengths[b].item() == n and has_stop[b].item() == stopped
+        assert mask[b].tolist() == [j < n for j in range(T)]
+        assert out[b].tolist() == row[:n] + [pad] * (T - n)
+        assert ppo_math.score_index(mask)[b].item() == n - 1
+    assert ppo_math.score_index(torch.zeros(3, 4)).tolist() == [0, 0, 0]  # empty: clamped at 0
+
+
+# KL penalty and rewards -------------------------------------------------------------------------------
+
+
+def naive_kl(lp: float, ref: float, estimator: str) -> float:
+    if estimator == "k1":
+        return lp - ref
+    r = math.exp(ref - lp)
+    return (r - 1) - math.log(r)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("estimator", ["k1", "k3"])
+def test_per_token_kl_matches_formula(seed, estimator):
+    gen = torch.Generator().manual_seed(seed)
+    lp, ref = -rand(gen, 4, 6).abs(), -rand(gen, 4, 6).abs()
+    expected = [
+        [naive_kl(a, c, estimator) for a, c in zip(ra, rc)] for ra, rc in zip(lp.tolist(), ref.tolist())
+    ]
+    kl = ppo_math.per_token_kl(lp, ref, estimator)
+    assert_close(kl, t(expected))
+    if estimator == "k3":
+        assert (kl >= 0).all()
+    else:
+        assert (kl < 0).any()  # k1 is negative for some samples
+
+
+def test_k1_and_k3_agree():
+    # per sample, k3 = d^2 / 2 + O(d^3) where d = k1 = logp - ref_logp
+    d = torch.tensor([-1e-2, -1e-3, 1e-4, 1e-3, 1e-2], dtype=DT)
+    k1 = ppo_math.per_token_kl(d, torch.zeros_like(d), "k1")
+    k3 = ppo_math.per_token_kl(d, torch.zeros_like(d), "k3")
+    assert_close(k1, d)
+    assert ((k3 - d**2 / 2).abs() <= d.abs() ** 3 / 6 * 1.1).all()
+    # in expectation under the policy both equal KL(p || q) exactly: sum_x p(x) k(x)
+    gen = torch.Generator().manual_seed(0)
+    p = torch.softmax(rand(gen, 20), 0)
+    q = torch.softmax(torch.log(p) + rand(gen, 20, scale=0.1), 0)
+    exact = sum(pi * math.log(pi / qi) for pi, qi in zip(p.tolist(), q.tolist()))
+    for estimator in ("k1", "k3"):
+        expectation = (p * ppo_math.per_token_kl(p.log(), q.log(), estimator)).sum()
+        assert_close(expectation, t(exact))
+    with pytest.raises(ValueError, match="k2"):
+        ppo_math.per_token_kl(d, d, "k2")
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("estimator", ["k1", "k3"])
+def test_compute_rewards_matches_loop(seed, estimator):
+    gen = torch.Generator().manual_seed(seed)
+    B, T, kl_coef = 6, 8, 0.07
+    lengths = random_lengths(gen, B, T)
+    mask = prefix_mask(lengths, T)
+    lp, ref, scores = -rand(gen, B, T).abs(), -rand(gen, B, T).abs(), rand(gen, B, scale=2.0)
+    exp_r, exp_nsr, exp_kl = [], [], []
+    for b in range(B):
+        r_row, nsr_row, kl_row = [], [], []
+        for j in range(T):
+            kl = naive_kl(lp[b, j].item(), ref[b, j].item(), estimator) if j < lengths[b] else 0.0
+            nsr = -kl_coef * kl
+            r = nsr + (scores[b].item() if j == lengths[b] - 1 else 0.0)
+            r_row.append(r)
+            nsr_row.append(nsr)
+            kl_row.append(kl)
+        exp_r.append(r_row)
+        exp_nsr.append(nsr_row)
+        exp_kl.append(kl_row)
+    rewards, non_score, kl = ppo_math.compute_rewards(scores, lp, ref, mask, kl_coef, estimator)
+    assert_close(rewards, t(exp_r))
+    assert_close(non_score, t(exp_nsr))
+    assert_close(kl, t(exp_kl))
+
+
+def test_compute_rewards_score_lands_on_last_real_token():
+    lp = torch.zeros(3, 5, dtype=DT)
+    mask = prefix_mask([2, 5, 0], 5)
+    rewards, _, _ = ppo_math.compute_rewards(t([10.0, 20.0, 30.0]), lp, lp, mask, 0.1)
+    assert rewards.tolist() == [[0, 10, 0, 0, 0], [0, 0, 0, 0, 20], [0, 0, 0, 0, 0]]
+
+
+# GAE --------------------------------------------------------------------------------------------------
+
+
+def naive_gae(rewards, values, lengths, gamma, lam):
+    advantages, returns = [], []
+    for r, v, n in zip(rewards, values, lengths):
+        adv = [0.0] * len(r)
+        last = 0.0
+        for j in reversed(range(n)):
+            next_value = v[j + 1] if j + 1 < n else 0.0
+            delta = r[j] + gamma * next_value - v[j]
+            last = delta + gamma * lam * last
+            adv[j] = last
+        advantages.append(adv)
+        returns.append([adv[j] + v[j] if j < n else 0.0 for j in range(len(r))])
+    return advantages, returns
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize(("gamma", "lam"), [(0.9, 0.8), (1.0, 0.95), (0.99, 0.0), (1.0, 1.0)])
+def test_gae_matches_loop(seed, gamma, lam):
+    gen = torch.Generator().manual_seed(seed)
+    B, T = 6, 9
+    lengths = random_lengths(gen, B, T)
+    mask = prefix_mask(lengths, T)
+    # padding holds garbage that must be ignored
+    rewards, values = rand(gen, B, T), rand(gen, B, T)
+    adv_exp, ret_exp = naive_gae(rewards.tolist(), values.tolist(), lengths, gamma, lam)
+    advantages, returns = ppo_math.gae(rewards, values, mask, gamma, lam)
+    assert_close(advantages, t(adv_exp))
+    assert_close(returns, t(ret_exp))
+    assert (advantages[~mask] == 0).all() and (returns[~mask] == 0).all()
+
+
+def test_gae_hand_values_and_reward_to_go():
+    # one response of 2 real tokens in T = 3: r = (1, 2), V = (0.5, 0.25), gamma 0.9, lam 0.5
+    rewards, values = t([[1.0, 2.0, 7.0]]), t([[0.5, 0.25, 9.0]])
+    mask = prefix_mask([2], 3)
+    advantages, returns = ppo_math.gae(rewards, values, mask, 0.9, 0.5)
+    a1 = 2.0 + 0.9 * 0.0 - 0.25  # the value after the last real token is 0
+    a0 = (1.0 + 0.9 * 0.25 - 0.5) + 0.9 * 0.5 * a1
+    assert_close(advantages, t([[a0, a1, 0.0]]))
+    assert_close(returns, t([[a0 + 0.5, a1 + 0.25, 0.0]]))
+    # gamma = lam = 1: returns are the undiscounted reward-to-go whatever the values
+    gen = torch.Generator().manual_seed(0)
+    rewards, values = rand(gen, 4, 6), rand(gen, 4, 6)
+    lengths = [0, 6, 3, 1]
+    _, returns = ppo_math.gae(rewards, values, prefix_mask(lengths, 6), 1.0, 1.0)
+    to_go = [
+        [sum(rewards[b, k].item() for k in range(j, n)) if j < n else 0.0 for j in range(6)]
+        for b, n in enumerate(lengths)
+    ]
+    assert_close(returns, t(to_go))
+
+
+# Losses -----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_policy_loss_matches_loop(seed):
+    gen = torch.Generator().manual_seed(seed)
+    B, T, clip = 5, 7, 0.2
+    lengths = random_lengths(gen, B, T)
+    mask = prefix_mask(lengths, T)
+    old = -rand(gen, B, T).abs()
+    new = old + rand(gen, B, T, scale=0.3)
+    adv = rand(gen, B, T)
+    losses, clipped_flags, log_ratios, ratios = [], [], [], []
+    for b in range(B):
+        for j in range(lengths[b]):
+            lr = new[b, j].item() - old[b, j].item()
+            ratio = math.exp(lr)
+            a = adv[b, j].item()
+            unclipped, clipped = -a * ratio, -a * min(max(ratio, 1 - clip), 1 + clip)
+            losses.append(max(unclipped, clipped))
+            clipped_flags.append(1.0 if clipped > unclipped else 0.0)
+            log_ratios.append(lr)
+            ratios.append(ratio)
+    loss, stats = ppo_math.policy_loss(new, old, adv, mask, clip)
+    assert_close(loss, t(naive_mean(losses)))
+    assert_close(stats["clipfrac"], t(naive_mean(clipped_flags)))
+    assert_close(stats["approxkl"], t(0.5 * naive_mean([v * v for v in log_ratios])))
+    assert_close(stats["ratio_mean"], t(naive_mean(ratios)))
+    assert_close(stats["ratio_var"], t(naive_var(ratios, unbiased=True)))
+    assert 0 < stats["clipfrac"] < 1
+
+
+def test_policy_loss_at_ratio_one_is_minus_advantage():
+    gen = torch.Generator().manual_seed(0)
+    lp = -rand(gen, 3, 5).abs()
+    adv = rand(gen, 3, 5)
+    mask = prefix_mask([5, 2, 0], 5)
+    new = lp.clone().requires_grad_(True)
+    loss, stats = ppo_math.policy_loss(new, lp, adv, mask, 0.2)
+    assert_close(loss, -t(naive_mean(real(adv, mask))))
+    assert stats["clipfrac"].item() == 0.0 and stats["approxkl"].item() == 0.0
+    assert stats["ratio_mean"].item() == 1.0 and stats["ratio_var"].item() == 0.0
+    assert all(not v.requires_grad for v in stats.values())
+    loss.backward()  # d loss / d new_logprob = -A / n_real on real tokens, 0 on padding
+    assert_close(new.grad, -adv * mask / mask.sum())
+
+
+def test_policy_clipfrac_counts_clipped_tokens():
+    clip = 0.2
+    ratio = t([[1.5, 0.5, 0.5, 1.5, 1.1, 5.0]])
+    adv = t([[1.0, 1.0, -1.0, -1.0, 1.0, 1.0]])
+    # A > 0, ratio 1.5: clipped (counted). A > 0, ratio 0.5: the unclipped term is larger (not
+    # counted). A < 0, ratio 0.5: clipped (counted). A < 0, ratio 1.5: not counted. Ratio 1.1: inside
+    # the range. Ratio 5: padding, ignored.
+    mask = torch.tensor([[1, 1, 1, 1, 1, 0]])
+    old = torch.zeros_like(ratio)
+    new = ratio.log().requires_grad_(True)
+    loss, stats = ppo_math.policy_loss(new, old, adv, mask, clip)
+    assert_close(stats["clipfrac"], t(2 / 5))
+    expected = [-1.2, -0.5, 0.8, 1.5, -1.1]
+    assert_close(loss, t(sum(expected) / 5))
+    loss.backward()
+    # clipped tokens get no gradient; the others get -A * ratio / 5
+    assert_close(new.grad, t([[0.0, -0.5 / 5, 0.0, 1.5 / 5, -1.1 / 5, 0.0]]))
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_value_loss_matches_loop(seed):
+    gen = torch.Generator().manual_seed(seed)
+    B, T, c = 5, 7, 0.2
+    lengths = random_lengths(gen, B, T)
+    mask = prefix_mask(lengths, T)
+    old, returns = rand(gen, B, T), rand(gen, B, T)
+    new = old + rand(gen, B, T, scale=0.4)
+    losses, flags = [], []
+    for b in range(B):
+        for j in range(lengths[b]):
+            v, vo, ret = new[b, j].item(), old[b, j].item(), returns[b, j].item()
+            v_clipped = min(max(v, vo - c), vo + c)
+            unclipped, clipped = (v - ret) ** 2, (v_clipped - ret) ** 2
+            losses.append(max(unclipped, clipped))
+            flags.append(1.0 if clipped > unclipped else 0.0)
+    loss, stats = ppo_math.value_loss(new, old, returns, mask, c)
+    assert_close(loss, t(0.5 * naive_mean(losses)))
+    assert_close(stats["vf_clipfrac"], t(naive_mean(flags)))
+    assert 0 < stats["vf_clipfrac"] < 1
+
+
+def test_value_loss_clipping_by_hand():
+    c = 0.2
+    old = t([[0.0, 0.0, 0.0, 0.0]])
+    new = t([[1.0, 1.0, 0.1, 9.0]])
+    returns = t([[2.0, -1.0, 1.0, 0.0]])
+    mask = torch.tensor([[1, 1, 1, 0]])
+    # token 0: moving toward R = 2, clipped v = 0.2 is further: max(1, 3.24) = 3.24, clipped.
+    # token 1: moving away from R = -1, clipped v = 0.2: max(4, 1.44) = 4, unclipped.
+    # token 2: inside the range: (0.1 - 1)^2 = 0.81 either way, not counted. Token 3: padding.
+    loss, stats = ppo_math.value_loss(new, old, returns, mask, c)
+    assert_close(loss, t(0.5 * (3.24 + 4.0 + 0.81) / 3))
+    assert_close(stats["vf_clipfrac"], t(1 / 3))
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_explained_variance_matches_loop(seed):
+    gen = torch.Generator().manual_seed(seed)
+    B, T = 5, 7
+    lengths = random_lengths(gen, B, T)
+    mask = prefix_mask(lengths, T)
+    returns = rand(gen, B, T)
+    values = returns + rand(gen, B, T, scale=0.5)
+    rs, vs = real(returns, mask), real(values, mask)
+    expected = 1 - naive_var([r - v for r, v in zip(rs, vs)], True) / naive_var(rs, True)
+    assert_close(ppo_math.explained_variance(values, returns, mask), t(expected))
+    assert_close(ppo_math.explained_variance(returns, returns, mask), t(1.0))
+    constant = torch.full((B, T), 3.0, dtype=DT)
+    assert math.isnan(ppo_math.explained_variance(values, constant, mask).item())
+
+
+# KL controllers ---------------------------------------------------------------------------------------
+
+
+def test_adaptive_kl_controller_matches_hand_computation():
+    ctl = ppo_math.AdaptiveKLController(init_kl_coef=0.15, target=6.0, horizon=10_000)
+    value = 0.15
+    # KL far above target (error clipped to +0.2), slightly above, on target, far below (clipped to -0.2)
+    for kl, n_steps, error in [
+        (12.0, 512, 0.2),
+        (6.6, 512, 0.1),
+        (6.0, 256, 0.0),
+        (1.0, 512, -0.2),
+        (3.0, 64, -0.2),
+    ]:
+        ctl.update(kl, n_steps)
+        value *= 1 + error * n_steps / 10_000
+        assert ctl.value == pytest.approx(value, rel=1e-12)
+    assert value == pytest.approx(0.15 * 1.01024 * 1.00512 * 0.98976 * 0.99872, rel=1e-12)
+    # the KL may arrive as a 0-d tensor
+    ctl.update(torch.tensor(9.0), 100)
+    value *= 1 + 0.2 * 100 / 10_000
+    assert ctl.value == pytest.approx(value, rel=1e-6)
+    # resume: a fresh controller loaded from the state continues identically
+    resumed = ppo_math.AdaptiveKLController(1.0, 1.0, 1.0)
+    resumed.load_state_dict(ctl.state_dict())
+    ctl.update(9.0, 512)
+    resumed.update(9.0, 512)
+    assert resumed.value == ctl.value and resumed.state_dict() == ctl.state_dict()
+
+
+def test_fixed_kl_controller():
+    ctl = ppo_math.FixedKLController(0.05)
+    ctl.update(100.0, 512)
+    assert ctl.value == 0.05
+    other = ppo_math.FixedKLController(1.0)
+    other.load_state_dict(ctl.state_dict())
+    assert other.value == 0.05
