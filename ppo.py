@@ -63,6 +63,9 @@ class PPOArguments:
     query_split: str = field(
         default="train", metadata={"help": "Split of the prompts to train on (slices work)."}
     )
+    eval_dataset: str | None = field(
+        default=None, metadata={"help": "Held-out prompts from another source (default: --query_dataset)."}
+    )
     eval_split: str | None = field(
         default=None,
         metadata={
@@ -837,6 +840,10 @@ class Trainer:
     def _load_prompts(self):
         args = self.args
         train = load_prompts(args.query_dataset, args.query_split, args.data_dir)
+        if args.eval_dataset:
+            return train, load_prompts(args.eval_dataset, args.eval_split or "train", None)[
+                : args.eval_samples
+            ]
         if args.eval_split:
             return train, load_prompts(args.query_dataset, args.eval_split, args.data_dir)[
                 : args.eval_samples
