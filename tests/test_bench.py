@@ -1,0 +1,99 @@
+"""The benchmark path: reward_modeling.py's chunked training step against TRL's."""
+
+import itertools
+import random
+
+import pytest
+import torch
+from conftest import learnable_pairs
+
+import reward_modeling
+import utils
+
+
+def brute_force_cost(widths, max_tokens, cost):
+    """Cheapest split of the sorted pairs into contiguous chunks, by trying every set of cuts."""
+    n, best = len(widths), float("inf")
+    for mask in range(1 << (n - 1)):
+        cuts = [0] + [i + 1 for i in range(n - 1) if mask >> i & 1] + [n]
+        total = 0
+        for a, b in itertools.pairwise(cuts):
+            tokens = 2 * (b - a) * widths[a]
+            if tokens > max_tokens and b - a > 1:
+                break
+            total += tokens + cost
+        else:
+            best = min(best, total)
+    return best
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_plan_chunks_is_an_optimal_partition(seed):
+    rng = random.Random(seed)
+    lengths = [rng.randint(5, 300) for _ in range(rng.randint(1, 11))]
+    chunks = reward_modeling.plan_chunks(lengths, max_tokens=1200, chunk_cost_tokens=64)
+    assert sorted(i for c in chunks for i in c) == list(range(len(lengths)))
+    for c in chunks:
+        assert len(c) == 1 or 2 * len(c) * max(lengths[i] for i in c) <= 1200
+    cost = sum(2 * len(c) * max(lengths[i] for i in c) + 64 for c in chunks)
+    assert cost == brute_force_cost(sorted(lengths, reverse=True), 1200, 64)
+
+
+def test_plan_chunks_single_long_pair_and_huge_budget():
+    assert reward_modeling.plan_chunks([900, 10], max_tokens=100) == [[0], [1]]
+    assert reward_modeling.plan_chunks([7, 7, 7], max_tokens=10**6) == [[0, 1, 2]]
+
+
+def make_trainer(model_dir, tmp_path, chunk_tokens, margins):
+    script_args, training_args, model_args = utils.parse_args(
+        (reward_modeling.ScriptArguments, reward_modeling.RewardConfig, reward_modeling.ModelConfig),
+        [
+            f"--model_name_or_path={model_dir}",
+            f"--output_dir={tmp_path}",
+            "--per_device_train_batch_size=12",
+            "--report_to=none",
+            f"--train_chunk_tokens={chunk_tokens}",
+            *(["--center_rewards_coefficient=0.1"] if margins else []),
+        ],
+        reward_modeling.RENAMED_FLAGS,
+        reward_modeling.default_flags(),
+    )
+    torch.manual_seed(0)
+    _, tok, model, info = reward_modeling.load_backbone(model_args, training_args)
+    pairs, _ = utils.clean_preference_rows(learnable_pairs(12, seed=3), "test")
+    rows, _ = reward_modeling.tokenize_pairs(pairs, tok, 64, False)
+    if margins:
+        rows["margin"] = [0.1 * i for i in range(len(pairs))]
+    from datasets import Dataset
+
+    trainer = reward_modeling.build_trainer(
+        script_args, training_args, model_args, model, tok, info, Dataset.from_dict(rows), None
+    )
+    batch = trainer.data_collator([trainer.train_dataset[i] for i in range(len(pairs))])
+    return trainer, batch
+
+
+@pytest.mark.parametrize("backbone", ["tiny_distilbert", "tiny_gpt2"])
+@pytest.mark.parametrize("margins", [False, True], ids=["plain", "margin+center"])
+def test_chunked_step_matches_trls_single_pass(backbone, margins, request, tmp_path):
+    """Same loss, same gradients and same logged metrics as TRL's one padded pass over the batch."""
+    model_dir = request.getfixturevalue(backbone)
+    results = []
+    for chunk_tokens in (0, 200):  # 200 tokens: several chunks of a few pairs each
+        trainer, batch = make_trainer(model_dir, tmp_path, chunk_tokens, margins)
+        trainer.create_optimizer_and_scheduler(num_training_steps=1)
+        trainer.current_gradient_accumulation_steps = 1  # set by train() at each optimizer step
+        loss = trainer.training_step(trainer.model, dict(batch))
+        grads = {n: p.grad.clone() for n, p in trainer.model.named_parameters() if p.grad is not None}
+        metrics = {k: v[-1] for k, v in trainer._metrics["train"].items()}
+        results.append((loss, grads, metrics))
+    (loss0, grads0, metrics0), (loss1, grads1, metrics1) = results
+    lengths = batch["attention_mask"].sum(dim=1)
+    assert len(reward_modeling.plan_chunks(torch.maximum(lengths[:12], lengths[12:]).tolist(), 200)) > 2
+    assert torch.allclose(loss0, loss1, atol=1e-6)
+    assert grads0.keys() == grads1.keys() and len(grads0) > 4
+    for name in grads0:
+        assert torch.allclose(grads0[name], grads1[name], atol=1e-6, rtol=1e-4), name
+    assert metrics0.keys() == metrics1.keys()
+    for key in metrics0:
+        assert metrics0[key] == pytest.approx(metrics1[key], abs=1e-5), key
