@@ -1,14 +1,18 @@
-"""The benchmark path: reward_modeling.py's chunked training step against TRL's."""
+"""The benchmark path: reward_modeling.py's chunked training step against TRL's, and the bench/ scripts."""
 
 import itertools
+import json
 import random
+import sys
 
 import pytest
 import torch
-from conftest import learnable_pairs
+from conftest import HH_HARMLESS_TEST, ROOT, learnable_pairs
 
 import reward_modeling
 import utils
+
+sys.path.insert(0, str(ROOT / "bench"))
 
 
 def brute_force_cost(widths, max_tokens, cost):
@@ -97,3 +101,25 @@ def test_chunked_step_matches_trls_single_pass(backbone, margins, request, tmp_p
     assert metrics0.keys() == metrics1.keys()
     for key in metrics0:
         assert metrics0[key] == pytest.approx(metrics1[key], abs=1e-5), key
+
+
+@pytest.mark.skipif(not HH_HARMLESS_TEST.exists(), reason=f"real hh-rlhf data absent: {HH_HARMLESS_TEST}")
+def test_rm_bench_trains_the_peers_pairs(tiny_distilbert, capsys):
+    import rm_bench
+
+    rm_bench.main(
+        [
+            f"--model={tiny_distilbert}",
+            "--rows=0:40",
+            "--batch_size=16",
+            "--max_length=256",
+            "--no_peak",
+            "--max_steps=2",
+        ]
+    )
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert out["pairs_tokenized_as_peer"] == out["pairs_in"] == 40
+    assert out["pairs_dropped_for_length"] > 0 and out["pairs_trained"] == 32
+    assert out["padding_frac"] < out["padding_frac_trl_batching"]
+    assert out["real_tokens"] == sum(out["per_step_real_tokens"]) and out["real_tokens_per_s"] > 0
+    assert all(0.6 < loss < 0.8 for loss in out["step_loss"])
