@@ -4,6 +4,7 @@ import itertools
 import json
 import random
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -123,3 +124,12 @@ def test_rm_bench_trains_the_peers_pairs(tiny_distilbert, capsys):
     assert out["padding_frac"] < out["padding_frac_trl_batching"]
     assert out["real_tokens"] == sum(out["per_step_real_tokens"]) and out["real_tokens_per_s"] > 0
     assert all(0.6 < loss < 0.8 for loss in out["step_loss"])
+
+
+def test_compare_skips_without_peers(monkeypatch, capsys):
+    import compare
+
+    monkeypatch.setattr(compare, "PEERS", Path("/nonexistent/peers"))
+    assert compare.main(["rm", "--pairs=1"]) == 0
+    out = capsys.readouterr()
+    assert "skipped" in out.err and json.loads(out.out)["skipped"]

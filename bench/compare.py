@@ -1,0 +1,294 @@
+"""Side by side: the TRL peer and ours on the same work, alternating peer, ours, peer, ours ... (N pairs).
+
+On a shared 2-core machine single timings mean little; what counts is the median of the per-pair
+ratios ours / peer, with every run's noise indicator (CPU that other processes used while it ran).
+
+    python bench/compare.py ppo                                   # preset small, 3 pairs
+    python bench/compare.py ppo --preset tiny --ours_args "--bf16"
+    python bench/compare.py rm                                    # MiniLM, batch 64, max_length 512 (2024 settings)
+    python bench/compare.py rm --preset b16 --ours_args "--gradient_checkpointing=True"
+    python bench/compare.py rm --json_out bench/results/rm-b64.jsonl
+
+ppo: ../shared/peers/trl_ppo_peer.py (TRL 1.12 PPOTrainer, in .peer-venv, built here if missing with the
+commands of ../shared/peers/README.md) against bench/ppo_bench.py; key metric episodes/s.
+rm: ../shared/peers/trl_rm_peer.py (TRL 1.16 RewardTrainer, the 2024 settings; our venv has TRL 1.16)
+against bench/rm_bench.py; key metrics real tokens/s and pairs/s. The matmul peak is measured once
+(../shared/peers/cpu_peak.py) and handed to every run of ours.
+Prints one JSON line; --json_out also appends every run's own line and the summary to a file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shlex
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PEERS = ROOT.parent / "shared" / "peers"
+PEER_VENV = ROOT / ".peer-venv"
+TINY_DIR = Path(tempfile.gettempdir()) / "rmpeer" / "tiny-distilbert-2x64"
+
+# preset -> (peer flags, our flags): the same work on both sides.
+PRESETS = {
+    "ppo": {p: ([f"--preset={p}"], [f"--preset={p}"]) for p in ("tiny", "small", "medium")},
+    "rm": {
+        "b64": ([], []),  # MiniLM, rows 0:256, batch 64, max_length 512: the 2024 command
+        "b16": (["--batch_size=16", "--max_length=256"], ["--batch_size=16", "--max_length=256"]),
+        "tiny": (["--tiny_distilbert", f"--tiny_dir={TINY_DIR}"], [f"--model={TINY_DIR}"]),
+    },
+}
+METRICS = {"ppo": ["episodes_per_s", "episodes_per_s_clean"], "rm": ["real_tokens_per_s", "pairs_per_s"]}
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("kind", choices=["ppo", "rm"], help="PPO (TRL 1.12 PPOTrainer) or reward-model training")
+    p.add_argument(
+        "--preset", default=None, help="ppo: tiny, small (default), medium; rm: b64 (default), b16, tiny"
+    )
+    p.add_argument("--pairs", type=int, default=3, help="peer/ours pairs to run, alternating")
+    p.add_argument("--threads", type=int, default=2, help="torch threads on both sides")
+    p.add_argument("--ours_args", default="", help="extra flags for ours (one shell-quoted string)")
+    p.add_argument("--peer_args", default="", help="extra flags for the peer (one shell-quoted string)")
+    p.add_argument("--ours_first", action="store_true", help="alternate ours, peer, ... instead")
+    p.add_argument(
+        "--quiet_wait",
+        type=float,
+        default=300.0,
+        help="before each run, wait up to this many seconds for other processes to use < --quiet_cores",
+    )
+    p.add_argument("--quiet_cores", type=float, default=0.1, help="CPU cores other processes may use (quiet)")
+    p.add_argument("--peak_json", default=None, help="rm: a cpu_peak.py line to use instead of measuring")
+    p.add_argument("--timeout", type=float, default=3600.0, help="seconds one run may take")
+    p.add_argument("--label", default=None, help="free text copied into the JSON")
+    p.add_argument("--json_out", default=None, help="append every run's line and the summary here (jsonl)")
+    args = p.parse_args(argv)
+    args.preset = args.preset or {"ppo": "small", "rm": "b64"}[args.kind]
+    if args.preset not in PRESETS[args.kind]:
+        p.error(f"--preset for {args.kind}: one of {', '.join(PRESETS[args.kind])}")
+    if args.pairs < 1:
+        p.error("--pairs must be at least 1")
+    return args
+
+
+def log(msg):
+    print(f"[compare] {msg}", file=sys.stderr, flush=True)
+
+
+def busy_cores_snapshot():
+    with open("/proc/stat") as f:
+        vals = [int(x) for x in f.readline().split()[1:]]
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    busy = (sum(vals[:8]) - vals[3] - vals[4]) / os.sysconf("SC_CLK_TCK")
+    return busy, ru.ru_utime + ru.ru_stime, time.perf_counter()
+
+
+def other_cores(a, b):
+    """Cores used by processes other than our children (this script itself is idle) during [a, b]."""
+    wall = b[2] - a[2]
+    return round(max(0.0, (b[0] - a[0]) - (b[1] - a[1])) / wall, 3) if wall > 0 else None
+
+
+def wait_quiet(limit_s, cores, window_s=3.0):
+    """Wait until two windows in a row see other processes use < `cores`; returns (seconds waited, last load)."""
+    t0, calm, load = time.perf_counter(), 0, None
+    while True:
+        a = busy_cores_snapshot()
+        time.sleep(window_s)
+        load = other_cores(a, busy_cores_snapshot())
+        calm = calm + 1 if load is not None and load < cores else 0
+        waited = time.perf_counter() - t0
+        if calm >= 2 or waited >= limit_s:
+            return round(waited, 1), load
+
+
+def our_python():
+    venv = ROOT / ".venv" / "bin" / "python"
+    return str(venv) if venv.exists() else sys.executable
+
+
+def ensure_peer_venv():
+    """.peer-venv with TRL 1.12, built exactly as ../shared/peers/README.md says (torch first: the CPU wheel)."""
+    py = PEER_VENV / "bin" / "python"
+    if py.exists() and subprocess.run([str(py), "-c", "import trl"], capture_output=True).returncode == 0:
+        return str(py)
+    log(f"building {PEER_VENV} (once; see ../shared/peers/README.md)")
+    for cmd in (
+        [sys.executable, "-m", "venv", str(PEER_VENV)],
+        [str(PEER_VENV / "bin" / "pip"), "install", "torch==2.13.0"],
+        [str(PEER_VENV / "bin" / "pip"), "install", "-r", str(PEERS / "trl-ppo-requirements.txt")],
+    ):
+        log(" ".join(cmd))
+        subprocess.run(cmd, check=True, cwd=ROOT)
+    return str(py)
+
+
+def measure_peak(path, threads):
+    log("measuring the matmul peak (../shared/peers/cpu_peak.py)")
+    cmd = [our_python(), str(PEERS / "cpu_peak.py"), f"--threads={threads}", f"--json_out={path}"]
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+    return json.loads(Path(path).read_text().splitlines()[-1])
+
+
+def run_one(role, cmd, env, timeout):
+    """Run one harness; its last stdout line is its JSON. Adds our own noise measurement."""
+    log(f"{role}: {' '.join(cmd)}")
+    a = busy_cores_snapshot()
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+    b = busy_cores_snapshot()
+    if proc.returncode != 0:
+        sys.exit(f"{role} failed (exit {proc.returncode}):\n{proc.stderr[-4000:]}")
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+    if not lines:
+        sys.exit(f"{role} printed no JSON line:\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
+    result = json.loads(lines[-1])
+    result["compare_other_procs_cpu_cores"] = other_cores(a, b)
+    result["compare_wall_s"] = round(b[2] - a[2], 2)
+    return result
+
+
+def summarize(values):
+    return {
+        "median": round(statistics.median(values), 4),
+        "min": round(min(values), 4),
+        "max": round(max(values), 4),
+    }
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if not PEERS.is_dir():
+        print(f"[compare] skipped: the peer harnesses are not there ({PEERS})", file=sys.stderr)
+        print(json.dumps({"harness": "compare", "skipped": f"{PEERS} not found"}))
+        return 0
+    peer_flags, our_flags = PRESETS[args.kind][args.preset]
+    threads = [f"--threads={args.threads}"]
+    env = dict(os.environ, TRL_EXPERIMENTAL_SILENCE="1", HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+    if args.kind == "ppo":
+        peer_cmd = [ensure_peer_venv(), str(PEERS / "trl_ppo_peer.py"), *peer_flags, *threads]
+        ours_cmd = [our_python(), "bench/ppo_bench.py", *our_flags, *threads]
+    else:
+        peer_cmd = [our_python(), str(PEERS / "trl_rm_peer.py"), *peer_flags, *threads]
+        ours_cmd = [our_python(), "bench/rm_bench.py", *our_flags, *threads]
+    peer_cmd += shlex.split(args.peer_args)
+    ours_cmd += shlex.split(args.ours_args)
+
+    compare_id = uuid.uuid4().hex[:8]
+    peak = None
+    if args.kind == "rm":
+        peak_path = args.peak_json
+        if not peak_path:
+            peak_path = str(Path(tempfile.mkdtemp(prefix="compare_")) / "cpu-peak.jsonl")
+            wait_quiet(args.quiet_wait, args.quiet_cores)
+            peak = measure_peak(peak_path, args.threads)
+        else:
+            peak = next(
+                json.loads(ln) for ln in Path(peak_path).read_text().splitlines() if '"cpu_peak"' in ln
+            )
+        ours_cmd.append(f"--peak_json={peak_path}")
+
+    runs = {"peer": [], "ours": []}
+    waits = []
+    order = ["ours", "peer"] if args.ours_first else ["peer", "ours"]
+    for i in range(args.pairs):
+        for role in order:
+            waited, load = wait_quiet(args.quiet_wait, args.quiet_cores)
+            waits.append({"pair": i + 1, "role": role, "waited_s": waited, "other_cores_before": load})
+            result = run_one(role, peer_cmd if role == "peer" else ours_cmd, env, args.timeout)
+            result.update(compare_id=compare_id, compare_role=role, compare_pair=i + 1)
+            runs[role].append(result)
+            keys = ", ".join(f"{k} {result.get(k)}" for k in METRICS[args.kind])
+            log(
+                f"pair {i + 1} {role}: {keys}; peak RSS {result.get('peak_rss_mib')} MiB; other procs "
+                f"{result.get('other_procs_cpu_cores')} cores"
+            )
+
+    out = {
+        "harness": "compare",
+        "compare_id": compare_id,
+        "label": args.label,
+        "kind": args.kind,
+        "preset": args.preset,
+        "pairs": args.pairs,
+        "order": order,
+        "peer_cmd": " ".join(peer_cmd),
+        "ours_cmd": " ".join(ours_cmd),
+        "threads": args.threads,
+    }
+    for key in METRICS[args.kind]:
+        peer = [r.get(key) for r in runs["peer"]]
+        ours = [r.get(key) for r in runs["ours"]]
+        ratios = [round(o / p, 4) for o, p in zip(ours, peer) if o and p]
+        out[key] = {"peer": peer, "ours": ours, "ratio_ours_over_peer": ratios}
+        if ratios:
+            out[key]["median_ratio"] = round(statistics.median(ratios), 4)
+            out[key]["min_ratio"], out[key]["max_ratio"] = min(ratios), max(ratios)
+            out[key]["peer_summary"] = summarize([v for v in peer if v])
+            out[key]["ours_summary"] = summarize([v for v in ours if v])
+    rss_peer = [r.get("peak_rss_mib") for r in runs["peer"]]
+    rss_ours = [r.get("peak_rss_mib") for r in runs["ours"]]
+    out["peak_rss_mib"] = {
+        "peer": rss_peer,
+        "ours": rss_ours,
+        "median_ratio": round(statistics.median(o / p for o, p in zip(rss_ours, rss_peer)), 4),
+    }
+    if args.kind == "rm":
+        for key in ("padding_frac", "frac_of_peak", "gflops_model_real", "gflops_6ND_real_nonemb"):
+            out[key] = {
+                "peer": [r.get(key) for r in runs["peer"]],
+                "ours": [r.get(key) for r in runs["ours"]],
+            }
+        # Both sides train the same sequences, so the peer's useful (model) FLOPs equal ours: scale by time.
+        peer_model = [
+            round(o["gflops_model_real"] * o["train_s"] / p["train_s"], 2)
+            for o, p in zip(runs["ours"], runs["peer"])
+            if o.get("pairs_trained") == p.get("pairs_trained")
+            and o.get("real_tokens") == p.get("real_tokens")
+        ]
+        out["gflops_model_real"]["peer"] = peer_model
+        if peak:
+            ref = runs["ours"][0].get("peak_dtype", "fp32")
+            out["matmul_peak_gflops"] = peak["peak_gflops"]
+            out["frac_of_peak"]["peer"] = [round(g / peak["peak_gflops"]["fp32"], 4) for g in peer_model]
+            out["frac_of_peak"]["ours_dtype"] = ref
+            out["frac_of_peak"]["peer_dtype"] = "fp32"
+            out["frac_of_peak"]["ours_median"] = statistics.median(out["frac_of_peak"]["ours"])
+        out["same_work"] = all(
+            o.get("pairs_trained") == p.get("pairs_trained") and o.get("real_tokens") == p.get("real_tokens")
+            for o, p in zip(runs["ours"], runs["peer"])
+        )
+    noise = {role: [r.get("other_procs_cpu_cores") for r in runs[role]] for role in ("peer", "ours")}
+    noise_ext = {
+        role: [r.get("compare_other_procs_cpu_cores") for r in runs[role]] for role in ("peer", "ours")
+    }
+    out["other_procs_cpu_cores"] = noise
+    out["other_procs_cpu_cores_seen_by_compare"] = noise_ext
+    out["clean_pairs"] = sum(
+        all(v is not None and v < args.quiet_cores for v in (p, o))
+        for p, o in zip(noise["peer"], noise["ours"])
+    )
+    out["quiet_waits"] = waits
+    out["date_utc"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    line = json.dumps(out)
+    if args.json_out:
+        Path(args.json_out).parent.mkdir(parents=True, exist_ok=True)
+        with open(args.json_out, "a") as f:
+            for role in order:
+                for r in runs[role]:
+                    f.write(json.dumps(r) + "\n")
+            f.write(line + "\n")
+    print(line, flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
