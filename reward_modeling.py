@@ -380,6 +380,7 @@ def build_trainer(
 
 
 def main(script_args: ScriptArguments, training_args: RewardConfig, model_args: ModelConfig):
+    from transformers import set_seed
     from transformers.trainer_utils import get_last_checkpoint
 
     t0 = time.time()
@@ -392,6 +393,8 @@ def main(script_args: ScriptArguments, training_args: RewardConfig, model_args: 
         utils.wandb_offline_if_unreachable()
     out = Path(training_args.output_dir)
 
+    # The reward head is new: seed its initialisation, so that runs (and resumed runs) repeat.
+    set_seed(training_args.seed)
     path, tokenizer, model, info = load_backbone(model_args, training_args)
     limit = utils.model_max_length(tokenizer, model.config)
     max_length = training_args.max_length
