@@ -24,17 +24,35 @@ Multi-process: `accelerate launch ppo.py ...` (each process rolls out `batch_siz
 from __future__ import annotations
 
 import math
-import random
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from torch import nn
 
 import ppo_math
 import utils
+from ppo_checkpoint import (
+    check_disk_space,
+    check_output_dir,
+    find_checkpoint,
+    load_checkpoint,
+    save_checkpoint,
+    save_final,
+)
+from ppo_data import PromptEncoder, PromptStream, load_prompts, stop_token_ids
+from ppo_models import (
+    RewardScorer,
+    build_policy_and_value,
+    decode,
+    disable_dropout,
+    left_pad,
+    load_reward_model,
+    response_logits,
+    same_tokenizer,
+    sample,
+)
 
 
 @dataclass
@@ -295,427 +313,6 @@ def validate(args: PPOArguments) -> None:
         raise ValueError("--bf16 and --fp16 are exclusive")
     if args.log_with == "none":
         args.log_with = None
-
-
-# ---------------------------------------------------------------------------------------------
-# Prompts: every source becomes a conversation (list of turns) plus, when the dataset has it, the
-# verbatim prompt text (so the reward model sees exactly its training text).
-# ---------------------------------------------------------------------------------------------
-
-PROMPT_COLUMNS = ("prompt", "query", "user", "question", "instruction")
-
-
-def row_to_prompt(row: dict) -> dict | None:
-    """{"turns": [...], "text": hh-rlhf prompt text or None}, or None for a row without a prompt."""
-    if isinstance(row.get("chosen"), str) and isinstance(row.get("rejected"), str):
-        prompt_text, _, _ = utils.split_prompt(row["chosen"], row["rejected"])
-        if not prompt_text.endswith(utils.ASSISTANT):
-            return None
-        return {"turns": utils.parse_hh(prompt_text[: -len(utils.ASSISTANT)]), "text": prompt_text}
-    for col in PROMPT_COLUMNS:
-        value = row.get(col)
-        if isinstance(value, str) and value.strip():
-            if utils.is_hh(value):
-                text = value if value.endswith(utils.ASSISTANT) else value + utils.ASSISTANT
-                return {"turns": utils.parse_hh(text[: -len(utils.ASSISTANT)]), "text": text}
-            return {"turns": [{"role": "user", "content": value.strip()}], "text": None}
-        if isinstance(value, list) and value and all(isinstance(m, dict) for m in value):
-            turns = [{"role": m["role"], "content": str(m["content"])} for m in value]
-            while turns and turns[-1]["role"] == "assistant":
-                turns.pop()
-            return {"turns": turns, "text": None} if turns else None
-    return None
-
-
-def load_prompts(source: str, split: str, data_dir: str | None) -> list[dict]:
-    path = Path(source)
-    if path.is_file() and path.suffix == ".txt":
-        lines = [line.strip() for line in path.read_text().splitlines() if line.strip()]
-        _, sl = utils.parse_split(split)
-        prompts = [{"turns": [{"role": "user", "content": q}], "text": None} for q in lines]
-        prompts = [prompts[i] for i in utils._apply_slice(len(prompts), sl)]
-        where = str(path)
-    else:
-        rows, where = utils.load_rows(source, split, data_dir)
-        prompts = [p for p in map(row_to_prompt, rows) if p is not None]
-        if rows and not prompts:
-            raise ValueError(
-                f"{where}: no prompts found; expected chosen/rejected or one of the columns {PROMPT_COLUMNS}"
-            )
-    if not prompts:
-        raise ValueError(f"{where}: the prompt set is empty")
-    return prompts
-
-
-class PromptEncoder:
-    """Renders a conversation for the policy (its chat template, else hh-rlhf text) and tokenizes it,
-    dropping whole turns from the left, then tokens, to fit `max_length`."""
-
-    def __init__(self, tokenizer, max_length: int):
-        self.tok, self.max_length = tokenizer, max_length
-        self.chat = bool(getattr(tokenizer, "chat_template", None))
-        self.n_cut = 0
-
-    def render(self, turns) -> str:
-        if self.chat:
-            return self.tok.apply_chat_template(turns, add_generation_prompt=True, tokenize=False)
-        return utils.render_hh(turns, add_generation_prompt=True)
-
-    def ids(self, text: str) -> list[int]:
-        return self.tok(text, add_special_tokens=not self.chat)["input_ids"]
-
-    def __call__(self, prompt: dict) -> list[int]:
-        turns = list(prompt["turns"])
-        ids = self.ids(self.render(turns))
-        if len(ids) <= self.max_length:
-            return ids
-        self.n_cut += 1
-        while len(turns) > 1 and len(ids) > self.max_length:
-            turns = turns[1:]
-            ids = self.ids(self.render(turns))
-        if len(ids) > self.max_length:  # one turn is still too long: keep its end
-            content = self.tok(turns[-1]["content"], add_special_tokens=False)["input_ids"]
-            overhead = len(ids) - len(content)
-            keep = self.max_length - overhead
-            while keep > 0:
-                turn = {**turns[-1], "content": self.tok.decode(content[-keep:])}
-                ids = self.ids(self.render([turn]))
-                if len(ids) <= self.max_length:
-                    break
-                keep -= max(1, len(ids) - self.max_length)
-            if keep <= 0:
-                raise ValueError(
-                    f"--max_prompt_length={self.max_length} is shorter than the policy's prompt "
-                    f"template itself ({overhead} tokens)"
-                )
-        prompt["text"] = None  # the text no longer matches what the policy saw
-        prompt["turns"] = turns if len(ids) <= self.max_length else prompt["turns"]
-        return ids
-
-
-# ---------------------------------------------------------------------------------------------
-# Models
-# ---------------------------------------------------------------------------------------------
-
-
-def load_reward_model(path: str, device, trust_remote_code: bool):
-    """The reward model, its tokenizer, and the format it was trained on (reward_format.json)."""
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-    for prefix in ("sentiment-analysis:", "text-classification:"):  # TRL 0.x pipeline-style names
-        path = path.removeprefix(prefix)
-    local = Path(path)
-    if path.startswith((".", "/", "~")) and not local.exists():
-        raise FileNotFoundError(f"reward model not found: {path} (train one with reward_modeling.py)")
-    path = utils.resolve_model_path(path)
-    tok = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
-    model = AutoModelForSequenceClassification.from_pretrained(path, trust_remote_code=trust_remote_code)
-    if model.config.num_labels != 1:
-        raise ValueError(
-            f"{path}: a reward model has one output (num_labels=1), this one has {model.config.num_labels}"
-        )
-    utils.ensure_pad_token(tok, model)
-    fmt_file = Path(path) / utils.REWARD_FORMAT_FILE
-    if fmt_file.is_file():
-        fmt = utils.read_json(fmt_file)
-    else:
-        print(
-            f"[ppo] {path} has no {utils.REWARD_FORMAT_FILE}: assuming hh-rlhf text, left truncation",
-            file=sys.stderr,
-        )
-        fmt = {"format": "hh", "max_length": utils.model_max_length(tok, model.config), "append_eos": False}
-    model.to(device).eval().requires_grad_(False)
-    return model, tok, fmt
-
-
-def same_tokenizer(a, b) -> bool:
-    return (
-        type(a).__name__ == type(b).__name__
-        and a.get_vocab() == b.get_vocab()
-        and (utils.special_token_wrap(a) == utils.special_token_wrap(b))
-    )
-
-
-def split_trunk_and_head(seq_model):
-    trunk = getattr(seq_model, seq_model.base_model_prefix)
-    head = getattr(seq_model, "score", None) or getattr(seq_model, "classifier", None)
-    if head is None:
-        raise ValueError(f"{type(seq_model).__name__}: no `score`/`classifier` head to use as a value head")
-    return trunk, head
-
-
-def build_policy_and_value(args: PPOArguments, policy_path: str, rm_path: str, reuse_rm: bool):
-    """Policy (+ LoRA) and value function wrapped in one module, so one optimizer and one DDP
-    wrapper cover both (as summarize_from_feedback_details' PolicyAndValueWrapper)."""
-    import copy
-
-    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
-
-    policy = AutoModelForCausalLM.from_pretrained(policy_path, trust_remote_code=args.trust_remote_code)
-    if getattr(policy.config, "is_encoder_decoder", False):
-        raise ValueError(
-            f"{policy_path} is an encoder-decoder model; --use_seq2seq policies are not supported"
-        )
-    ref = None
-    if args.use_peft:
-        from peft import LoraConfig, get_peft_model
-
-        lora = LoraConfig(
-            r=args.lora_r,
-            lora_alpha=args.lora_alpha,
-            lora_dropout=args.lora_dropout,
-            target_modules=args.lora_target_modules,
-            bias="none",
-            task_type="CAUSAL_LM",
-        )
-        policy = get_peft_model(policy, lora)
-    else:
-        ref = copy.deepcopy(policy).eval().requires_grad_(False)
-    kind = args.value_model if args.value_model != "auto" else ("head" if args.use_peft else "critic")
-    if kind == "head":
-        hidden = policy.config.get_text_config().hidden_size
-        value = nn.Linear(hidden, 1)
-        nn.init.zeros_(value.weight)
-        nn.init.zeros_(value.bias)
-        source = "a scalar head on the policy trunk"
-    else:
-        # The critic reads the policy's tokens, so it can start from the reward model only when that
-        # model shares the tokenizer and is causal (a bidirectional critic would see future tokens).
-        if reuse_rm:
-            seq = AutoModelForSequenceClassification.from_pretrained(
-                rm_path, trust_remote_code=args.trust_remote_code
-            )
-            source = f"the reward model {rm_path}"
-        else:
-            seq = AutoModelForSequenceClassification.from_pretrained(
-                policy_path, num_labels=1, trust_remote_code=args.trust_remote_code
-            )
-            source = f"the policy backbone {policy_path} with a new scalar head"
-        trunk, head = split_trunk_and_head(seq)
-        value = nn.ModuleDict({"trunk": trunk, "head": head})
-    if args.gradient_checkpointing:
-        policy.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        if args.use_peft:
-            policy.enable_input_require_grads()
-        if kind == "critic":
-            value["trunk"].gradient_checkpointing_enable(
-                gradient_checkpointing_kwargs={"use_reentrant": False}
-            )
-    model = PolicyAndValue(policy, value, kind)
-    for m in (model, ref):
-        if m is not None:
-            disable_dropout(m)
-    return model, ref, kind, source
-
-
-def disable_dropout(module) -> None:
-    """Dropout off everywhere: with it on, the first PPO ratio is not 1 (PPO-NOTES.md)."""
-    for m in module.modules():
-        if isinstance(m, nn.Dropout):
-            m.p = 0.0
-
-
-def response_logits(lm, input_ids, attention_mask, response_start: int, temperature: float, **kw):
-    """Logits (divided by the sampling temperature) that predict each response token.
-
-    input_ids: [B, P + T] (prompt left-padded to P, response right-padded to T); the token at t is
-    predicted from position t - 1, so positions P-1 .. P+T-2 (`logits_to_keep` skips the vocabulary
-    projection of the prompt). Position ids come from the attention mask, so padding is never
-    counted as text."""
-    position_ids = (attention_mask.cumsum(1) - 1).clamp(min=0)
-    T = input_ids.shape[1] - response_start
-    out = lm(
-        input_ids=input_ids,
-        attention_mask=attention_mask,
-        position_ids=position_ids,
-        logits_to_keep=T + 1,
-        use_cache=False,
-        **kw,
-    )
-    return out, out.logits[:, :-1].float() / temperature
-
-
-class PolicyAndValue(nn.Module):
-    """The policy and the value function in one module: one optimizer, one DDP wrapper."""
-
-    def __init__(self, policy, value, kind: str):
-        super().__init__()
-        self.policy, self.value, self.kind = policy, value, kind
-
-    def forward(self, input_ids, attention_mask, response_start: int, temperature: float):
-        """(logits [B, T, V], values [B, T]) for the response positions."""
-        out, logits = response_logits(
-            self.policy,
-            input_ids,
-            attention_mask,
-            response_start,
-            temperature,
-            output_hidden_states=self.kind == "head",
-        )
-        if self.kind == "head":
-            values = self.value(out.hidden_states[-1][:, response_start - 1 : -1])
-        else:
-            position_ids = (attention_mask.cumsum(1) - 1).clamp(min=0)
-            hidden = self.value["trunk"](
-                input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=False
-            ).last_hidden_state
-            values = self.value["head"](hidden[:, response_start - 1 : -1])
-        return logits, values.squeeze(-1).float()
-
-
-# ---------------------------------------------------------------------------------------------
-# Rollouts and scores
-# ---------------------------------------------------------------------------------------------
-
-
-def left_pad(seqs: list[list[int]], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:
-    width = max(len(s) for s in seqs)
-    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(seqs), width), dtype=torch.long)
-    for i, s in enumerate(seqs):
-        ids[i, width - len(s) :] = torch.tensor(s, dtype=torch.long)
-        mask[i, width - len(s) :] = 1
-    return ids.to(device), mask.to(device)
-
-
-@torch.inference_mode()
-def sample(
-    lm,
-    prompt_ids,
-    prompt_mask,
-    max_new_tokens: int,
-    temperature: float,
-    stop_ids,
-    pad_id: int,
-    generator=None,
-) -> torch.Tensor:
-    """Sample responses with a KV cache from softmax(logits / T) -- no top-k, no top-p, no
-    repetition penalty -- the very distribution whose log-probs PPO later recomputes (TRL #925,
-    #1161: any other sampling setting biases the KL). Stops once every row has produced a stop token.
-
-    Returns responses [B, <= max_new_tokens]; tokens after a row's first stop token are pad_id."""
-    B = prompt_ids.shape[0]
-    stop = torch.tensor(sorted(stop_ids), dtype=torch.long, device=prompt_ids.device)
-    mask = prompt_mask
-    position = (mask.cumsum(1) - 1).clamp(min=0)
-    out = lm(
-        input_ids=prompt_ids, attention_mask=mask, position_ids=position, logits_to_keep=1, use_cache=True
-    )
-    next_pos = position[:, -1:] + 1
-    done = torch.zeros(B, dtype=torch.bool, device=prompt_ids.device)
-    tokens = []
-    for _ in range(max_new_tokens):
-        probs = torch.softmax(out.logits[:, -1].float() / temperature, dim=-1)
-        token = torch.multinomial(probs, 1, generator=generator).squeeze(1)
-        token = torch.where(done, torch.full_like(token, pad_id), token)
-        tokens.append(token)
-        done |= torch.isin(token, stop)
-        if done.all():
-            break
-        mask = torch.cat([mask, torch.ones((B, 1), dtype=mask.dtype, device=mask.device)], dim=1)
-        out = lm(
-            input_ids=token[:, None],
-            attention_mask=mask,
-            position_ids=next_pos,
-            past_key_values=out.past_key_values,
-            use_cache=True,
-        )
-        next_pos = next_pos + 1
-    return torch.stack(tokens, dim=1)
-
-
-class RewardScorer:
-    """Scores (prompt, response) with the reward model in the format it was trained on.
-
-    Responses are decoded to text and re-tokenized with the reward model's own tokenizer (TRL
-    #1674, #1979, #3595), from the whole text at once (#1702: tokenizing prompt and response apart
-    changes BPE merges at the seam), left-truncated to its limit. When the reward model shares the
-    policy's tokenizer and the policy reads plain prompt text, the ids are reused as they are."""
-
-    def __init__(
-        self, model, tokenizer, fmt: dict, policy_tokenizer, reuse_ids: bool, batch_tokens: int = 16384
-    ):
-        self.model, self.tok, self.fmt, self.policy_tok = model, tokenizer, fmt, policy_tokenizer
-        self.reuse_ids, self.batch_tokens = reuse_ids, batch_tokens
-        self.max_length = fmt.get("max_length") or utils.model_max_length(tokenizer, model.config)
-
-    def prompt_text(self, prompt: dict) -> str:
-        if self.fmt.get("format", "hh") == "hh":
-            return prompt["text"] or utils.render_hh(prompt["turns"], add_generation_prompt=True)
-        return prompt["text"] or prompt["turns"][-1]["content"] + "\n"
-
-    def texts(self, prompts: list[dict], responses: list[str]) -> list[str]:
-        return [utils.format_reply(self.prompt_text(p), r) for p, r in zip(prompts, responses)]
-
-    def score_texts(self, texts: list[str]) -> torch.Tensor:
-        ids, _ = utils.encode_left_truncated(
-            self.tok, texts, self.max_length, self.fmt.get("append_eos", False)
-        )
-        return utils.score_sequences(self.model, ids, self.tok.pad_token_id, self.batch_tokens)
-
-    def __call__(self, prompts, prompt_ids, responses, lengths) -> torch.Tensor:
-        if self.reuse_ids:
-            seqs = [p + r[:n].tolist() for p, r, n in zip(prompt_ids, responses.cpu(), lengths.tolist())]
-            seqs = [s[-self.max_length :] for s in seqs]
-            return utils.score_sequences(self.model, seqs, self.tok.pad_token_id, self.batch_tokens)
-        return self.score_texts(self.texts(prompts, decode(self.policy_tok, responses, lengths)))
-
-
-def decode(tokenizer, responses, lengths) -> list[str]:
-    return [
-        tokenizer.decode(r[:n], skip_special_tokens=True)
-        for r, n in zip(responses.tolist(), lengths.tolist())
-    ]
-
-
-class PromptStream:
-    """Prompt order: one seeded permutation per pass over the data, the same on every rank; each
-    rank takes its slice of the global batch. (pass, position) is all a checkpoint needs."""
-
-    def __init__(self, n: int, global_batch: int, rank: int, world: int, seed: int):
-        self.n, self.global_batch, self.rank, self.world, self.seed = n, global_batch, rank, world, seed
-        self.epoch, self.pos = 0, 0
-
-    def _perm(self, epoch: int) -> list[int]:
-        g = torch.Generator().manual_seed(self.seed + epoch)
-        return torch.randperm(self.n, generator=g).tolist()
-
-    def next_batch(self) -> list[int]:
-        out = []
-        while len(out) < self.global_batch:
-            if self.pos >= self.n:
-                self.epoch, self.pos = self.epoch + 1, 0
-            perm = self._perm(self.epoch)
-            take = min(self.global_batch - len(out), self.n - self.pos)
-            out += perm[self.pos : self.pos + take]
-            self.pos += take
-        per_rank = self.global_batch // self.world
-        return out[self.rank * per_rank : (self.rank + 1) * per_rank]
-
-    def state_dict(self) -> dict:
-        return {"epoch": self.epoch, "pos": self.pos}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.epoch, self.pos = state["epoch"], state["pos"]
-
-
-def stop_token_ids(tokenizer, extra: str | None) -> set[int]:
-    """EOS, and a chat model's end-of-turn token, end a response."""
-    ids = {tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set()
-    for token in ("<|im_end|>", "<|eot_id|>", "<|end|>", "<end_of_turn>"):
-        tid = tokenizer.convert_tokens_to_ids(token) if token in tokenizer.get_vocab() else None
-        if tid is not None:
-            ids.add(tid)
-    if extra:
-        extra_ids = tokenizer(extra, add_special_tokens=False)["input_ids"]
-        if len(extra_ids) != 1:
-            raise ValueError(
-                f"--stop_token={extra!r} is {len(extra_ids)} tokens for this tokenizer; it must be one"
-            )
-        ids.add(extra_ids[0])
-    if not ids:
-        raise ValueError("the policy tokenizer has no EOS token; set --stop_token")
-    return ids
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1147,7 +744,7 @@ def _null():
 
 
 # ---------------------------------------------------------------------------------------------
-# Evaluation, samples, checkpoints
+# Evaluation and samples
 # ---------------------------------------------------------------------------------------------
 
 
@@ -1228,135 +825,9 @@ def print_samples(rows: list[dict], title: str) -> None:
         print()
 
 
-CHECKPOINT_FILES = ("trainer_state.pt", "trainer_state.json")
-
-
-def save_checkpoint(tr: Trainer, out: Path) -> Path:
-    """Everything needed to continue bit-identically, written to a temporary folder and renamed,
-    so a kill during the save never leaves a checkpoint that loads half-written."""
-    import os
-    import shutil
-
-    final = out / f"checkpoint-{tr.update}"
-    tmp = out / f".checkpoint-{tr.update}.tmp"
-    if tr.acc.is_main_process:
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-    tr.acc.wait_for_everyone()
-    model = tr.acc.unwrap_model(tr.model)
-    trainable = {k for k, p in model.named_parameters() if p.requires_grad}
-    state = {
-        "model": {k: v for k, v in model.state_dict().items() if k in trainable},
-        "optimizer": tr.optimizer.state_dict(),
-        "kl_ctl": tr.kl_ctl.state_dict(),
-        "stream": tr.stream.state_dict(),
-        "update": tr.update,
-        "episodes": tr.episodes,
-        "bad_updates": tr.bad_updates,
-    }
-    rng = {"python": random.getstate(), "torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        rng["cuda"] = torch.cuda.get_rng_state_all()
-    torch.save(rng, tmp / f"rng_state_{tr.acc.process_index}.pt")
-    if tr.acc.is_main_process:
-        torch.save(state, tmp / "trainer_state.pt")
-        utils.write_json(
-            tmp / "trainer_state.json",
-            {"update": tr.update, "episodes": tr.episodes, "world": tr.sizes.world, "args": tr.args},
-        )
-    tr.acc.wait_for_everyone()
-    if tr.acc.is_main_process:
-        shutil.rmtree(final, ignore_errors=True)
-        os.replace(tmp, final)
-        limit = tr.args.save_total_limit
-        if limit:
-            for old in sorted(complete_checkpoints(out), key=lambda p: int(p.name.split("-")[1]))[:-limit]:
-                shutil.rmtree(old, ignore_errors=True)
-    tr.acc.wait_for_everyone()
-    return final
-
-
-def complete_checkpoints(out: Path) -> list[Path]:
-    found = []
-    for path in out.glob("checkpoint-*"):
-        if not path.name.split("-")[1].isdigit():
-            continue
-        if all((path / f).is_file() for f in CHECKPOINT_FILES):
-            found.append(path)
-        else:
-            print(
-                f"[ppo] warning: skipping {path}: incomplete checkpoint (killed during a save?)",
-                file=sys.stderr,
-            )
-    return found
-
-
-def find_checkpoint(spec: str, out: Path) -> Path | None:
-    if spec != "auto":
-        path = Path(spec)
-        if not all((path / f).is_file() for f in CHECKPOINT_FILES):
-            raise FileNotFoundError(f"--resume_from_checkpoint={spec}: not a complete checkpoint folder")
-        return path
-    found = complete_checkpoints(out) if out.is_dir() else []
-    return max(found, key=lambda p: int(p.name.split("-")[1])) if found else None
-
-
-def load_checkpoint(tr: Trainer, path: Path) -> None:
-    state = torch.load(path / "trainer_state.pt", weights_only=False)
-    saved_world = utils.read_json(path / "trainer_state.json")["world"]
-    if saved_world != tr.sizes.world:
-        raise ValueError(
-            f"{path} was written by {saved_world} process(es); resume with the same number "
-            f"(now {tr.sizes.world}) to continue identically"
-        )
-    model = tr.acc.unwrap_model(tr.model)
-    missing = set(state["model"]) - set(model.state_dict())
-    if missing:
-        raise ValueError(f"{path}: checkpoint does not match this model ({len(missing)} unknown tensors)")
-    model.load_state_dict(state["model"], strict=False)
-    tr.optimizer.load_state_dict(state["optimizer"])
-    tr.kl_ctl.load_state_dict(state["kl_ctl"])
-    tr.stream.load_state_dict(state["stream"])
-    tr.update, tr.episodes, tr.bad_updates = state["update"], state["episodes"], state["bad_updates"]
-    rng = torch.load(path / f"rng_state_{tr.acc.process_index}.pt", weights_only=False)
-    random.setstate(rng["python"])
-    torch.set_rng_state(rng["torch"])
-    if "cuda" in rng and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(rng["cuda"])
-
-
-def save_final(tr: Trainer, out: Path) -> None:
-    """Policy (merged or adapter) + tokenizer in HF format, and the value function."""
-    from safetensors.torch import save_file
-
-    model = tr.acc.unwrap_model(tr.model)
-    if not tr.acc.is_main_process:
-        return
-    policy = model.policy
-    if tr.args.use_peft and tr.args.merge_lora_on_save:
-        policy = policy.merge_and_unload()
-    policy.generation_config.pad_token_id = tr.tok.pad_token_id
-    policy.save_pretrained(out)
-    tr.tok.save_pretrained(out)
-    value_state = {k: v.detach().contiguous() for k, v in model.value.state_dict().items()}
-    save_file(value_state, str(out / "value_model.safetensors"), metadata={"kind": tr.value_kind})
-
-
 # ---------------------------------------------------------------------------------------------
 # main
 # ---------------------------------------------------------------------------------------------
-
-
-def check_output_dir(out: Path) -> None:
-    """Fail before training, not after an hour, when the output folder cannot be written."""
-    import tempfile
-
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=out):
-            pass
-    except OSError as e:
-        raise PermissionError(f"--output_dir={out} is not writable: {e}") from None
 
 
 def refuse_sharded_parameters(acc) -> None:
@@ -1393,6 +864,7 @@ def main(args: PPOArguments) -> dict:
     set_seed(args.seed + acc.process_index * 100003)  # per-rank streams (PPO-NOTES.md: seeds)
     tr = Trainer(args, acc)
     s = tr.sizes
+    check_disk_space(tr, out)
     metrics_path = out / "metrics.jsonl"
     history = []
     if args.resume_from_checkpoint:

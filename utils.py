@@ -553,6 +553,24 @@ def cpu_processes_without_gpu() -> bool:
     return False
 
 
+def require_free_space(folder: str | Path, need_bytes: int, what: str) -> None:
+    """Fail before training when `folder`'s disk cannot hold `need_bytes` (what the run will write,
+    estimated from parameter counts) with a 10% margin; `what` says how the estimate was made."""
+    import shutil
+
+    free = shutil.disk_usage(folder).free
+    if free < 1.1 * need_bytes:
+        raise OSError(
+            f"{folder}: {free / 2**20:,.0f} MiB free on its disk, but this run will write about "
+            f"{need_bytes / 2**20:,.0f} MiB ({what}). Free some space, choose another --output_dir, "
+            "or write fewer checkpoints (--save_total_limit, --save_steps)"
+        )
+
+
+def tensor_bytes(params) -> int:
+    return sum(p.numel() * p.element_size() for p in params)
+
+
 def to_jsonable(obj: Any) -> Any:
     """Dataclasses and enums as plain JSON values (for saving the arguments of a run)."""
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):

@@ -1,0 +1,154 @@
+"""Prompts for ppo.py: every source becomes a conversation (a list of turns) plus, when the dataset
+has it, the verbatim prompt text, so the reward model sees exactly the text it was trained on.
+
+Also the order prompts are drawn in (`PromptStream`, resumable) and the tokens that end a response.
+Tested in tests/test_ppo.py and tests/test_data.py.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+import utils
+
+PROMPT_COLUMNS = ("prompt", "query", "user", "question", "instruction")
+
+
+def row_to_prompt(row: dict) -> dict | None:
+    """{"turns": [...], "text": hh-rlhf prompt text or None}, or None for a row without a prompt."""
+    if isinstance(row.get("chosen"), str) and isinstance(row.get("rejected"), str):
+        prompt_text, _, _ = utils.split_prompt(row["chosen"], row["rejected"])
+        if not prompt_text.endswith(utils.ASSISTANT):
+            return None
+        return {"turns": utils.parse_hh(prompt_text[: -len(utils.ASSISTANT)]), "text": prompt_text}
+    for col in PROMPT_COLUMNS:
+        value = row.get(col)
+        if isinstance(value, str) and value.strip():
+            if utils.is_hh(value):
+                text = value if value.endswith(utils.ASSISTANT) else value + utils.ASSISTANT
+                return {"turns": utils.parse_hh(text[: -len(utils.ASSISTANT)]), "text": text}
+            return {"turns": [{"role": "user", "content": value.strip()}], "text": None}
+        if isinstance(value, list) and value and all(isinstance(m, dict) for m in value):
+            turns = [{"role": m["role"], "content": str(m["content"])} for m in value]
+            while turns and turns[-1]["role"] == "assistant":
+                turns.pop()
+            return {"turns": turns, "text": None} if turns else None
+    return None
+
+
+def load_prompts(source: str, split: str, data_dir: str | None) -> list[dict]:
+    path = Path(source)
+    if path.is_file() and path.suffix == ".txt":
+        lines = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+        _, sl = utils.parse_split(split)
+        prompts = [{"turns": [{"role": "user", "content": q}], "text": None} for q in lines]
+        prompts = [prompts[i] for i in utils._apply_slice(len(prompts), sl)]
+        where = str(path)
+    else:
+        rows, where = utils.load_rows(source, split, data_dir)
+        prompts = [p for p in map(row_to_prompt, rows) if p is not None]
+        if rows and not prompts:
+            raise ValueError(
+                f"{where}: no prompts found; expected chosen/rejected or one of the columns {PROMPT_COLUMNS}"
+            )
+    if not prompts:
+        raise ValueError(f"{where}: the prompt set is empty")
+    return prompts
+
+
+class PromptEncoder:
+    """Renders a conversation for the policy (its chat template, else hh-rlhf text) and tokenizes it,
+    dropping whole turns from the left, then tokens, to fit `max_length`."""
+
+    def __init__(self, tokenizer, max_length: int):
+        self.tok, self.max_length = tokenizer, max_length
+        self.chat = bool(getattr(tokenizer, "chat_template", None))
+        self.n_cut = 0
+
+    def render(self, turns) -> str:
+        if self.chat:
+            return self.tok.apply_chat_template(turns, add_generation_prompt=True, tokenize=False)
+        return utils.render_hh(turns, add_generation_prompt=True)
+
+    def ids(self, text: str) -> list[int]:
+        return self.tok(text, add_special_tokens=not self.chat)["input_ids"]
+
+    def __call__(self, prompt: dict) -> list[int]:
+        turns = list(prompt["turns"])
+        ids = self.ids(self.render(turns))
+        if len(ids) <= self.max_length:
+            return ids
+        self.n_cut += 1
+        while len(turns) > 1 and len(ids) > self.max_length:
+            turns = turns[1:]
+            ids = self.ids(self.render(turns))
+        if len(ids) > self.max_length:  # one turn is still too long: keep its end
+            content = self.tok(turns[-1]["content"], add_special_tokens=False)["input_ids"]
+            overhead = len(ids) - len(content)
+            keep = self.max_length - overhead
+            while keep > 0:
+                turn = {**turns[-1], "content": self.tok.decode(content[-keep:])}
+                ids = self.ids(self.render([turn]))
+                if len(ids) <= self.max_length:
+                    break
+                keep -= max(1, len(ids) - self.max_length)
+            if keep <= 0:
+                raise ValueError(
+                    f"--max_prompt_length={self.max_length} is shorter than the policy's prompt "
+                    f"template itself ({overhead} tokens)"
+                )
+        prompt["text"] = None  # the text no longer matches what the policy saw
+        prompt["turns"] = turns if len(ids) <= self.max_length else prompt["turns"]
+        return ids
+
+
+class PromptStream:
+    """Prompt order: one seeded permutation per pass over the data, the same on every rank; each
+    rank takes its slice of the global batch. (pass, position) is all a checkpoint needs."""
+
+    def __init__(self, n: int, global_batch: int, rank: int, world: int, seed: int):
+        self.n, self.global_batch, self.rank, self.world, self.seed = n, global_batch, rank, world, seed
+        self.epoch, self.pos = 0, 0
+
+    def _perm(self, epoch: int) -> list[int]:
+        g = torch.Generator().manual_seed(self.seed + epoch)
+        return torch.randperm(self.n, generator=g).tolist()
+
+    def next_batch(self) -> list[int]:
+        out = []
+        while len(out) < self.global_batch:
+            if self.pos >= self.n:
+                self.epoch, self.pos = self.epoch + 1, 0
+            perm = self._perm(self.epoch)
+            take = min(self.global_batch - len(out), self.n - self.pos)
+            out += perm[self.pos : self.pos + take]
+            self.pos += take
+        per_rank = self.global_batch // self.world
+        return out[self.rank * per_rank : (self.rank + 1) * per_rank]
+
+    def state_dict(self) -> dict:
+        return {"epoch": self.epoch, "pos": self.pos}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.epoch, self.pos = state["epoch"], state["pos"]
+
+
+def stop_token_ids(tokenizer, extra: str | None) -> set[int]:
+    """EOS, and a chat model's end-of-turn token, end a response."""
+    ids = {tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set()
+    for token in ("<|im_end|>", "<|eot_id|>", "<|end|>", "<end_of_turn>"):
+        tid = tokenizer.convert_tokens_to_ids(token) if token in tokenizer.get_vocab() else None
+        if tid is not None:
+            ids.add(tid)
+    if extra:
+        extra_ids = tokenizer(extra, add_special_tokens=False)["input_ids"]
+        if len(extra_ids) != 1:
+            raise ValueError(
+                f"--stop_token={extra!r} is {len(extra_ids)} tokens for this tokenizer; it must be one"
+            )
+        ids.add(extra_ids[0])
+    if not ids:
+        raise ValueError("the policy tokenizer has no EOS token; set --stop_token")
+    return ids

@@ -1,0 +1,288 @@
+"""Models for ppo.py: the reward model and its scorer (any tokenizer, its training format), the
+policy and value function in one module, and the KV-cache sampler whose distribution PPO's log-probs
+recompute. Tested in tests/test_ppo.py.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch
+from torch import nn
+
+import utils
+
+if TYPE_CHECKING:
+    from ppo import PPOArguments
+
+
+def load_reward_model(path: str, device, trust_remote_code: bool):
+    """The reward model, its tokenizer, and the format it was trained on (reward_format.json)."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    for prefix in ("sentiment-analysis:", "text-classification:"):  # TRL 0.x pipeline-style names
+        path = path.removeprefix(prefix)
+    local = Path(path)
+    if path.startswith((".", "/", "~")) and not local.exists():
+        raise FileNotFoundError(f"reward model not found: {path} (train one with reward_modeling.py)")
+    path = utils.resolve_model_path(path)
+    tok = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+    model = AutoModelForSequenceClassification.from_pretrained(path, trust_remote_code=trust_remote_code)
+    if model.config.num_labels != 1:
+        raise ValueError(
+            f"{path}: a reward model has one output (num_labels=1), this one has {model.config.num_labels}"
+        )
+    utils.ensure_pad_token(tok, model)
+    fmt_file = Path(path) / utils.REWARD_FORMAT_FILE
+    if fmt_file.is_file():
+        fmt = utils.read_json(fmt_file)
+    else:
+        print(
+            f"[ppo] {path} has no {utils.REWARD_FORMAT_FILE}: assuming hh-rlhf text, left truncation",
+            file=sys.stderr,
+        )
+        fmt = {"format": "hh", "max_length": utils.model_max_length(tok, model.config), "append_eos": False}
+    model.to(device).eval().requires_grad_(False)
+    return model, tok, fmt
+
+
+def same_tokenizer(a, b) -> bool:
+    return (
+        type(a).__name__ == type(b).__name__
+        and a.get_vocab() == b.get_vocab()
+        and (utils.special_token_wrap(a) == utils.special_token_wrap(b))
+    )
+
+
+def split_trunk_and_head(seq_model):
+    trunk = getattr(seq_model, seq_model.base_model_prefix)
+    head = getattr(seq_model, "score", None) or getattr(seq_model, "classifier", None)
+    if head is None:
+        raise ValueError(f"{type(seq_model).__name__}: no `score`/`classifier` head to use as a value head")
+    return trunk, head
+
+
+def build_policy_and_value(args: PPOArguments, policy_path: str, rm_path: str, reuse_rm: bool):
+    """Policy (+ LoRA) and value function wrapped in one module, so one optimizer and one DDP
+    wrapper cover both (as summarize_from_feedback_details' PolicyAndValueWrapper)."""
+    import copy
+
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
+
+    policy = AutoModelForCausalLM.from_pretrained(policy_path, trust_remote_code=args.trust_remote_code)
+    if getattr(policy.config, "is_encoder_decoder", False):
+        raise ValueError(
+            f"{policy_path} is an encoder-decoder model; --use_seq2seq policies are not supported"
+        )
+    ref = None
+    if args.use_peft:
+        from peft import LoraConfig, get_peft_model
+
+        lora = LoraConfig(
+            r=args.lora_r,
+            lora_alpha=args.lora_alpha,
+            lora_dropout=args.lora_dropout,
+            target_modules=args.lora_target_modules,
+            bias="none",
+            task_type="CAUSAL_LM",
+        )
+        policy = get_peft_model(policy, lora)
+    else:
+        ref = copy.deepcopy(policy).eval().requires_grad_(False)
+    kind = args.value_model if args.value_model != "auto" else ("head" if args.use_peft else "critic")
+    if kind == "head":
+        hidden = policy.config.get_text_config().hidden_size
+        value = nn.Linear(hidden, 1)
+        nn.init.zeros_(value.weight)
+        nn.init.zeros_(value.bias)
+        source = "a scalar head on the policy trunk"
+    else:
+        # The critic reads the policy's tokens, so it can start from the reward model only when that
+        # model shares the tokenizer and is causal (a bidirectional critic would see future tokens).
+        if reuse_rm:
+            seq = AutoModelForSequenceClassification.from_pretrained(
+                rm_path, trust_remote_code=args.trust_remote_code
+            )
+            source = f"the reward model {rm_path}"
+        else:
+            seq = AutoModelForSequenceClassification.from_pretrained(
+                policy_path, num_labels=1, trust_remote_code=args.trust_remote_code
+            )
+            source = f"the policy backbone {policy_path} with a new scalar head"
+        trunk, head = split_trunk_and_head(seq)
+        value = nn.ModuleDict({"trunk": trunk, "head": head})
+    if args.gradient_checkpointing:
+        policy.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        if args.use_peft:
+            policy.enable_input_require_grads()
+        if kind == "critic":
+            value["trunk"].gradient_checkpointing_enable(
+                gradient_checkpointing_kwargs={"use_reentrant": False}
+            )
+    model = PolicyAndValue(policy, value, kind)
+    for m in (model, ref):
+        if m is not None:
+            disable_dropout(m)
+    return model, ref, kind, source
+
+
+def disable_dropout(module) -> None:
+    """Dropout off everywhere: with it on, the first PPO ratio is not 1 (PPO-NOTES.md)."""
+    for m in module.modules():
+        if isinstance(m, nn.Dropout):
+            m.p = 0.0
+
+
+def response_logits(lm, input_ids, attention_mask, response_start: int, temperature: float, **kw):
+    """Logits (divided by the sampling temperature) that predict each response token.
+
+    input_ids: [B, P + T] (prompt left-padded to P, response right-padded to T); the token at t is
+    predicted from position t - 1, so positions P-1 .. P+T-2 (`logits_to_keep` skips the vocabulary
+    projection of the prompt). Position ids come from the attention mask, so padding is never
+    counted as text."""
+    position_ids = (attention_mask.cumsum(1) - 1).clamp(min=0)
+    T = input_ids.shape[1] - response_start
+    out = lm(
+        input_ids=input_ids,
+        attention_mask=attention_mask,
+        position_ids=position_ids,
+        logits_to_keep=T + 1,
+        use_cache=False,
+        **kw,
+    )
+    return out, out.logits[:, :-1].float() / temperature
+
+
+class PolicyAndValue(nn.Module):
+    """The policy and the value function in one module: one optimizer, one DDP wrapper."""
+
+    def __init__(self, policy, value, kind: str):
+        super().__init__()
+        self.policy, self.value, self.kind = policy, value, kind
+
+    def forward(self, input_ids, attention_mask, response_start: int, temperature: float):
+        """(logits [B, T, V], values [B, T]) for the response positions."""
+        out, logits = response_logits(
+            self.policy,
+            input_ids,
+            attention_mask,
+            response_start,
+            temperature,
+            output_hidden_states=self.kind == "head",
+        )
+        if self.kind == "head":
+            values = self.value(out.hidden_states[-1][:, response_start - 1 : -1])
+        else:
+            position_ids = (attention_mask.cumsum(1) - 1).clamp(min=0)
+            hidden = self.value["trunk"](
+                input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=False
+            ).last_hidden_state
+            values = self.value["head"](hidden[:, response_start - 1 : -1])
+        return logits, values.squeeze(-1).float()
+
+
+# ---------------------------------------------------------------------------------------------
+# Rollouts and scores
+# ---------------------------------------------------------------------------------------------
+
+
+def left_pad(seqs: list[list[int]], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    for i, s in enumerate(seqs):
+        ids[i, width - len(s) :] = torch.tensor(s, dtype=torch.long)
+        mask[i, width - len(s) :] = 1
+    return ids.to(device), mask.to(device)
+
+
+@torch.inference_mode()
+def sample(
+    lm,
+    prompt_ids,
+    prompt_mask,
+    max_new_tokens: int,
+    temperature: float,
+    stop_ids,
+    pad_id: int,
+    generator=None,
+) -> torch.Tensor:
+    """Sample responses with a KV cache from softmax(logits / T) -- no top-k, no top-p, no
+    repetition penalty -- the very distribution whose log-probs PPO later recomputes (TRL #925,
+    #1161: any other sampling setting biases the KL). Stops once every row has produced a stop token.
+
+    Returns responses [B, <= max_new_tokens]; tokens after a row's first stop token are pad_id."""
+    B = prompt_ids.shape[0]
+    stop = torch.tensor(sorted(stop_ids), dtype=torch.long, device=prompt_ids.device)
+    mask = prompt_mask
+    position = (mask.cumsum(1) - 1).clamp(min=0)
+    out = lm(
+        input_ids=prompt_ids, attention_mask=mask, position_ids=position, logits_to_keep=1, use_cache=True
+    )
+    next_pos = position[:, -1:] + 1
+    done = torch.zeros(B, dtype=torch.bool, device=prompt_ids.device)
+    tokens = []
+    for _ in range(max_new_tokens):
+        probs = torch.softmax(out.logits[:, -1].float() / temperature, dim=-1)
+        token = torch.multinomial(probs, 1, generator=generator).squeeze(1)
+        token = torch.where(done, torch.full_like(token, pad_id), token)
+        tokens.append(token)
+        done |= torch.isin(token, stop)
+        if done.all():
+            break
+        mask = torch.cat([mask, torch.ones((B, 1), dtype=mask.dtype, device=mask.device)], dim=1)
+        out = lm(
+            input_ids=token[:, None],
+            attention_mask=mask,
+            position_ids=next_pos,
+            past_key_values=out.past_key_values,
+            use_cache=True,
+        )
+        next_pos = next_pos + 1
+    return torch.stack(tokens, dim=1)
+
+
+class RewardScorer:
+    """Scores (prompt, response) with the reward model in the format it was trained on.
+
+    Responses are decoded to text and re-tokenized with the reward model's own tokenizer (TRL
+    #1674, #1979, #3595), from the whole text at once (#1702: tokenizing prompt and response apart
+    changes BPE merges at the seam), left-truncated to its limit. When the reward model shares the
+    policy's tokenizer and the policy reads plain prompt text, the ids are reused as they are."""
+
+    def __init__(
+        self, model, tokenizer, fmt: dict, policy_tokenizer, reuse_ids: bool, batch_tokens: int = 16384
+    ):
+        self.model, self.tok, self.fmt, self.policy_tok = model, tokenizer, fmt, policy_tokenizer
+        self.reuse_ids, self.batch_tokens = reuse_ids, batch_tokens
+        self.max_length = fmt.get("max_length") or utils.model_max_length(tokenizer, model.config)
+
+    def prompt_text(self, prompt: dict) -> str:
+        if self.fmt.get("format", "hh") == "hh":
+            return prompt["text"] or utils.render_hh(prompt["turns"], add_generation_prompt=True)
+        return prompt["text"] or prompt["turns"][-1]["content"] + "\n"
+
+    def texts(self, prompts: list[dict], responses: list[str]) -> list[str]:
+        return [utils.format_reply(self.prompt_text(p), r) for p, r in zip(prompts, responses)]
+
+    def score_texts(self, texts: list[str]) -> torch.Tensor:
+        ids, _ = utils.encode_left_truncated(
+            self.tok, texts, self.max_length, self.fmt.get("append_eos", False)
+        )
+        return utils.score_sequences(self.model, ids, self.tok.pad_token_id, self.batch_tokens)
+
+    def __call__(self, prompts, prompt_ids, responses, lengths) -> torch.Tensor:
+        if self.reuse_ids:
+            seqs = [p + r[:n].tolist() for p, r, n in zip(prompt_ids, responses.cpu(), lengths.tolist())]
+            seqs = [s[-self.max_length :] for s in seqs]
+            return utils.score_sequences(self.model, seqs, self.tok.pad_token_id, self.batch_tokens)
+        return self.score_texts(self.texts(prompts, decode(self.policy_tok, responses, lengths)))
+
+
+def decode(tokenizer, responses, lengths) -> list[str]:
+    return [
+        tokenizer.decode(r[:n], skip_special_tokens=True)
+        for r, n in zip(responses.tolist(), lengths.tolist())
+    ]
