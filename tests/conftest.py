@@ -111,21 +111,35 @@ GOOD = [" kind", " thanks", " glad", " happy", " great", " sure", " welcome", " 
 BAD = [" no", " bad", " hate", " stop", " away", " never", " whatever", " wrong"]
 
 
+def kind_reply(rng, n_good, n_bad):
+    words = [rng.choice(GOOD) for _ in range(n_good)] + [rng.choice(BAD) for _ in range(n_bad)]
+    rng.shuffle(words)
+    return "".join(words)
+
+
 def kind_pairs(n, seed):
+    """Replies mix kind and curt words; the chosen one has at least 3 more kind words out of 8, so the
+    reward model learns a graded score (more kind words, higher) rather than "any kind word at all",
+    which the starting policy would already satisfy."""
     rng = random.Random(seed)
     rows = []
     for _ in range(n):
         prompt = f"\n\nHuman: {rng.choice(['hi', 'hello', 'hey there', 'good day'])}\n\nAssistant:"
-        good = "".join(rng.choice(GOOD) for _ in range(rng.randint(2, 8)))
-        bad = "".join(rng.choice(BAD) for _ in range(rng.randint(2, 8)))
-        rows.append({"chosen": prompt + good, "rejected": prompt + bad})
+        better = rng.randint(3, 8)
+        worse = rng.randint(0, better - 3)
+        rows.append(
+            {
+                "chosen": prompt + kind_reply(rng, better, 8 - better),
+                "rejected": prompt + kind_reply(rng, worse, 8 - worse),
+            }
+        )
     return rows
 
 
 @pytest.fixture(scope="session")
 def kind_data(tmp_path_factory):
     root = tmp_path_factory.mktemp("kind")
-    write_jsonl(root / "train.jsonl", kind_pairs(200, 0))
+    write_jsonl(root / "train.jsonl", kind_pairs(400, 0))
     write_jsonl(root / "test.jsonl", kind_pairs(32, 1))
     return root
 

@@ -11,6 +11,7 @@ import torch
 from conftest import ROOT
 
 import ppo
+import ppo_checkpoint
 
 
 def ppo_argv(policy, rm, data, out, *extra):
@@ -100,11 +101,77 @@ def test_auto_skips_a_checkpoint_cut_short(tmp_path, capsys):
     good, cut = tmp_path / "checkpoint-2", tmp_path / "checkpoint-4"
     for path in (good, cut):
         path.mkdir()
-    for name in ppo.CHECKPOINT_FILES:
+    for name in ppo_checkpoint.CHECKPOINT_FILES:
         (good / name).write_text("{}")
     (cut / "trainer_state.json").write_text("{}")  # killed before trainer_state.pt was written
     (tmp_path / ".checkpoint-6.tmp").mkdir()  # killed before the rename
-    assert ppo.find_checkpoint("auto", tmp_path) == good
+    assert ppo_checkpoint.find_checkpoint("auto", tmp_path) == good
     assert "skipping" in capsys.readouterr().err
     with pytest.raises(FileNotFoundError, match="not a complete checkpoint"):
-        ppo.find_checkpoint(str(cut), tmp_path)
+        ppo_checkpoint.find_checkpoint(str(cut), tmp_path)
+
+
+def test_same_seed_same_metrics_other_seed_differs(word_policy, kind_rm, kind_data, tmp_path):
+    runs = {}
+    for name, seed in (("a", 3), ("b", 3), ("c", 4)):
+        out = tmp_path / name
+        ppo.cli(
+            ppo_argv(word_policy, kind_rm, kind_data, out, "--steps=16", "--save_steps=0", f"--seed={seed}")
+        )
+        runs[name] = (comparable(out), weights(out))
+    assert runs["a"][0] == runs["b"][0]
+    assert all(torch.equal(runs["a"][1][k], runs["b"][1][k]) for k in runs["a"][1])
+    assert runs["a"][0] != runs["c"][0]
+
+
+def test_too_little_disk_fails_before_training(word_policy, kind_rm, kind_data, tmp_path, monkeypatch):
+    import collections
+    import shutil
+
+    usage = collections.namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda _path: usage(2**30, 2**30 - 2**16, 2**16))
+    out = tmp_path / "run"
+    with pytest.raises(OSError, match=r"MiB free on its disk.*3 checkpoints of") as err:
+        ppo.cli(ppo_argv(word_policy, kind_rm, kind_data, out))
+    assert "--save_total_limit" in str(err.value)
+    assert not (out / "metrics.jsonl").exists()  # refused before anything was trained or logged
+
+
+def test_reward_model_resumes_to_the_same_weights(tiny_distilbert, pref_dir, tmp_path):
+    """The Trainer's own resume: a run continued from its step-4 checkpoint (what a kill after that
+    save leaves on disk) ends with the weights of the run that was never interrupted."""
+    import shutil
+
+    from safetensors.torch import load_file
+
+    import reward_modeling
+
+    def train(out, *extra):
+        return reward_modeling.cli(
+            [
+                f"--model_name_or_path={tiny_distilbert}",
+                f"--dataset_name={pref_dir}",
+                f"--output_dir={out}",
+                "--per_device_train_batch_size=16",
+                "--max_steps=8",
+                "--learning_rate=3e-3",
+                "--max_length=64",
+                "--report_to=none",
+                "--seed=0",
+                "--save_strategy=steps",
+                "--save_steps=4",
+                "--disable_tqdm=True",
+                *extra,
+            ]
+        )
+
+    straight, crashed = tmp_path / "straight", tmp_path / "crashed"
+    train(straight)
+    train(crashed)
+    for path in crashed.iterdir():  # back to the state a kill right after the step-4 save leaves
+        if path.name != "checkpoint-4":
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+    resumed = train(crashed, "--resume_from_checkpoint=auto")
+    a, b = load_file(str(straight / "model.safetensors")), load_file(str(crashed / "model.safetensors"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert resumed["accuracy"] == json.loads((straight / "metrics.json").read_text())["eval"]["accuracy"]
