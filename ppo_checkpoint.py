@@ -6,7 +6,6 @@ and the checks that fail before training rather than after an hour. Tested in te
 from __future__ import annotations
 
 import random
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -61,25 +60,14 @@ def save_checkpoint(tr: Trainer, out: Path) -> Path:
         os.replace(tmp, final)
         limit = tr.args.save_total_limit
         if limit:
-            for old in sorted(complete_checkpoints(out), key=lambda p: int(p.name.split("-")[1]))[:-limit]:
+            for old in complete_checkpoints(out)[:-limit]:
                 shutil.rmtree(old, ignore_errors=True)
     tr.acc.wait_for_everyone()
     return final
 
 
 def complete_checkpoints(out: Path) -> list[Path]:
-    found = []
-    for path in out.glob("checkpoint-*"):
-        if not path.name.split("-")[1].isdigit():
-            continue
-        if all((path / f).is_file() for f in CHECKPOINT_FILES):
-            found.append(path)
-        else:
-            print(
-                f"[ppo] warning: skipping {path}: incomplete checkpoint (killed during a save?)",
-                file=sys.stderr,
-            )
-    return found
+    return utils.complete_checkpoints(out, CHECKPOINT_FILES)
 
 
 def find_checkpoint(spec: str, out: Path) -> Path | None:
@@ -89,7 +77,7 @@ def find_checkpoint(spec: str, out: Path) -> Path | None:
             raise FileNotFoundError(f"--resume_from_checkpoint={spec}: not a complete checkpoint folder")
         return path
     found = complete_checkpoints(out) if out.is_dir() else []
-    return max(found, key=lambda p: int(p.name.split("-")[1])) if found else None
+    return found[-1] if found else None
 
 
 def load_checkpoint(tr: Trainer, path: Path) -> None:

@@ -379,7 +379,6 @@ def build_trainer(
 
 def main(script_args: ScriptArguments, training_args: RewardConfig, model_args: ModelConfig):
     from transformers import set_seed
-    from transformers.trainer_utils import get_last_checkpoint
 
     t0 = time.time()
     if not model_args.model_name_or_path:
@@ -438,7 +437,9 @@ def main(script_args: ScriptArguments, training_args: RewardConfig, model_args: 
     )
     resume = training_args.resume_from_checkpoint
     if resume == "auto":
-        resume = get_last_checkpoint(str(out)) if out.is_dir() else None
+        # trainer_state.json is the last file the Trainer writes into a checkpoint
+        found = utils.complete_checkpoints(out, ("trainer_state.json",)) if out.is_dir() else []
+        resume = str(found[-1]) if found else None
         print(
             f"[rm] resuming from {resume}" if resume else "[rm] no checkpoint to resume from; starting fresh"
         )

@@ -553,11 +553,25 @@ def cpu_processes_without_gpu() -> bool:
     return False
 
 
+def complete_checkpoints(folder: str | Path, required: tuple[str, ...]) -> list[Path]:
+    """`checkpoint-<step>` folders in `folder` holding every file in `required`, oldest first.
+
+    A folder missing one was cut short by a kill during its save: it is skipped with a warning.
+    (transformers' own `get_last_checkpoint` returns the newest folder whatever it holds.)"""
+    found = []
+    for path in Path(folder).glob("checkpoint-*"):
+        if not path.is_dir() or not path.name.split("-")[1].isdigit():
+            continue
+        if all((path / f).is_file() for f in required):
+            found.append(path)
+        else:
+            print(f"warning: skipping {path}: incomplete checkpoint (killed during a save?)", file=sys.stderr)
+    return sorted(found, key=lambda p: int(p.name.split("-")[1]))
+
+
 def require_free_space(folder: str | Path, need_bytes: int, what: str) -> None:
     """Fail before training when `folder`'s disk cannot hold `need_bytes` (what the run will write,
     estimated from parameter counts) with a 10% margin; `what` says how the estimate was made."""
-    import shutil
-
     free = shutil.disk_usage(folder).free
     if free < 1.1 * need_bytes:
         raise OSError(

@@ -137,9 +137,10 @@ def test_too_little_disk_fails_before_training(word_policy, kind_rm, kind_data, 
     assert not (out / "metrics.jsonl").exists()  # refused before anything was trained or logged
 
 
-def test_reward_model_resumes_to_the_same_weights(tiny_distilbert, pref_dir, tmp_path):
+def test_reward_model_resumes_to_the_same_weights(tiny_distilbert, pref_dir, tmp_path, capsys):
     """The Trainer's own resume: a run continued from its step-4 checkpoint (what a kill after that
-    save leaves on disk) ends with the weights of the run that was never interrupted."""
+    save leaves on disk) ends with the weights of the run that was never interrupted; `auto` passes
+    over a newer checkpoint cut short."""
     import shutil
 
     from safetensors.torch import load_file
@@ -171,7 +172,11 @@ def test_reward_model_resumes_to_the_same_weights(tiny_distilbert, pref_dir, tmp
     for path in crashed.iterdir():  # back to the state a kill right after the step-4 save leaves
         if path.name != "checkpoint-4":
             shutil.rmtree(path) if path.is_dir() else path.unlink()
+    cut = crashed / "checkpoint-6"  # and a later save killed before its trainer_state.json
+    shutil.copytree(crashed / "checkpoint-4", cut)
+    (cut / "trainer_state.json").unlink()
     resumed = train(crashed, "--resume_from_checkpoint=auto")
     a, b = load_file(str(straight / "model.safetensors")), load_file(str(crashed / "model.safetensors"))
     assert all(torch.equal(a[k], b[k]) for k in a)
+    assert "skipping" in capsys.readouterr().err
     assert resumed["accuracy"] == json.loads((straight / "metrics.json").read_text())["eval"]["accuracy"]
