@@ -183,3 +183,42 @@ def test_left_truncation_gpt2_appends_eos_when_asked(tiny_gpt2):
     )
     assert cut and len(ids) == 4 and ids[-1] == tok.eos_token_id
     assert tok.decode(ids[:-1]) == " four five six"
+
+
+def test_quickstart_data_is_reproduced_byte_for_byte(tmp_path, monkeypatch):
+    import importlib.util
+
+    from conftest import ROOT
+
+    spec = importlib.util.spec_from_file_location(
+        "make_quickstart_data", ROOT / "data" / "make_quickstart_data.py"
+    )
+    gen = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gen)
+    monkeypatch.setattr(gen, "OUT", tmp_path)
+    gen.main()
+    for name in ("train.jsonl", "test.jsonl", "prompts.jsonl"):
+        assert (tmp_path / name).read_bytes() == (ROOT / "data" / "quickstart" / name).read_bytes(), name
+    pairs, counts = utils.load_preference_pairs(str(ROOT / "data" / "quickstart"), "test", None, None)
+    assert len(pairs) == 400 and counts["kept"] == 400
+
+
+def test_quickstart_configs_parse_and_point_at_real_files():
+    from conftest import ROOT
+    from trl import ModelConfig, RewardConfig
+
+    import ppo
+    import reward_modeling
+
+    qs = ROOT / "configs" / "quickstart"
+    script, training, model = utils.parse_args(
+        (reward_modeling.ScriptArguments, RewardConfig, ModelConfig),
+        [str(qs / "reward_model.yaml")],
+        renamed=reward_modeling.RENAMED_FLAGS,
+        defaults=reward_modeling.default_flags(),
+    )
+    assert model.model_name_or_path in utils.OFFLINE_MODELS and (ROOT / script.dataset_name).is_dir()
+    (args,) = utils.parse_args((ppo.PPOArguments,), [str(qs / "ppo.yaml")], renamed=ppo.ALIASES)
+    assert args.model_name in utils.OFFLINE_MODELS and args.reward_model == training.output_dir
+    assert (ROOT / args.query_dataset).is_dir() and (ROOT / args.eval_dataset).is_file()
+    assert args.use_peft and ppo.derive_sizes(args, world=1).updates == 6
