@@ -4,9 +4,9 @@ On a shared 2-core machine single timings mean little; what counts is the median
 ratios ours / peer, with every run's noise indicator (CPU that other processes used while it ran).
 
     python bench/compare.py ppo                                   # preset small, 3 pairs
-    python bench/compare.py ppo --preset tiny --ours_args "--bf16"
+    python bench/compare.py ppo --preset tiny --ours_args=--bf16
     python bench/compare.py rm                                    # MiniLM, batch 64, max_length 512 (2024 settings)
-    python bench/compare.py rm --preset b16 --ours_args "--gradient_checkpointing=True"
+    python bench/compare.py rm --preset b16 --ours_args="--gradient_checkpointing=True --train_chunk_tokens=0"
     python bench/compare.py rm --json_out bench/results/rm-b64.jsonl
 
 ppo: ../shared/peers/trl_ppo_peer.py (TRL 1.12 PPOTrainer, in .peer-venv, built here if missing with the
@@ -57,8 +57,12 @@ def parse_args(argv=None):
     )
     p.add_argument("--pairs", type=int, default=3, help="peer/ours pairs to run, alternating")
     p.add_argument("--threads", type=int, default=2, help="torch threads on both sides")
-    p.add_argument("--ours_args", default="", help="extra flags for ours (one shell-quoted string)")
-    p.add_argument("--peer_args", default="", help="extra flags for the peer (one shell-quoted string)")
+    p.add_argument(
+        "--ours_args",
+        default="",
+        help='extra flags for ours, one string; write --ours_args="--a=1 --b" (with =)',
+    )
+    p.add_argument("--peer_args", default="", help='extra flags for the peer, as --peer_args="..."')
     p.add_argument("--ours_first", action="store_true", help="alternate ours, peer, ... instead")
     p.add_argument(
         "--quiet_wait",
@@ -67,6 +71,12 @@ def parse_args(argv=None):
         help="before each run, wait up to this many seconds for other processes to use < --quiet_cores",
     )
     p.add_argument("--quiet_cores", type=float, default=0.1, help="CPU cores other processes may use (quiet)")
+    p.add_argument(
+        "--retries",
+        type=int,
+        default=2,
+        help="run again, up to this many times, a run during which other processes used >= --quiet_cores",
+    )
     p.add_argument("--peak_json", default=None, help="rm: a cpu_peak.py line to use instead of measuring")
     p.add_argument("--timeout", type=float, default=3600.0, help="seconds one run may take")
     p.add_argument("--label", default=None, help="free text copied into the JSON")
@@ -199,18 +209,26 @@ def main(argv=None):
     runs = {"peer": [], "ours": []}
     waits = []
     order = ["ours", "peer"] if args.ours_first else ["peer", "ours"]
+    discarded = []  # contended attempts that were run again
     for i in range(args.pairs):
         for role in order:
-            waited, load = wait_quiet(args.quiet_wait, args.quiet_cores)
-            waits.append({"pair": i + 1, "role": role, "waited_s": waited, "other_cores_before": load})
-            result = run_one(role, peer_cmd if role == "peer" else ours_cmd, env, args.timeout)
-            result.update(compare_id=compare_id, compare_role=role, compare_pair=i + 1)
+            for attempt in range(args.retries + 1):
+                waited, load = wait_quiet(args.quiet_wait, args.quiet_cores)
+                waits.append({"pair": i + 1, "role": role, "waited_s": waited, "other_cores_before": load})
+                result = run_one(role, peer_cmd if role == "peer" else ours_cmd, env, args.timeout)
+                result.update(
+                    compare_id=compare_id, compare_role=role, compare_pair=i + 1, attempt=attempt + 1
+                )
+                keys = ", ".join(f"{k} {result.get(k)}" for k in METRICS[args.kind])
+                noise = result.get("other_procs_cpu_cores")
+                log(
+                    f"pair {i + 1} {role} (attempt {attempt + 1}): {keys}; peak RSS "
+                    f"{result.get('peak_rss_mib')} MiB; other procs {noise} cores"
+                )
+                if noise is not None and noise < args.quiet_cores or attempt == args.retries:
+                    break
+                discarded.append(result)
             runs[role].append(result)
-            keys = ", ".join(f"{k} {result.get(k)}" for k in METRICS[args.kind])
-            log(
-                f"pair {i + 1} {role}: {keys}; peak RSS {result.get('peak_rss_mib')} MiB; other procs "
-                f"{result.get('other_procs_cpu_cores')} cores"
-            )
 
     out = {
         "harness": "compare",
@@ -277,14 +295,20 @@ def main(argv=None):
         for p, o in zip(noise["peer"], noise["ours"])
     )
     out["quiet_waits"] = waits
+    out["discarded_contended_runs"] = [
+        {
+            k: r.get(k)
+            for k in ("compare_role", "compare_pair", "attempt", "other_procs_cpu_cores", *METRICS[args.kind])
+        }
+        for r in discarded
+    ]
     out["date_utc"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     line = json.dumps(out)
     if args.json_out:
         Path(args.json_out).parent.mkdir(parents=True, exist_ok=True)
         with open(args.json_out, "a") as f:
-            for role in order:
-                for r in runs[role]:
-                    f.write(json.dumps(r) + "\n")
+            for r in [*discarded, *runs["peer"], *runs["ours"]]:
+                f.write(json.dumps(r) + "\n")
             f.write(line + "\n")
     print(line, flush=True)
     return 0
