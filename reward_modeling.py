@@ -377,6 +377,32 @@ def build_trainer(
     )
 
 
+def check_disk_space(trainer, n_train: int, out: Path) -> None:
+    """Refuse to start when the disk cannot hold what the run will write: each Trainer checkpoint
+    holds the model and AdamW's two moments of the trainable weights, `save_total_limit` of them
+    (else one per save) are kept, and the final model comes on top."""
+    args = trainer.args
+    out.mkdir(parents=True, exist_ok=True)
+    per_step = args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size
+    steps = args.max_steps if args.max_steps > 0 else math.ceil(n_train / per_step) * args.num_train_epochs
+    if args.save_strategy == "no":
+        saves = 0
+    elif args.save_strategy == "epoch":
+        saves = math.ceil(args.num_train_epochs)
+    else:
+        every = args.save_steps if args.save_steps >= 1 else math.ceil(args.save_steps * steps)
+        saves = math.ceil(steps / every)
+    kept = min(saves, args.save_total_limit) if args.save_total_limit else saves
+    model_bytes = utils.tensor_bytes(trainer.model.parameters())
+    trainable = utils.tensor_bytes(p for p in trainer.model.parameters() if p.requires_grad)
+    checkpoint = model_bytes + 2 * trainable
+    utils.require_free_space(
+        out,
+        kept * checkpoint + model_bytes,
+        f"{kept} checkpoints of {checkpoint / 2**20:,.0f} MiB and a final model of {model_bytes / 2**20:,.0f} MiB",
+    )
+
+
 def main(script_args: ScriptArguments, training_args: RewardConfig, model_args: ModelConfig):
     from transformers import set_seed
 
@@ -435,6 +461,7 @@ def main(script_args: ScriptArguments, training_args: RewardConfig, model_args: 
     trainer = build_trainer(
         script_args, training_args, model_args, model, tokenizer, info, train_dataset, eval_dataset
     )
+    check_disk_space(trainer, len(train_dataset), out)
     resume = training_args.resume_from_checkpoint
     if resume == "auto":
         # trainer_state.json is the last file the Trainer writes into a checkpoint

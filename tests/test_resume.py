@@ -180,3 +180,30 @@ def test_reward_model_resumes_to_the_same_weights(tiny_distilbert, pref_dir, tmp
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert "skipping" in capsys.readouterr().err
     assert resumed["accuracy"] == json.loads((straight / "metrics.json").read_text())["eval"]["accuracy"]
+
+
+def test_reward_model_refuses_a_too_small_disk_before_training(
+    tiny_distilbert, pref_dir, tmp_path, monkeypatch
+):
+    import collections
+    import shutil
+
+    import reward_modeling
+
+    usage = collections.namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda _path: usage(2**30, 2**30 - 2**16, 2**16))
+    out = tmp_path / "rm"
+    argv = [
+        f"--model_name_or_path={tiny_distilbert}",
+        f"--dataset_name={pref_dir}",
+        f"--output_dir={out}",
+        "--per_device_train_batch_size=16",
+        "--num_train_epochs=2",
+        "--save_steps=5",
+        "--save_total_limit=3",
+        "--report_to=none",
+        "--disable_tqdm=True",
+    ]
+    with pytest.raises(OSError, match=r"MiB free on its disk.*3 checkpoints of"):
+        reward_modeling.cli(argv)
+    assert not list(out.glob("checkpoint-*")) and not (out / "metrics.json").exists()
