@@ -849,7 +849,6 @@ def main(args: PPOArguments) -> dict:
     from tqdm.auto import tqdm
 
     validate(args)
-    utils.return_freed_memory_to_the_os()
     out = Path(args.output_dir or Path("outputs") / args.exp_name)
     check_output_dir(out)
     if args.log_with == "wandb":

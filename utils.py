@@ -553,24 +553,6 @@ def cpu_processes_without_gpu() -> bool:
     return False
 
 
-def return_freed_memory_to_the_os(mmap_threshold: int = 64 * 1024) -> bool:
-    """Serve allocations above `mmap_threshold` bytes with mmap, so freeing a tensor gives its pages
-    back at once (glibc `mallopt(M_MMAP_THRESHOLD)`; the environment's MALLOC_MMAP_THRESHOLD_).
-
-    glibc's default threshold grows to 32 MiB as large blocks are freed, after which logits and
-    activations of each phase stay in the heap as freed-but-held memory: peak RSS then counts each
-    phase's garbage on top of the next phase's tensors. Measured in bench/ppo_bench.py (LoRA, small
-    preset): peak RSS 694 -> 573 MiB. Returns False where the C library is not glibc."""
-    import ctypes
-
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-    except OSError:
-        return False
-    m_mmap_threshold = -3  # from glibc's malloc.h
-    return bool(libc.mallopt(m_mmap_threshold, mmap_threshold))
-
-
 def complete_checkpoints(folder: str | Path, required: tuple[str, ...]) -> list[Path]:
     """`checkpoint-<step>` folders in `folder` holding every file in `required`, oldest first.
 

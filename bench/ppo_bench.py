@@ -73,9 +73,7 @@ def main(argv=None):
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, GPT2Config, set_seed
 
     import ppo
-    import utils
 
-    utils.return_freed_memory_to_the_os()  # as ppo.main does
     if args.threads:
         torch.set_num_threads(args.threads)
     n_layer, n_embd, n_head = peer.PRESETS[args.preset]
