@@ -14,7 +14,7 @@ matmul peak, measured in the same process with the peer's `cpu_peak.py` (or read
     python bench/rm_bench.py --batch_size 16 --max_length 256
     python bench/rm_bench.py --gradient_checkpointing=True     # any reward_modeling.py flag passes through
     python bench/rm_bench.py --train_chunk_tokens=0            # TRL's one padded pass per batch
-    python bench/rm_bench.py --bf16=True --use_cpu=True        # bf16 autocast
+    python bench/rm_bench.py --bf16=True                       # bf16 autocast
     python bench/rm_bench.py --model /tmp/rmpeer/tiny-distilbert-2x64   # the peer's --tiny_distilbert model
 """
 
@@ -245,7 +245,9 @@ def main(argv=None):
             pair_len = torch.maximum(lengths[:n], lengths[n:]).tolist()
             passes = [
                 (2 * len(c), max(pair_len[i] for i in c))
-                for c in reward_modeling.plan_chunks(pair_len, chunk_tokens)
+                for c in reward_modeling.plan_chunks(
+                    pair_len, chunk_tokens, reward_modeling.CHUNK_COST_TOKENS
+                )
             ]
         else:
             passes = [tuple(ids.shape)]
