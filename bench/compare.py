@@ -8,6 +8,7 @@ ratios ours / peer, with every run's noise indicator (CPU that other processes u
     python bench/compare.py rm                                    # MiniLM, batch 64, max_length 512 (2024 settings)
     python bench/compare.py rm --preset b16 --ours_args="--gradient_checkpointing=True --train_chunk_tokens=0"
     python bench/compare.py rm --json_out bench/results/rm-b64.jsonl
+    python bench/compare.py rm --ours_args= --ours_args=--bf16=True   # two variants of ours, one peer
 
 ppo: ../shared/peers/trl_ppo_peer.py (TRL 1.12 PPOTrainer, in .peer-venv, built here if missing with the
 commands of ../shared/peers/README.md) against bench/ppo_bench.py; key metric episodes/s.
@@ -59,8 +60,10 @@ def parse_args(argv=None):
     p.add_argument("--threads", type=int, default=2, help="torch threads on both sides")
     p.add_argument(
         "--ours_args",
-        default="",
-        help='extra flags for ours, one string; write --ours_args="--a=1 --b" (with =)',
+        action="append",
+        default=None,
+        help='extra flags for ours, one string, written --ours_args="--a=1 --b" (with =); give it several '
+        "times to time several variants of ours against the same peer runs (peer, ours1, ours2, peer, ...)",
     )
     p.add_argument("--peer_args", default="", help='extra flags for the peer, as --peer_args="..."')
     p.add_argument("--ours_first", action="store_true", help="alternate ours, peer, ... instead")
@@ -83,6 +86,7 @@ def parse_args(argv=None):
     p.add_argument("--json_out", default=None, help="append every run's line and the summary here (jsonl)")
     args = p.parse_args(argv)
     args.preset = args.preset or {"ppo": "small", "rm": "b64"}[args.kind]
+    args.ours_args = args.ours_args or [""]
     if args.preset not in PRESETS[args.kind]:
         p.error(f"--preset for {args.kind}: one of {', '.join(PRESETS[args.kind])}")
     if args.pairs < 1:
@@ -174,6 +178,63 @@ def summarize(values):
     }
 
 
+def compare_runs(args, peer_runs, our_runs, peak):
+    """Per-pair values, ratios ours / peer and their median, memory, FLOP/s and noise of one variant."""
+    out = {}
+    for key in METRICS[args.kind]:
+        peer = [r.get(key) for r in peer_runs]
+        ours = [r.get(key) for r in our_runs]
+        ratios = [round(o / p, 4) for o, p in zip(ours, peer) if o and p]
+        out[key] = {"peer": peer, "ours": ours, "ratio_ours_over_peer": ratios}
+        if ratios:
+            out[key]["median_ratio"] = round(statistics.median(ratios), 4)
+            out[key]["min_ratio"], out[key]["max_ratio"] = min(ratios), max(ratios)
+            out[key]["peer_summary"] = summarize([v for v in peer if v])
+            out[key]["ours_summary"] = summarize([v for v in ours if v])
+    rss_peer = [r.get("peak_rss_mib") for r in peer_runs]
+    rss_ours = [r.get("peak_rss_mib") for r in our_runs]
+    out["peak_rss_mib"] = {
+        "peer": rss_peer,
+        "ours": rss_ours,
+        "median_ratio": round(statistics.median(o / p for o, p in zip(rss_ours, rss_peer)), 4),
+    }
+    if args.kind == "rm":
+        same = [
+            o.get("pairs_trained") == p.get("pairs_trained") and o.get("real_tokens") == p.get("real_tokens")
+            for o, p in zip(our_runs, peer_runs)
+        ]
+        out["same_work"] = all(same)
+        for key in ("padding_frac", "frac_of_peak", "gflops_model_real", "gflops_6ND_real_nonemb"):
+            out[key] = {"peer": [r.get(key) for r in peer_runs], "ours": [r.get(key) for r in our_runs]}
+        # Both sides train the same sequences, so the peer's useful (model) FLOPs equal ours: scale by time.
+        peer_model = [
+            round(o["gflops_model_real"] * o["train_s"] / p["train_s"], 2)
+            for o, p, ok in zip(our_runs, peer_runs, same)
+            if ok
+        ]
+        out["gflops_model_real"]["peer"] = peer_model
+        if peak:
+            out["matmul_peak_gflops"] = peak["peak_gflops"]
+            out["frac_of_peak"]["peer"] = [round(g / peak["peak_gflops"]["fp32"], 4) for g in peer_model]
+            out["frac_of_peak"]["ours_dtype"] = our_runs[0].get("peak_dtype", "fp32")
+            out["frac_of_peak"]["peer_dtype"] = "fp32"
+            out["frac_of_peak"]["ours_median"] = statistics.median(out["frac_of_peak"]["ours"])
+    noise = [r.get("other_procs_cpu_cores") for r in our_runs]
+    out["other_procs_cpu_cores"] = {
+        "peer": [r.get("other_procs_cpu_cores") for r in peer_runs],
+        "ours": noise,
+    }
+    out["other_procs_cpu_cores_seen_by_compare"] = {
+        "peer": [r.get("compare_other_procs_cpu_cores") for r in peer_runs],
+        "ours": [r.get("compare_other_procs_cpu_cores") for r in our_runs],
+    }
+    out["clean_pairs"] = sum(
+        all(v is not None and v < args.quiet_cores for v in (p.get("other_procs_cpu_cores"), o))
+        for p, o in zip(peer_runs, noise)
+    )
+    return out
+
+
 def main(argv=None):
     args = parse_args(argv)
     if not PEERS.is_dir():
@@ -190,7 +251,7 @@ def main(argv=None):
         peer_cmd = [our_python(), str(PEERS / "trl_rm_peer.py"), *peer_flags, *threads]
         ours_cmd = [our_python(), "bench/rm_bench.py", *our_flags, *threads]
     peer_cmd += shlex.split(args.peer_args)
-    ours_cmd += shlex.split(args.ours_args)
+    variants = [ours_cmd + shlex.split(extra) for extra in args.ours_args]
 
     compare_id = uuid.uuid4().hex[:8]
     peak = None
@@ -204,18 +265,21 @@ def main(argv=None):
             peak = next(
                 json.loads(ln) for ln in Path(peak_path).read_text().splitlines() if '"cpu_peak"' in ln
             )
-        ours_cmd.append(f"--peak_json={peak_path}")
+        for cmd in variants:
+            cmd.append(f"--peak_json={peak_path}")
 
-    runs = {"peer": [], "ours": []}
+    roles = ["peer"] + [f"ours{k}" if len(variants) > 1 else "ours" for k in range(1, len(variants) + 1)]
+    commands = dict(zip(roles, [peer_cmd, *variants]))
+    runs = {role: [] for role in roles}
     waits = []
-    order = ["ours", "peer"] if args.ours_first else ["peer", "ours"]
+    order = roles[1:] + roles[:1] if args.ours_first else roles
     discarded = []  # contended attempts that were run again
     for i in range(args.pairs):
         for role in order:
             for attempt in range(args.retries + 1):
                 waited, load = wait_quiet(args.quiet_wait, args.quiet_cores)
                 waits.append({"pair": i + 1, "role": role, "waited_s": waited, "other_cores_before": load})
-                result = run_one(role, peer_cmd if role == "peer" else ours_cmd, env, args.timeout)
+                result = run_one(role, commands[role], env, args.timeout)
                 result.update(
                     compare_id=compare_id, compare_role=role, compare_pair=i + 1, attempt=attempt + 1
                 )
@@ -239,61 +303,15 @@ def main(argv=None):
         "pairs": args.pairs,
         "order": order,
         "peer_cmd": " ".join(peer_cmd),
-        "ours_cmd": " ".join(ours_cmd),
         "threads": args.threads,
     }
-    for key in METRICS[args.kind]:
-        peer = [r.get(key) for r in runs["peer"]]
-        ours = [r.get(key) for r in runs["ours"]]
-        ratios = [round(o / p, 4) for o, p in zip(ours, peer) if o and p]
-        out[key] = {"peer": peer, "ours": ours, "ratio_ours_over_peer": ratios}
-        if ratios:
-            out[key]["median_ratio"] = round(statistics.median(ratios), 4)
-            out[key]["min_ratio"], out[key]["max_ratio"] = min(ratios), max(ratios)
-            out[key]["peer_summary"] = summarize([v for v in peer if v])
-            out[key]["ours_summary"] = summarize([v for v in ours if v])
-    rss_peer = [r.get("peak_rss_mib") for r in runs["peer"]]
-    rss_ours = [r.get("peak_rss_mib") for r in runs["ours"]]
-    out["peak_rss_mib"] = {
-        "peer": rss_peer,
-        "ours": rss_ours,
-        "median_ratio": round(statistics.median(o / p for o, p in zip(rss_ours, rss_peer)), 4),
-    }
-    if args.kind == "rm":
-        for key in ("padding_frac", "frac_of_peak", "gflops_model_real", "gflops_6ND_real_nonemb"):
-            out[key] = {
-                "peer": [r.get(key) for r in runs["peer"]],
-                "ours": [r.get(key) for r in runs["ours"]],
-            }
-        # Both sides train the same sequences, so the peer's useful (model) FLOPs equal ours: scale by time.
-        peer_model = [
-            round(o["gflops_model_real"] * o["train_s"] / p["train_s"], 2)
-            for o, p in zip(runs["ours"], runs["peer"])
-            if o.get("pairs_trained") == p.get("pairs_trained")
-            and o.get("real_tokens") == p.get("real_tokens")
-        ]
-        out["gflops_model_real"]["peer"] = peer_model
-        if peak:
-            ref = runs["ours"][0].get("peak_dtype", "fp32")
-            out["matmul_peak_gflops"] = peak["peak_gflops"]
-            out["frac_of_peak"]["peer"] = [round(g / peak["peak_gflops"]["fp32"], 4) for g in peer_model]
-            out["frac_of_peak"]["ours_dtype"] = ref
-            out["frac_of_peak"]["peer_dtype"] = "fp32"
-            out["frac_of_peak"]["ours_median"] = statistics.median(out["frac_of_peak"]["ours"])
-        out["same_work"] = all(
-            o.get("pairs_trained") == p.get("pairs_trained") and o.get("real_tokens") == p.get("real_tokens")
-            for o, p in zip(runs["ours"], runs["peer"])
-        )
-    noise = {role: [r.get("other_procs_cpu_cores") for r in runs[role]] for role in ("peer", "ours")}
-    noise_ext = {
-        role: [r.get("compare_other_procs_cpu_cores") for r in runs[role]] for role in ("peer", "ours")
-    }
-    out["other_procs_cpu_cores"] = noise
-    out["other_procs_cpu_cores_seen_by_compare"] = noise_ext
-    out["clean_pairs"] = sum(
-        all(v is not None and v < args.quiet_cores for v in (p, o))
-        for p, o in zip(noise["peer"], noise["ours"])
-    )
+    summaries = [
+        {"ours_cmd": " ".join(commands[role]), **compare_runs(args, runs["peer"], runs[role], peak)}
+        for role in roles[1:]
+    ]
+    out.update(summaries[0])
+    if len(summaries) > 1:
+        out["variants"] = summaries
     out["quiet_waits"] = waits
     out["discarded_contended_runs"] = [
         {
@@ -307,7 +325,7 @@ def main(argv=None):
     if args.json_out:
         Path(args.json_out).parent.mkdir(parents=True, exist_ok=True)
         with open(args.json_out, "a") as f:
-            for r in [*discarded, *runs["peer"], *runs["ours"]]:
+            for r in [*discarded, *(r for role in roles for r in runs[role])]:
                 f.write(json.dumps(r) + "\n")
             f.write(line + "\n")
     print(line, flush=True)
