@@ -477,13 +477,40 @@ def ensure_pad_token(tokenizer, model=None) -> None:
 # ---------------------------------------------------------------------------------------------
 
 
+def config_file_flags(path: Path) -> list[str]:
+    """A YAML/JSON config file as the equivalent flags (a list is one flag with several values;
+    `null` keeps the default), so that the parser checks names and types as for a command line."""
+    if not path.is_file():
+        raise FileNotFoundError(f"config file not found: {path}")
+    if path.suffix == ".json":
+        values = json.loads(path.read_text())
+    else:
+        import yaml
+
+        values = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(values, dict):
+        raise ValueError(f"{path}: a config file holds `name: value` pairs, got {type(values).__name__}")
+    flags = []
+    for key, value in values.items():
+        if value is None:
+            continue
+        if isinstance(value, list | tuple):
+            flags += [f"--{key}", *map(str, value)] if value else []
+        elif isinstance(value, dict):
+            flags.append(f"--{key}={json.dumps(value)}")
+        else:
+            flags.append(f"--{key}={value}")
+    return flags
+
+
 def parse_args(
     dataclass_types,
     argv: list[str] | None = None,
     renamed: dict[str, str] | None = None,
     defaults: dict[str, Any] | None = None,
 ):
-    """Parse flags into dataclasses with `HfArgumentParser`; a lone .yaml/.json path is a config file.
+    """Parse flags into dataclasses with `HfArgumentParser`. A .yaml/.json path as the first
+    argument is a config file; flags after it override its values (`ppo.py cfg.yaml --steps=32`).
 
     `renamed` maps old flag names to current ones (e.g. --evaluation_strategy -> --eval_strategy)
     so command lines from older versions keep working; `defaults` overrides library defaults."""
@@ -492,20 +519,8 @@ def parse_args(
     parser = HfArgumentParser(dataclass_types)
     parser.set_defaults(**(defaults or {}))
     argv = list(sys.argv[1:] if argv is None else argv)
-    if len(argv) == 1 and argv[0].endswith((".yaml", ".yml", ".json")):
-        path = Path(argv[0])
-        if not path.is_file():
-            raise FileNotFoundError(f"config file not found: {path}")
-        if path.suffix == ".json":
-            values = json.loads(path.read_text())
-        else:
-            import yaml
-
-            values = yaml.safe_load(path.read_text()) or {}
-        for old, new in (renamed or {}).items():
-            if old in values:
-                values[new] = values.pop(old)
-        return parser.parse_dict({**(defaults or {}), **values})
+    if argv and not argv[0].startswith("-") and argv[0].endswith((".yaml", ".yml", ".json")):
+        argv = config_file_flags(Path(argv[0])) + argv[1:]
     fixed = []
     for arg in argv:
         for old, new in (renamed or {}).items():

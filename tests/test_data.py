@@ -203,7 +203,7 @@ def test_quickstart_data_is_reproduced_byte_for_byte(tmp_path, monkeypatch):
     assert len(pairs) == 400 and counts["kept"] == 400
 
 
-def test_quickstart_configs_parse_and_point_at_real_files():
+def test_quickstart_configs_parse_and_point_at_real_files(tmp_path):
     from conftest import ROOT
     from trl import ModelConfig, RewardConfig
 
@@ -222,3 +222,15 @@ def test_quickstart_configs_parse_and_point_at_real_files():
     assert args.model_name in utils.OFFLINE_MODELS and args.reward_model == training.output_dir
     assert (ROOT / args.query_dataset).is_dir() and (ROOT / args.eval_dataset).is_file()
     assert args.use_peft and ppo.derive_sizes(args, world=1).updates == 6
+    # Flags after the config file override it; a misspelt key is refused by name.
+    (short,) = utils.parse_args(
+        (ppo.PPOArguments,), [str(qs / "ppo.yaml"), "--steps=32", "--bf16=True"], renamed=ppo.ALIASES
+    )
+    assert (short.steps, short.bf16, short.lora_r, short.model_name) == (32, True, 16, args.model_name)
+    typo = tmp_path / "typo.yaml"
+    typo.write_text("model_name: gpt2\nlerning_rate: 1.0e-5\nlora_target_modules: [q_proj, v_proj]\n")
+    with pytest.raises(ValueError, match="lerning_rate"):
+        utils.parse_args((ppo.PPOArguments,), [str(typo)])
+    typo.write_text("model_name: gpt2\nlora_target_modules: [q_proj, v_proj]\n")
+    (listed,) = utils.parse_args((ppo.PPOArguments,), [str(typo)])
+    assert listed.lora_target_modules == ["q_proj", "v_proj"]
