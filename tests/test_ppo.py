@@ -43,7 +43,18 @@ def read_metrics(out):
     return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
 
 
-def test_ppo_raises_the_reward(word_policy, kind_rm, kind_data, tmp_path):
+def test_ppo_raises_the_reward(word_policy, kind_rm, kind_data, tmp_path, monkeypatch):
+    # Record the log-ratio of the first training micro-batch: before any optimizer step the
+    # training forward must reproduce phase 2's log-probs, so the PPO ratio starts at exactly 1.
+    first_log_ratio = []
+    policy_loss = ppo.ppo_math.policy_loss
+
+    def recording_policy_loss(new, old, *a, **k):
+        if not first_log_ratio:
+            first_log_ratio.append((new - old).detach())
+        return policy_loss(new, old, *a, **k)
+
+    monkeypatch.setattr(ppo.ppo_math, "policy_loss", recording_policy_loss)
     out = tmp_path / "ppo"
     result = run_ppo(word_policy, kind_rm, kind_data, out)
     history = read_metrics(out)
@@ -55,7 +66,8 @@ def test_ppo_raises_the_reward(word_policy, kind_rm, kind_data, tmp_path):
     assert result["win_rate"] > 0.7
     kls = [m["objective/kl"] for m in history]
     assert all(math.isfinite(k) for k in kls) and sum(kls) / len(kls) >= 0
-    assert history[0]["policy/ratio_mean"] == pytest.approx(1.0, abs=0.05)
+    assert first_log_ratio[0].abs().max().item() < 1e-5
+    assert history[0]["objective/kl"] == 0.0  # the reference is the starting policy
     eval_json = json.loads((out / "eval.json").read_text())
     for key in ("policy_score_mean", "reference_score_mean", "reference_score_std", "win_rate", "kl_mean"):
         assert key in eval_json
@@ -145,6 +157,58 @@ def test_left_padding_does_not_change_logprobs_or_values(word_policy, kind_rm):
         alone_lp = torch.log_softmax(alone_logits, -1).gather(-1, responses[i : i + 1, :, None]).squeeze(-1)
         torch.testing.assert_close(batch_lp[i], alone_lp[0], atol=1e-5, rtol=1e-5)
         torch.testing.assert_close(values[i], alone_values[0], atol=1e-5, rtol=1e-5)
+
+
+def test_fused_gelu_matches_gpt2_gelu_new_in_logits_and_gradients(tiny_gpt2, tmp_path):
+    """fuse_gelu swaps every gelu_new module for torch's tanh GELU: same logits and gradients as the
+    model as loaded (to float rounding), and the saved config still names gelu_new."""
+    import copy
+
+    from transformers import AutoModelForCausalLM
+    from transformers.activations import GELUTanh, NewGELUActivation
+
+    from ppo_models import fuse_gelu
+
+    plain = AutoModelForCausalLM.from_pretrained(str(tiny_gpt2))
+    fused = copy.deepcopy(plain)
+    assert fuse_gelu(fused) == plain.config.n_layer
+    assert not any(isinstance(m, NewGELUActivation) for m in fused.modules())
+    assert sum(isinstance(m, GELUTanh) for m in fused.modules()) == plain.config.n_layer
+    ids = torch.randint(0, 1000, (3, 12), generator=torch.Generator().manual_seed(0))
+    out = [m(input_ids=ids, labels=ids) for m in (plain, fused)]
+    torch.testing.assert_close(out[1].logits, out[0].logits, atol=1e-5, rtol=1e-5)
+    for o in out:
+        o.loss.backward()
+    for (name, a), b in zip(plain.named_parameters(), fused.parameters()):
+        torch.testing.assert_close(b.grad, a.grad, atol=1e-6, rtol=1e-4, msg=name)
+    fused.save_pretrained(tmp_path)
+    assert json.loads((tmp_path / "config.json").read_text())["activation_function"] == "gelu_new"
+
+
+def test_inverse_cdf_sampling_draws_each_token_with_its_probability():
+    """sample_categorical against the probabilities it samples from: 400k draws per row, each
+    token's frequency within 5 standard errors, zero-probability tokens never drawn, and a row
+    that sums to 0.5 sampled in proportion."""
+    from ppo_models import sample_categorical
+
+    probs = torch.tensor(
+        [
+            [0.0, 0.5, 0.0, 0.25, 0.125, 0.125, 0.0],  # zeros first, inside, last
+            [0.01, 0.02, 0.03, 0.04, 0.1, 0.3, 0.5],
+            [0.25, 0.0, 0.0, 0.0, 0.0, 0.0, 0.25],  # sums to 0.5
+        ]
+    )
+    n = 400_000
+    g = torch.Generator().manual_seed(0)
+    draws = sample_categorical(probs.repeat_interleave(n, 0), g).view(3, n)
+    freq = torch.stack([torch.bincount(row, minlength=7) for row in draws]).double() / n
+    expected = (probs / probs.sum(1, keepdim=True)).double()
+    assert (freq[expected == 0] == 0).all()
+    stderr = (expected * (1 - expected) / n).sqrt()
+    assert ((freq - expected).abs() <= 5 * stderr + 1e-12).all(), (freq, expected)
+    # The same generator state gives the same draws (resume after a crash replays them).
+    again = sample_categorical(probs, torch.Generator().manual_seed(7))
+    assert torch.equal(again, sample_categorical(probs, torch.Generator().manual_seed(7)))
 
 
 def test_sampling_stops_at_eos_with_pad_equal_to_eos(word_policy):
