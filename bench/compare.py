@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import shlex
 import statistics
 import subprocess
@@ -34,6 +33,8 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+
+from cpu_load import other_cores, snapshot
 
 ROOT = Path(__file__).resolve().parents[1]
 PEERS = ROOT.parent / "shared" / "peers"
@@ -100,27 +101,13 @@ def log(msg):
     print(f"[compare] {msg}", file=sys.stderr, flush=True)
 
 
-def busy_cores_snapshot():
-    with open("/proc/stat") as f:
-        vals = [int(x) for x in f.readline().split()[1:]]
-    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
-    busy = (sum(vals[:8]) - vals[3] - vals[4]) / os.sysconf("SC_CLK_TCK")
-    return busy, ru.ru_utime + ru.ru_stime, time.perf_counter()
-
-
-def other_cores(a, b):
-    """Cores used by processes other than our children (this script itself is idle) during [a, b]."""
-    wall = b[2] - a[2]
-    return round(max(0.0, (b[0] - a[0]) - (b[1] - a[1])) / wall, 3) if wall > 0 else None
-
-
 def wait_quiet(limit_s, cores, window_s=3.0):
     """Wait until two windows in a row see other processes use < `cores`; returns (seconds waited, last load)."""
     t0, calm, load = time.perf_counter(), 0, None
     while True:
-        a = busy_cores_snapshot()
+        a = snapshot(children=True)
         time.sleep(window_s)
-        load = other_cores(a, busy_cores_snapshot())
+        load = other_cores(a, snapshot(children=True))
         calm = calm + 1 if load is not None and load < cores else 0
         waited = time.perf_counter() - t0
         if calm >= 2 or waited >= limit_s:
@@ -158,9 +145,9 @@ def measure_peak(path, threads):
 def run_one(role, cmd, env, timeout):
     """Run one harness; its last stdout line is its JSON. Adds our own noise measurement."""
     log(f"{role}: {' '.join(cmd)}")
-    a = busy_cores_snapshot()
+    a = snapshot(children=True)
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
-    b = busy_cores_snapshot()
+    b = snapshot(children=True)
     if proc.returncode != 0:
         sys.exit(f"{role} failed (exit {proc.returncode}):\n{proc.stderr[-4000:]}")
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import platform
 import resource
 import statistics
@@ -21,6 +20,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from cpu_load import other_cores, snapshot
 
 T_START = time.perf_counter()
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,6 +38,12 @@ def parse_args(argv=None):
     p.add_argument("--response_length", type=int, default=48)
     p.add_argument("--batch_size", type=int, default=16, help="episodes per update (peer: 16)")
     p.add_argument("--num_mini_batches", type=int, default=2)
+    p.add_argument(
+        "--gradient_accumulation_steps",
+        type=int,
+        default=1,
+        help="micro-batches per minibatch (peer: 1); the same update, less activation memory",
+    )
     p.add_argument("--ppo_epochs", type=int, default=4)
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--threads", type=int, default=None)
@@ -46,19 +53,6 @@ def parse_args(argv=None):
     p.add_argument("--bf16", action="store_true", help="bf16 autocast (not the peer's settings)")
     p.add_argument("--json_out", default=None)
     return p.parse_args(argv)
-
-
-def cpu_snapshot():
-    with open("/proc/stat") as f:
-        vals = [int(x) for x in f.readline().split()[1:]]
-    busy = (sum(vals[:8]) - vals[3] - vals[4]) / os.sysconf("SC_CLK_TCK")
-    ru = resource.getrusage(resource.RUSAGE_SELF)
-    return busy, ru.ru_utime + ru.ru_stime, time.perf_counter()
-
-
-def other_cores(a, b):
-    wall = b[2] - a[2]
-    return round(max(0.0, (b[0] - a[0]) - (b[1] - a[1])) / wall, 3) if wall > 0 else None
 
 
 def main(argv=None):
@@ -109,7 +103,8 @@ def main(argv=None):
         query_dataset=str(work / "prompts.txt"),
         eval_samples=4,
         batch_size=args.batch_size,
-        mini_batch_size=mini,
+        mini_batch_size=mini // args.gradient_accumulation_steps,
+        gradient_accumulation_steps=args.gradient_accumulation_steps,
         ppo_epochs=args.ppo_epochs,
         steps=args.total_episodes,
         response_length=args.response_length,
@@ -141,11 +136,11 @@ def main(argv=None):
     tr.stream = ppo.PromptStream(len(prompts), tr.sizes.global_batch, 0, 1, args.seed)
     t_setup1 = time.perf_counter()
 
-    rows, snaps = [], [cpu_snapshot()]
+    rows, snaps = [], [snapshot()]
     t_train0 = time.perf_counter()
     while tr.update < tr.sizes.updates:
         m = tr.step()
-        snaps.append(cpu_snapshot())
+        snaps.append(snapshot())
         rows.append(m)
     train_s = time.perf_counter() - t_train0
 
@@ -204,6 +199,7 @@ def main(argv=None):
             "vocab_size": len(tok),
             "episodes_per_update": args.batch_size,
             "mini_batch_size": mini,
+            "gradient_accumulation_steps": args.gradient_accumulation_steps,
             "num_ppo_epochs": args.ppo_epochs,
             "response_length": args.response_length,
             "prompt_length": args.prompt_length,

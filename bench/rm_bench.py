@@ -36,6 +36,8 @@ import sys  # noqa: E402
 import tempfile  # noqa: E402
 from pathlib import Path  # noqa: E402
 
+from cpu_load import other_cores, own_cores, snapshot  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 PEERS = ROOT.parent / "shared" / "peers"
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "hh-rlhf" / "harmless-base" / "test.jsonl.gz"
@@ -76,26 +78,6 @@ def parse_args(argv=None):
     return args, ours
 
 
-def cpu_snapshot():
-    """(machine busy CPU-seconds, this process's CPU-seconds, wall time), as the peer takes them."""
-    with open("/proc/stat") as f:
-        vals = [int(x) for x in f.readline().split()[1:]]
-    busy = (sum(vals[:8]) - vals[3] - vals[4]) / os.sysconf("SC_CLK_TCK")
-    ru = resource.getrusage(resource.RUSAGE_SELF)
-    return busy, ru.ru_utime + ru.ru_stime, time.perf_counter()
-
-
-def other_cores(a, b):
-    """CPU used by other processes during [a, b], in cores (0: the machine was otherwise idle)."""
-    wall = b[2] - a[2]
-    return round(max(0.0, (b[0] - a[0]) - (b[1] - a[1])) / wall, 3) if wall > 0 else None
-
-
-def own_cores(a, b):
-    wall = b[2] - a[2]
-    return round((b[1] - a[1]) / wall, 3) if wall > 0 else None
-
-
 def rss_mib(peak=True):
     if peak:
         return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, 1)
@@ -118,7 +100,7 @@ def matmul_peak(args, torch):
     sys.path.insert(0, str(PEERS))
     import cpu_peak
 
-    a = cpu_snapshot()
+    a = snapshot()
     per = {
         name: [cpu_peak.bench(torch, n, dt, 5, 50, args.peak_seconds, 2) for n in (1024, 2048, 4096)]
         for name, dt in (("fp32", torch.float32), ("bf16", torch.bfloat16))
@@ -127,7 +109,7 @@ def matmul_peak(args, torch):
         "harness": "cpu_peak",
         "peak_gflops": {k: max(r["gflops_best"] for r in v) for k, v in per.items()},
         "results": per,
-        "other_procs_cpu_cores": other_cores(a, cpu_snapshot()),
+        "other_procs_cpu_cores": other_cores(a, snapshot()),
         "source": "measured in this run (../shared/peers/cpu_peak.py bench())",
     }
 
@@ -267,10 +249,10 @@ def main(argv=None):
         snaps: list = []
 
         def on_train_begin(self, a, state, control, **kw):
-            self.snaps = [cpu_snapshot()]
+            self.snaps = [snapshot()]
 
         def on_step_end(self, a, state, control, **kw):
-            self.snaps.append(cpu_snapshot())
+            self.snaps.append(snapshot())
 
     timer = StepTimer()
     trainer.add_callback(timer)
@@ -278,14 +260,14 @@ def main(argv=None):
     rss_before = rss_mib(peak=False)
 
     # ---- train ---------------------------------------------------------------------------------------
-    snap0 = cpu_snapshot()
+    snap0 = snapshot()
     t0 = time.perf_counter()
     try:
         result = trainer.train()
         train_s = time.perf_counter() - t0
     finally:
         shutil.rmtree(out_dir, ignore_errors=True)
-    snap1 = cpu_snapshot()
+    snap1 = snapshot()
 
     # ---- figures -------------------------------------------------------------------------------------
     step_s = [round(b[2] - a[2], 3) for a, b in zip(timer.snaps, timer.snaps[1:])]
