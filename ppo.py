@@ -565,15 +565,18 @@ class Trainer:
         with torch.inference_mode(), autocast(args, self.device):
             for s in range(0, input_ids.shape[0], self.sizes.micro):
                 sl = slice(s, s + self.sizes.micro)
-                logits, v = self.acc.unwrap_model(self.model)(input_ids[sl], mask[sl], P, args.temperature)
-                logprobs.append(ppo_math.logprobs_from_logits(logits, ro.responses[sl]))
-                entropy.append(ppo_math.entropy_from_logits(logits))
+                logits, v = self.acc.unwrap_model(self.model)(input_ids[sl], mask[sl], P)
+                lp, ent = ppo_math.logprobs_and_entropy(logits, ro.responses[sl], args.temperature)
+                logprobs.append(lp)
+                entropy.append(ent)
                 values.append(v)
                 del logits
                 ref, ctx = self.reference()
                 with ctx:
-                    _, ref_logits = response_logits(ref, input_ids[sl], mask[sl], P, args.temperature)
-                ref_logprobs.append(ppo_math.logprobs_from_logits(ref_logits, ro.responses[sl]))
+                    _, ref_logits = response_logits(ref, input_ids[sl], mask[sl], P)
+                ref_logprobs.append(
+                    ppo_math.logprobs_from_logits(ref_logits, ro.responses[sl], args.temperature)
+                )
                 del ref_logits
         return torch.cat(logprobs), torch.cat(ref_logprobs), torch.cat(values), torch.cat(entropy)
 
@@ -701,8 +704,9 @@ class Trainer:
                     idx = mb[micro_start : micro_start + s.micro]
                     mask = ro.response_mask[idx]
                     with autocast(args, self.device):
-                        logits, new_values = self.model(input_ids[idx], attn[idx], P, args.temperature)
-                    new_logprobs = ppo_math.logprobs_from_logits(logits, ro.responses[idx])
+                        logits, new_values = self.model(input_ids[idx], attn[idx], P)
+                    new_logprobs = ppo_math.logprobs_from_logits(logits, ro.responses[idx], args.temperature)
+                    del logits  # the log-prob function keeps what its backward needs: free [B, T, V] now
                     pg_loss, pg_stats = ppo_math.policy_loss(
                         new_logprobs, old_logprobs[idx], advantages[idx], mask, args.cliprange
                     )
@@ -714,7 +718,6 @@ class Trainer:
                     # (entropy is logged from phase 2, where it costs no extra pass over the logits)
                     for k, v in {**pg_stats, **vf_stats, "pg_loss": pg_loss, "vf_loss": vf_loss}.items():
                         totals.setdefault(k, []).append(float(v.detach()) if torch.is_tensor(v) else float(v))
-                    del logits
                 norm = self.acc.clip_grad_norm_(
                     self.model.parameters(), args.max_grad_norm if args.max_grad_norm > 0 else float("inf")
                 )

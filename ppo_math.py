@@ -72,20 +72,79 @@ def masked_whiten(x: torch.Tensor, mask: torch.Tensor, shift_mean: bool = True) 
 # Log-probabilities and entropy ------------------------------------------------------------------------
 
 
+# Rows of [*, V] logits per log-softmax call: temporaries stay a few MiB whatever the batch and vocabulary.
+_CHUNK_ELEMENTS = 1 << 20
+
+
+def _row_chunks(logits: torch.Tensor, temperature: float):
+    """Yield (rows, x): slices of the logits flattened to [N, V], as float32 divided by the temperature."""
+    flat = logits.reshape(-1, logits.shape[-1])
+    step = max(1, _CHUNK_ELEMENTS // flat.shape[-1])
+    for start in range(0, flat.shape[0], step):
+        x = flat[start : start + step].float()
+        yield slice(start, start + step), (x / temperature if temperature != 1.0 else x)
+
+
+class _LogProbsAtLabels(torch.autograd.Function):
+    """log_softmax(logits / T) at the labels, with the gradient written in closed form:
+    d logp_y / d logit_v = (1[v = y] - softmax_v) / T.
+
+    Autograd through `log_softmax(...).gather(...)` keeps the scaled logits and, in the backward,
+    allocates a zero [N, V] tensor for the gather, another for the division and adds them. Here the
+    forward keeps one float32 [N, V] tensor (the log-softmax, filled chunk by chunk so no full-size
+    temporary is made), and the backward turns it into the gradient in place. A second backward
+    through the same graph (retain_graph) is refused by autograd, since the saved tensor has changed."""
+
+    @staticmethod
+    def forward(ctx, logits, labels, temperature):
+        V = logits.shape[-1]
+        log_probs = torch.empty((logits.numel() // V, V), dtype=torch.float32, device=logits.device)
+        for rows, x in _row_chunks(logits, temperature):
+            torch.log_softmax(x, dim=-1, out=log_probs[rows])
+        index = labels.reshape(-1, 1).long()
+        ctx.save_for_backward(log_probs, index)
+        ctx.temperature, ctx.dtype, ctx.shape = temperature, logits.dtype, logits.shape
+        return log_probs.gather(-1, index).view(labels.shape)
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        log_probs, index = ctx.saved_tensors
+        scale = grad_out.reshape(-1, 1).float() / ctx.temperature  # [N, 1]
+        grad = log_probs.exp_().mul_(-scale)  # -softmax * g / T, in the saved tensor
+        grad.scatter_add_(-1, index, scale)  # + g / T at the label
+        return grad.view(ctx.shape).to(ctx.dtype), None, None
+
+
 def logprobs_from_logits(
     logits: torch.Tensor, labels: torch.Tensor, temperature: float = 1.0
 ) -> torch.Tensor:
     """log softmax(logits / temperature) taken at `labels`: [B, T, V], [B, T] -> [B, T], in float32.
 
     Policy and reference log-probs must use the sampling temperature, or the KL is biased ([SFFD]
-    divides logits by `temperature + 1e-7`; TRL issues #925, #1161). The label's logit is gathered
-    first and logsumexp subtracted, so no [B, T, V] log-softmax output is materialised next to the
-    logits. Logits are upcast to float32: logsumexp over a large vocabulary in bf16 loses precision."""
-    logits = logits.float()
-    if temperature != 1.0:
-        logits = logits / temperature
-    picked = logits.gather(-1, labels.long().unsqueeze(-1)).squeeze(-1)
-    return picked - torch.logsumexp(logits, dim=-1)
+    divides logits by `temperature + 1e-7`; TRL issues #925, #1161). Logits are upcast to float32
+    (a log-softmax over a large vocabulary in bf16 loses precision), a few rows at a time.
+    Differentiable in `logits` with a closed-form backward (`_LogProbsAtLabels`); the gradient has
+    the logits' dtype. Without gradients no [B, T, V] tensor is allocated at all."""
+    if torch.is_grad_enabled() and logits.requires_grad:
+        return _LogProbsAtLabels.apply(logits, labels, float(temperature))
+    return logprobs_and_entropy(logits, labels, temperature, entropy=False)[0]
+
+
+def logprobs_and_entropy(
+    logits: torch.Tensor, labels: torch.Tensor, temperature: float = 1.0, entropy: bool = True
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(`logprobs_from_logits`, `entropy_from_logits`) from one log-softmax, without gradients, a few
+    rows at a time: the no-grad rollout pass needs both, and no [B, T, V] temporary is made."""
+    flat_labels = labels.reshape(-1).long()
+    logp = torch.empty(flat_labels.shape, dtype=torch.float32, device=logits.device)
+    ent = torch.empty_like(logp) if entropy else None
+    with torch.no_grad():
+        for rows, x in _row_chunks(logits, temperature):
+            log_probs = torch.log_softmax(x, dim=-1)
+            logp[rows] = log_probs.gather(-1, flat_labels[rows, None]).squeeze(-1)
+            if entropy:
+                ent[rows] = -(torch.exp(log_probs) * log_probs).sum(-1)
+    return logp.view(labels.shape), (ent.view(labels.shape) if entropy else None)
 
 
 def entropy_from_logits(logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:

@@ -154,24 +154,25 @@ def disable_dropout(module) -> None:
             m.p = 0.0
 
 
-def response_logits(lm, input_ids, attention_mask, response_start: int, temperature: float, **kw):
-    """Logits (divided by the sampling temperature) that predict each response token.
+def response_logits(lm, input_ids, attention_mask, response_start: int, **kw):
+    """Logits that predict each response token (not yet divided by the temperature): [B, T, V].
 
     input_ids: [B, P + T] (prompt left-padded to P, response right-padded to T); the token at t is
-    predicted from position t - 1, so positions P-1 .. P+T-2 (`logits_to_keep` skips the vocabulary
-    projection of the prompt). Position ids come from the attention mask, so padding is never
-    counted as text."""
-    position_ids = (attention_mask.cumsum(1) - 1).clamp(min=0)
+    predicted from position t - 1, so the model reads positions 0 .. P+T-2 (the last token is only a
+    label: causal attention makes the earlier positions blind to it) and `logits_to_keep=T` skips
+    the vocabulary projection of the prompt. Position ids come from the attention mask, so padding is
+    never counted as text. Returns (model output, logits)."""
     T = input_ids.shape[1] - response_start
+    mask = attention_mask[:, :-1]
     out = lm(
-        input_ids=input_ids,
-        attention_mask=attention_mask,
-        position_ids=position_ids,
-        logits_to_keep=T + 1,
+        input_ids=input_ids[:, :-1],
+        attention_mask=mask,
+        position_ids=(mask.cumsum(1) - 1).clamp(min=0),
+        logits_to_keep=T,
         use_cache=False,
         **kw,
     )
-    return out, out.logits[:, :-1].float() / temperature
+    return out, out.logits
 
 
 class PolicyAndValue(nn.Module):
@@ -181,24 +182,22 @@ class PolicyAndValue(nn.Module):
         super().__init__()
         self.policy, self.value, self.kind = policy, value, kind
 
-    def forward(self, input_ids, attention_mask, response_start: int, temperature: float):
-        """(logits [B, T, V], values [B, T]) for the response positions."""
+    def forward(self, input_ids, attention_mask, response_start: int):
+        """(logits [B, T, V], values [B, T]) for the response positions, as `response_logits`."""
         out, logits = response_logits(
-            self.policy,
-            input_ids,
-            attention_mask,
-            response_start,
-            temperature,
-            output_hidden_states=self.kind == "head",
+            self.policy, input_ids, attention_mask, response_start, output_hidden_states=self.kind == "head"
         )
         if self.kind == "head":
-            values = self.value(out.hidden_states[-1][:, response_start - 1 : -1])
+            values = self.value(out.hidden_states[-1][:, response_start - 1 :])
         else:
-            position_ids = (attention_mask.cumsum(1) - 1).clamp(min=0)
+            mask = attention_mask[:, :-1]
             hidden = self.value["trunk"](
-                input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=False
+                input_ids=input_ids[:, :-1],
+                attention_mask=mask,
+                position_ids=(mask.cumsum(1) - 1).clamp(min=0),
+                use_cache=False,
             ).last_hidden_state
-            values = self.value["head"](hidden[:, response_start - 1 : -1])
+            values = self.value["head"](hidden[:, response_start - 1 :])
         return logits, values.squeeze(-1).float()
 
 

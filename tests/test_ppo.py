@@ -147,16 +147,46 @@ def test_left_padding_does_not_change_logprobs_or_values(word_policy, kind_rm):
     responses = torch.randint(0, 1000, (2, 4))
     query, qmask = ppo.left_pad(prompts, 50256, "cpu")
     rmask = torch.ones_like(responses)
-    logits, values = model(
-        torch.cat([query, responses], 1), torch.cat([qmask, rmask], 1), query.shape[1], 0.7
-    )
+    logits, values = model(torch.cat([query, responses], 1), torch.cat([qmask, rmask], 1), query.shape[1])
     batch_lp = torch.log_softmax(logits, -1).gather(-1, responses[..., None]).squeeze(-1)
     for i, p in enumerate(prompts):
         ids = torch.tensor([p + responses[i].tolist()])
-        alone_logits, alone_values = model(ids, torch.ones_like(ids), len(p), 0.7)
+        alone_logits, alone_values = model(ids, torch.ones_like(ids), len(p))
         alone_lp = torch.log_softmax(alone_logits, -1).gather(-1, responses[i : i + 1, :, None]).squeeze(-1)
         torch.testing.assert_close(batch_lp[i], alone_lp[0], atol=1e-5, rtol=1e-5)
         torch.testing.assert_close(values[i], alone_values[0], atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("kind", ["critic", "head"])
+def test_response_logits_and_values_equal_a_full_forward(word_policy, kind_rm, kind):
+    """The model reads the sequence without its last token and projects only the response positions;
+    that must equal a plain forward over the whole sequence, read at positions P-1 .. P+T-2."""
+    args = ppo.PPOArguments(model_name=str(word_policy), reward_model=str(kind_rm), value_model=kind)
+    model, _, _, _ = ppo.build_policy_and_value(args, str(word_policy), str(kind_rm), reuse_rm=False)
+    model.eval()
+    torch.manual_seed(2)
+    if kind == "head":  # a new value head starts at zero: give it weights, or any position reads 0
+        torch.nn.init.normal_(model.value.weight)
+    query, qmask = ppo.left_pad([[5, 6, 7, 8, 9], [11, 12]], 50256, "cpu")
+    responses = torch.randint(0, 1000, (2, 3))
+    ids = torch.cat([query, responses], 1)
+    mask = torch.cat([qmask, torch.ones_like(responses)], 1)
+    P = query.shape[1]
+    with torch.no_grad():
+        logits, values = model(ids, mask, P)
+        position_ids = (mask.cumsum(1) - 1).clamp(min=0)
+        full = model.policy(
+            input_ids=ids, attention_mask=mask, position_ids=position_ids, output_hidden_states=True
+        )
+        if kind == "head":
+            hidden = full.hidden_states[-1]
+            expected_values = model.value(hidden).squeeze(-1)
+        else:
+            hidden = model.value["trunk"](input_ids=ids, attention_mask=mask, position_ids=position_ids)
+            expected_values = model.value["head"](hidden.last_hidden_state).squeeze(-1)
+    assert logits.shape == (2, 3, full.logits.shape[-1])
+    torch.testing.assert_close(logits, full.logits[:, P - 1 : -1], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(values, expected_values[:, P - 1 : -1], atol=1e-5, rtol=1e-5)
 
 
 def test_fused_gelu_matches_gpt2_gelu_new_in_logits_and_gradients(tiny_gpt2, tmp_path):

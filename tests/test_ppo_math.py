@@ -146,6 +146,9 @@ def test_logprobs_and_entropy_match_loops(seed, temperature):
     assert_close(logp, torch.tensor(logp_exp, dtype=torch.float32))
     assert_close(ent, torch.tensor(ent_exp, dtype=torch.float32))
     assert (logp <= 0).all() and (ent >= 0).all() and (ent <= math.log(V) + 1e-5).all()
+    logp_both, ent_both = ppo_math.logprobs_and_entropy(logits, labels, temperature)
+    assert_close(logp_both, torch.tensor(logp_exp, dtype=torch.float32))
+    assert_close(ent_both, torch.tensor(ent_exp, dtype=torch.float32))
 
 
 def test_logprobs_gradient_matches_log_softmax_gather():
@@ -161,12 +164,57 @@ def test_logprobs_gradient_matches_log_softmax_gather():
     assert_close(ours, logits.grad)
 
 
+@pytest.mark.parametrize("temperature", [1.0, 0.7])
+def test_logprobs_in_row_chunks_match_one_log_softmax(monkeypatch, temperature):
+    """With chunks of 2 rows (the batch is 3 x 5 rows), values, entropy and gradient equal one
+    log_softmax over the whole tensor."""
+    monkeypatch.setattr(ppo_math, "_CHUNK_ELEMENTS", 2 * 13)
+    gen = torch.Generator().manual_seed(3)
+    logits = (torch.randn(3, 5, 13, generator=gen) * 4).requires_grad_()
+    labels = torch.randint(0, 13, (3, 5), generator=gen)
+    weights = torch.randn(3, 5, generator=gen)
+    ref = torch.log_softmax(logits / temperature, -1)
+    ref_logp = ref.gather(-1, labels[..., None]).squeeze(-1)
+    (ref_logp * weights).sum().backward()
+    ref_grad, logits.grad = logits.grad.clone(), None
+    logp = ppo_math.logprobs_from_logits(logits, labels, temperature)
+    (logp * weights).sum().backward()
+    assert_close(logp, ref_logp)
+    assert_close(logits.grad, ref_grad)
+    nograd_logp, ent = ppo_math.logprobs_and_entropy(logits.detach(), labels, temperature)
+    assert_close(nograd_logp, ref_logp.detach())
+    assert_close(ent, -(ref.exp() * ref).sum(-1).detach())
+
+
+def test_logprobs_second_backward_through_the_same_graph_is_refused():
+    """The backward turns the saved log-softmax into the gradient in place; autograd must then
+    refuse a second backward (retain_graph) rather than compute it from the overwritten tensor."""
+    logits = torch.randn(2, 3, 7, requires_grad=True)
+    logp = ppo_math.logprobs_from_logits(logits, torch.zeros(2, 3, dtype=torch.long))
+    logp.sum().backward(retain_graph=True)
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        logp.sum().backward()
+
+
 def test_logprobs_bf16_logits_computed_in_float32():
     gen = torch.Generator().manual_seed(0)
     logits = (torch.randn(2, 3, 50, generator=gen) * 5).to(torch.bfloat16)
     labels = torch.randint(0, 50, (2, 3), generator=gen)
     expected = torch.log_softmax(logits.float(), -1).gather(-1, labels[..., None]).squeeze(-1)
     assert_close(ppo_math.logprobs_from_logits(logits, labels), expected)
+
+
+def test_logprobs_gradient_of_bf16_logits_is_bf16_and_matches_float32():
+    gen = torch.Generator().manual_seed(1)
+    base = (torch.randn(2, 3, 50, generator=gen) * 3).to(torch.bfloat16)
+    labels = torch.randint(0, 50, (2, 3), generator=gen)
+    weights = torch.randn(2, 3, generator=gen)
+    half = base.clone().requires_grad_()
+    full = base.float().requires_grad_()
+    (ppo_math.logprobs_from_logits(half, labels, 0.7) * weights).sum().backward()
+    (torch.log_softmax(full / 0.7, -1).gather(-1, labels[..., None]).squeeze(-1) * weights).sum().backward()
+    assert half.grad.dtype == torch.bfloat16
+    assert_close(half.grad.float(), full.grad.to(torch.bfloat16).float())
 
 
 # Stop tokens and the score index ----------------------------------------------------------------------
