@@ -22,6 +22,7 @@ Multi-process: `accelerate launch ppo.py ...` (each process rolls out `batch_siz
 from __future__ import annotations
 
 import math
+import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -219,8 +220,13 @@ class PPOArguments:
     gradient_checkpointing: bool = field(
         default=False, metadata={"help": "Recompute activations in backward."}
     )
-    bf16: bool = field(
-        default=False, metadata={"help": "bfloat16 autocast for forward passes (CPU avx512_bf16 or GPU)."}
+    bf16: bool | None = field(
+        default=None,
+        metadata={
+            "help": "bfloat16 autocast for every forward pass (weights, gradients and optimizer stay float32). "
+            "Default: on where the hardware multiplies bf16 natively (CUDA GPUs with bf16, CPUs with "
+            "AVX512-BF16 or AMX), else off; --bf16=False forces float32."
+        },
     )
     fp16: bool = field(default=False, metadata={"help": "float16 autocast (GPU only)."})
     num_threads: int | None = field(
@@ -311,6 +317,18 @@ def validate(args: PPOArguments) -> None:
         raise ValueError("--bf16 and --fp16 are exclusive")
     if args.log_with == "none":
         args.log_with = None
+
+
+def resolve_precision(args: PPOArguments, device_type: str) -> None:
+    """Decide --bf16 when it was not given: what `accelerate launch --mixed_precision` asked for, else
+    bf16 where the device multiplies it natively (`utils.native_bf16`), else float32."""
+    if args.bf16 is not None:
+        return
+    launcher = os.environ.get("ACCELERATE_MIXED_PRECISION", "no")
+    if not args.fp16 and launcher in ("bf16", "fp16"):
+        args.bf16, args.fp16 = launcher == "bf16", launcher == "fp16"
+    else:
+        args.bf16 = not args.fp16 and utils.native_bf16(device_type)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -405,6 +423,11 @@ class Trainer:
             fused=self.device.type in ("cpu", "cuda"),
         )
         self.model, self.optimizer = accelerator.prepare(self.model, self.optimizer)
+        # ppo.py autocasts every forward pass itself (policy, reference, sampler: --bf16/--fp16). Under
+        # an accelerate state with mixed precision (a launcher flag, or a Trainer run earlier in this
+        # process: the state is shared) prepare() also wraps this model's forward in autocast, which
+        # would run the policy, and not the reference, in bf16 whatever --bf16 says: take it off.
+        accelerator.unwrap_model(self.model, keep_fp32_wrapper=False)
         if self.ref is not None:
             self.ref.to(self.device)
         self.kl_ctl = (
@@ -858,6 +881,7 @@ def main(args: PPOArguments) -> dict:
         utils.wandb_offline_if_unreachable()
     acc = Accelerator(log_with=args.log_with, project_dir=str(out), cpu=utils.cpu_processes_without_gpu())
     refuse_sharded_parameters(acc)
+    resolve_precision(args, acc.device.type)  # before args.json is written: the run records what it used
     if args.num_threads:
         torch.set_num_threads(args.num_threads)
     set_seed(args.seed + acc.process_index * 100003)  # per-rank streams (PPO-NOTES.md: seeds)

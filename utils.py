@@ -518,6 +518,10 @@ def parse_args(
 
     parser = HfArgumentParser(dataclass_types)
     parser.set_defaults(**(defaults or {}))
+    for action in parser._actions:
+        # A `bool | None` field (None: decided at run time) takes a bare --flag as True, like a bool one.
+        if getattr(action.type, "__name__", "") == "string_to_bool" and action.nargs is None:
+            action.nargs, action.const = "?", True
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and not argv[0].startswith("-") and argv[0].endswith((".yaml", ".yml", ".json")):
         argv = config_file_flags(Path(argv[0])) + argv[1:]
@@ -565,6 +569,23 @@ def cpu_processes_without_gpu() -> bool:
     if multi and not torch.cuda.is_available():
         os.environ["ACCELERATE_USE_CPU"] = "true"
         return True
+    return False
+
+
+def native_bf16(device_type: str) -> bool:
+    """Whether `device_type` ("cpu", "cuda", ...) multiplies bfloat16 matrices in hardware: a CUDA GPU
+    with bf16 (Ampere or newer), or a CPU with AVX512-BF16 or AMX. There bf16 autocast is the default
+    of both scripts (bench/bf16_check.py measured its effect on PPO's numbers); elsewhere it would be
+    emulated, slower than float32, so the default is float32."""
+    import torch
+
+    if device_type == "cuda":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported(including_emulation=False)
+    if device_type == "cpu":
+        cpu = torch.cpu
+        return any(
+            getattr(cpu, f, lambda: False)() for f in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+        )
     return False
 
 

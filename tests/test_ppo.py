@@ -13,6 +13,7 @@ import torch
 from conftest import write_jsonl
 
 import ppo
+import utils
 
 
 def run_ppo(policy, rm, data, out, *extra):
@@ -43,7 +44,13 @@ def read_metrics(out):
     return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
 
 
-def test_ppo_raises_the_reward(word_policy, kind_rm, kind_data, tmp_path, monkeypatch):
+# The default precision is bf16 autocast where the CPU multiplies bf16 natively (AVX512-BF16, AMX),
+# else float32: run both, whatever this machine is.
+PRECISIONS = [pytest.param([], id="default"), pytest.param(["--bf16=False"], id="float32")]
+
+
+@pytest.mark.parametrize("precision", PRECISIONS)
+def test_ppo_raises_the_reward(word_policy, kind_rm, kind_data, tmp_path, monkeypatch, precision):
     # Record the log-ratio of the first training micro-batch: before any optimizer step the
     # training forward must reproduce phase 2's log-probs, so the PPO ratio starts at exactly 1.
     first_log_ratio = []
@@ -56,9 +63,11 @@ def test_ppo_raises_the_reward(word_policy, kind_rm, kind_data, tmp_path, monkey
 
     monkeypatch.setattr(ppo.ppo_math, "policy_loss", recording_policy_loss)
     out = tmp_path / "ppo"
-    result = run_ppo(word_policy, kind_rm, kind_data, out)
+    result = run_ppo(word_policy, kind_rm, kind_data, out, *precision)
     history = read_metrics(out)
     assert len(history) == 10
+    bf16 = json.loads((out / "args.json").read_text())["bf16"]
+    assert bf16 is (bool(not precision) and utils.native_bf16("cpu"))  # resolved, then recorded
     first = sum(m["objective/scores"] for m in history[:2]) / 2
     last = sum(m["objective/scores"] for m in history[-2:]) / 2
     assert last > first + 0.5, (first, last)
@@ -78,6 +87,49 @@ def test_ppo_raises_the_reward(word_policy, kind_rm, kind_data, tmp_path, monkey
     text = pipeline("text-generation", model=str(out))("\n\nHuman: hi\n\nAssistant:", max_new_tokens=4)
     assert text[0]["generated_text"].startswith("\n\nHuman: hi")
     assert (out / "value_model.safetensors").exists() and (out / "args.json").exists()
+
+
+@pytest.mark.parametrize(
+    "flags, launcher, native, expected",
+    [
+        ([], None, True, (True, False)),  # bf16 hardware: bf16 by default
+        ([], None, False, (False, False)),  # elsewhere float32
+        (["--bf16=False"], None, True, (False, False)),
+        (["--bf16"], None, False, (True, False)),  # asked for: emulated, but as asked
+        (["--fp16=True"], None, True, (False, True)),
+        ([], "bf16", False, (True, False)),  # accelerate launch --mixed_precision=bf16
+        ([], "fp16", True, (False, True)),
+        (["--bf16=False"], "bf16", True, (False, False)),  # a flag beats the launcher
+    ],
+)
+def test_precision_default_follows_flags_then_launcher_then_hardware(
+    monkeypatch, flags, launcher, native, expected
+):
+    if launcher:
+        monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", launcher)
+    else:
+        monkeypatch.delenv("ACCELERATE_MIXED_PRECISION", raising=False)
+    monkeypatch.setattr(ppo.utils, "native_bf16", lambda device_type: native)
+    (args,) = utils.parse_args((ppo.PPOArguments,), flags, renamed=ppo.ALIASES)
+    ppo.resolve_precision(args, "cpu")
+    assert (args.bf16, args.fp16) == expected
+
+
+def test_float32_run_after_a_bf16_accelerator_in_the_same_process(word_policy, kind_rm, kind_data, tmp_path):
+    """The accelerate state is shared within a process: after a bf16 Trainer (or Accelerator), prepare()
+    would wrap the policy's forward in bf16 autocast and not the reference's, so their first-update
+    log-probs would differ. --bf16=False must mean float32 for both."""
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
+
+    Accelerator(cpu=True, mixed_precision="bf16")
+    try:
+        out = tmp_path / "ppo"
+        run_ppo(word_policy, kind_rm, kind_data, out, "--bf16=False", "--steps=16")
+    finally:
+        AcceleratorState._reset_state(True)
+    assert json.loads((out / "args.json").read_text())["bf16"] is False
+    assert read_metrics(out)[0]["objective/kl"] == 0.0
 
 
 def test_ppo_with_lora_reference_is_adapters_off(word_policy, kind_rm, kind_data, tmp_path):

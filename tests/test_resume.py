@@ -66,15 +66,16 @@ def start(argv):
     )
 
 
-def test_sigkill_then_resume_is_bit_identical(word_policy, kind_rm, kind_data, tmp_path):
+@pytest.mark.parametrize("precision", [[], ["--bf16=False"]], ids=["default", "float32"])
+def test_sigkill_then_resume_is_bit_identical(word_policy, kind_rm, kind_data, tmp_path, precision):
     straight, crashed = tmp_path / "straight", tmp_path / "crashed"
-    ppo.cli(ppo_argv(word_policy, kind_rm, kind_data, straight))
-    proc = start(ppo_argv(word_policy, kind_rm, kind_data, crashed))
+    ppo.cli(ppo_argv(word_policy, kind_rm, kind_data, straight, *precision))
+    proc = start(ppo_argv(word_policy, kind_rm, kind_data, crashed, *precision))
     wait_for(crashed / "checkpoint-2" / "trainer_state.json", proc)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert not (crashed / "eval.json").exists()
-    ppo.cli(ppo_argv(word_policy, kind_rm, kind_data, crashed, "--resume_from_checkpoint=auto"))
+    ppo.cli(ppo_argv(word_policy, kind_rm, kind_data, crashed, "--resume_from_checkpoint=auto", *precision))
     assert comparable(crashed) == comparable(straight)
     a, b = weights(straight), weights(crashed)
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

@@ -55,10 +55,13 @@ CHOSEN = "\n\nHuman: Can you give me a tip about chess?\n\nAssistant: Sure, happ
 REJECTED = "\n\nHuman: Can you give me a tip about chess?\n\nAssistant: Go away."
 
 
-def test_tiny_distilbert_learns(tiny_distilbert, pref_dir, tmp_path):
+@pytest.mark.parametrize("precision", [[], ["--bf16=False"]], ids=["default", "float32"])
+def test_tiny_distilbert_learns(tiny_distilbert, pref_dir, tmp_path, precision):
     out = tmp_path / "rm"
-    metrics = train(tiny_distilbert, pref_dir, out)
+    metrics = train(tiny_distilbert, pref_dir, out, *precision)
     assert metrics["accuracy"] >= 0.95, metrics
+    bf16 = json.loads((out / "args.json").read_text())["training"]["bf16"]
+    assert bf16 is (bool(not precision) and utils.native_bf16("cpu"))
     assert metrics["margin_mean"] > 0.5
     before, after = weights(tiny_distilbert), weights(out)
     moved = [k for k in before if not torch.equal(before[k], after["distilbert." + k])]
