@@ -133,3 +133,19 @@ def test_compare_skips_without_peers(monkeypatch, capsys):
     assert compare.main(["rm", "--pairs=1"]) == 0
     out = capsys.readouterr()
     assert "skipped" in out.err and json.loads(out.out)["skipped"]
+
+
+def test_bf16_check_reports_a_self_consistent_bf16_and_zero_kl_against_itself(tiny_gpt2, tmp_path, capsys):
+    import bf16_check
+    from conftest import write_jsonl
+
+    prompts = write_jsonl(tmp_path / "p.jsonl", [{"prompt": f"say something kind {i}"} for i in range(4)])
+    args = [f"--model={tiny_gpt2}", f"--reference={tiny_gpt2}", f"--prompts={prompts}", "--n=4"]
+    result = bf16_check.main(args + ["--response_length=6", f"--json_out={tmp_path / 'out.jsonl'}"])
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1]) == result
+    assert json.loads((tmp_path / "out.jsonl").read_text()) == result
+    assert result["episodes"] == 4 and result["response_tokens"] > 0
+    # the training forward reproduces the no-grad one bit for bit, so PPO's first ratio is exactly 1
+    assert result["bf16_train_forward_equals_phase2"] and result["bf16_first_ratio_max_abs_log"] == 0.0
+    assert 0 < result["logprob_abs_err_per_token_mean"] < 0.1
+    assert result["kl_k1_per_response_mean"] == {"fp32": 0.0, "bf16": 0.0}  # the same model twice
