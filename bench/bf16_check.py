@@ -22,13 +22,14 @@ an autocast error far below that, and identical between policy and reference, is
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from jsonline import emit  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -166,13 +167,8 @@ def main(argv=None):
             "value": "critic from the policy backbone, new zero-mean head",
         },
         "torch": torch.__version__,
-        "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    line = json.dumps(result)
-    if args.json_out:
-        with open(args.json_out, "a") as f:
-            f.write(line + "\n")
-    print(line, flush=True)
+    emit(result, args.json_out)
     return result
 
 

@@ -12,7 +12,6 @@ peer's fields plus a phase breakdown:
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import resource
 import statistics
@@ -22,6 +21,7 @@ import time
 from pathlib import Path
 
 from cpu_load import other_cores, snapshot
+from jsonline import emit
 
 T_START = time.perf_counter()
 ROOT = Path(__file__).resolve().parents[1]
@@ -213,13 +213,8 @@ def main(argv=None):
             "transformers": transformers.__version__,
             "python": platform.python_version(),
         },
-        "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    line = json.dumps(result)
-    if args.json_out:
-        with open(args.json_out, "a") as f:
-            f.write(line + "\n")
-    print(line, flush=True)
+    emit(result, args.json_out)
 
 
 if __name__ == "__main__":

@@ -37,6 +37,7 @@ import tempfile  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 from cpu_load import other_cores, own_cores, snapshot  # noqa: E402
+from jsonline import emit  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 PEERS = ROOT.parent / "shared" / "peers"
@@ -408,12 +409,7 @@ def main(argv=None):
         "torch_threads": torch.get_num_threads(),
         "nproc": os.cpu_count(),
     }
-    out["date_utc"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    line = json.dumps(out)
-    if args.json_out:
-        with open(args.json_out, "a") as f:
-            f.write(line + "\n")
-    print(line, flush=True)
+    emit(out, args.json_out)
 
 
 if __name__ == "__main__":
