@@ -29,7 +29,10 @@ def load_reward_model(path: str, device, trust_remote_code: bool):
         raise FileNotFoundError(f"reward model not found: {path} (train one with reward_modeling.py)")
     path = utils.resolve_model_path(path)
     tok = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
-    model = AutoModelForSequenceClassification.from_pretrained(path, trust_remote_code=trust_remote_code)
+    # float32, as the policy: scores then do not depend on the dtype the checkpoint was saved in
+    model = AutoModelForSequenceClassification.from_pretrained(
+        path, trust_remote_code=trust_remote_code, dtype=torch.float32
+    )
     if model.config.num_labels != 1:
         raise ValueError(
             f"{path}: a reward model has one output (num_labels=1), this one has {model.config.num_labels}"
@@ -72,7 +75,12 @@ def build_policy_and_value(args: PPOArguments, policy_path: str, rm_path: str, r
 
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
-    policy = AutoModelForCausalLM.from_pretrained(policy_path, trust_remote_code=args.trust_remote_code)
+    # float32 master weights whatever the checkpoint's dtype (transformers 5 loads a bf16 checkpoint,
+    # as most hub models are, in bf16): AdamW steps of lr x update are below bf16's resolution, and
+    # --bf16 is autocast over these weights.
+    policy = AutoModelForCausalLM.from_pretrained(
+        policy_path, trust_remote_code=args.trust_remote_code, dtype=torch.float32
+    )
     if getattr(policy.config, "is_encoder_decoder", False):
         raise ValueError(
             f"{policy_path} is an encoder-decoder model; --use_seq2seq policies are not supported"
@@ -104,12 +112,12 @@ def build_policy_and_value(args: PPOArguments, policy_path: str, rm_path: str, r
         # model shares the tokenizer and is causal (a bidirectional critic would see future tokens).
         if reuse_rm:
             seq = AutoModelForSequenceClassification.from_pretrained(
-                rm_path, trust_remote_code=args.trust_remote_code
+                rm_path, trust_remote_code=args.trust_remote_code, dtype=torch.float32
             )
             source = f"the reward model {rm_path}"
         else:
             seq = AutoModelForSequenceClassification.from_pretrained(
-                policy_path, num_labels=1, trust_remote_code=args.trust_remote_code
+                policy_path, num_labels=1, trust_remote_code=args.trust_remote_code, dtype=torch.float32
             )
             source = f"the policy backbone {policy_path} with a new scalar head"
         trunk, head = split_trunk_and_head(seq)

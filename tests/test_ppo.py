@@ -122,6 +122,7 @@ def test_float32_run_after_a_bf16_accelerator_in_the_same_process(word_policy, k
     from accelerate import Accelerator
     from accelerate.state import AcceleratorState
 
+    AcceleratorState._reset_state(True)  # whatever earlier tests left in this process
     Accelerator(cpu=True, mixed_precision="bf16")
     try:
         out = tmp_path / "ppo"
@@ -207,6 +208,30 @@ def test_left_padding_does_not_change_logprobs_or_values(word_policy, kind_rm):
         alone_lp = torch.log_softmax(alone_logits, -1).gather(-1, responses[i : i + 1, :, None]).squeeze(-1)
         torch.testing.assert_close(batch_lp[i], alone_lp[0], atol=1e-5, rtol=1e-5)
         torch.testing.assert_close(values[i], alone_values[0], atol=1e-5, rtol=1e-5)
+
+
+def test_a_bf16_checkpoint_trains_with_float32_weights(tiny_gpt2, tmp_path):
+    """Hub models are mostly saved in bf16, and transformers 5 loads them so: the policy, the critic
+    and the reference must still hold float32 weights (--bf16 is autocast over them), and so must
+    the reward model."""
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
+
+    policy_dir, rm_dir = tmp_path / "bf16-policy", tmp_path / "bf16-rm"
+    AutoModelForCausalLM.from_pretrained(str(tiny_gpt2), dtype=torch.bfloat16).save_pretrained(policy_dir)
+    rm = AutoModelForSequenceClassification.from_pretrained(
+        str(tiny_gpt2), num_labels=1, dtype=torch.bfloat16
+    )
+    rm.save_pretrained(rm_dir)
+    AutoTokenizer.from_pretrained(str(tiny_gpt2)).save_pretrained(rm_dir)
+    assert (
+        AutoModelForCausalLM.from_pretrained(str(policy_dir)).dtype == torch.bfloat16
+    )  # what we guard against
+    for value_model, reuse_rm in (("critic", False), ("critic", True), ("head", False)):
+        args = ppo.PPOArguments(model_name=str(policy_dir), reward_model=str(rm_dir), value_model=value_model)
+        model, ref, _, _ = ppo.build_policy_and_value(args, str(policy_dir), str(rm_dir), reuse_rm=reuse_rm)
+        assert {p.dtype for m in (model, ref) for p in m.parameters()} == {torch.float32}, value_model
+    rm, _, _ = ppo.load_reward_model(str(rm_dir), torch.device("cpu"), False)
+    assert {p.dtype for p in rm.parameters()} == {torch.float32}
 
 
 @pytest.mark.parametrize("kind", ["critic", "head"])
