@@ -149,3 +149,18 @@ def test_bf16_check_reports_a_self_consistent_bf16_and_zero_kl_against_itself(ti
     assert result["bf16_train_forward_equals_phase2"] and result["bf16_first_ratio_max_abs_log"] == 0.0
     assert 0 < result["logprob_abs_err_per_token_mean"] < 0.1
     assert result["kl_k1_per_response_mean"] == {"fp32": 0.0, "bf16": 0.0}  # the same model twice
+
+
+def test_score_policies_pairs_the_same_prompts_and_seeds(word_policy, tiny_gpt2, kind_rm, tmp_path, capsys):
+    import score_policies
+    from conftest import write_jsonl
+
+    prompts = write_jsonl(tmp_path / "p.jsonl", [{"prompt": f"tell me about apples {i}"} for i in range(6)])
+    argv = [f"--reward_model={kind_rm}", f"--prompts={prompts}", "--n=6", "--seeds=2", "--batch_size=4"]
+    policies = [f"base={word_policy}", f"again={word_policy}", f"random={tiny_gpt2}"]
+    result = score_policies.main(argv + ["--response_length=6", *policies])
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1]) == result
+    assert result["prompts"] == 6 and len(result["score_mean_per_seed"]["base"]) == 2
+    # the same policy, prompts and seeds: the same samples, so no difference and only ties
+    assert result["vs_base"]["again"] == {"mean": 0.0, "standard_error": 0.0, "win_rate": 0.5}
+    assert result["vs_base"]["random"]["mean"] != 0.0
