@@ -975,6 +975,10 @@ def main(args: PPOArguments) -> dict:
     if args.log_with:
         acc.log({f"eval/{k}": v for k, v in result.items() if k != "samples"}, step=tr.update)
     save_final(tr, out)
+    # Every process takes the process group down together, once the main one has written: one
+    # tearing gloo down while its peer is still busy can abort at exit (a 2-process test run once
+    # ended in SIGABRT on rank 1 after it had finished and saved).
+    acc.wait_for_everyone()
     acc.end_training()
     if acc.is_main_process:
         print(f"[ppo] saved policy to {out}")

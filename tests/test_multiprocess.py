@@ -30,7 +30,7 @@ def launch(script, argv, tmp_path, timeout=300):
         text=True,
         timeout=timeout,
     )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-12000:]
     return proc.stdout + proc.stderr
 
 
