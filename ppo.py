@@ -228,7 +228,12 @@ class PPOArguments:
             "AVX512-BF16 or AMX), else off; --bf16=False forces float32."
         },
     )
-    fp16: bool = field(default=False, metadata={"help": "float16 autocast (GPU only)."})
+    fp16: bool = field(
+        default=False,
+        metadata={
+            "help": "float16 autocast with dynamic loss scaling, for GPUs without bf16 (V100, T4); slow on a CPU."
+        },
+    )
     num_threads: int | None = field(
         default=None, metadata={"help": "torch CPU threads (default: torch's choice)."}
     )
@@ -319,12 +324,12 @@ def validate(args: PPOArguments) -> None:
         args.log_with = None
 
 
-def resolve_precision(args: PPOArguments, device_type: str) -> None:
-    """Decide --bf16 when it was not given: what `accelerate launch --mixed_precision` asked for, else
-    bf16 where the device multiplies it natively (`utils.native_bf16`), else float32."""
+def resolve_precision(args: PPOArguments, device_type: str, launcher: str = "no") -> None:
+    """Decide --bf16 when it was not given: what `accelerate launch --mixed_precision` asked for
+    (`launcher`: "no", "bf16" or "fp16"), else bf16 where the device multiplies it natively
+    (`utils.native_bf16`), else float32."""
     if args.bf16 is not None:
         return
-    launcher = os.environ.get("ACCELERATE_MIXED_PRECISION", "no")
     if not args.fp16 and launcher in ("bf16", "fp16"):
         args.bf16, args.fp16 = launcher == "bf16", launcher == "fp16"
     else:
@@ -428,6 +433,9 @@ class Trainer:
         # process: the state is shared) prepare() also wraps this model's forward in autocast, which
         # would run the policy, and not the reference, in bf16 whatever --bf16 says: take it off.
         accelerator.unwrap_model(self.model, keep_fp32_wrapper=False)
+        # fp16 gradients underflow without a loss scale: dynamic scaling (grow on success, halve and
+        # skip the step on overflow), as torch.amp prescribes. bf16 has float32's range and needs none.
+        self.scaler = torch.amp.GradScaler(self.device.type) if args.fp16 else None
         if self.ref is not None:
             self.ref.to(self.device)
         self.kl_ctl = (
@@ -640,9 +648,15 @@ class Trainer:
                 group["lr"] = frac * args.learning_rate
         stats = self.train_on(ro, logprobs, values, advantages, returns)
         t_train = time.perf_counter()
+        all_overflowed = stats["fp16_overflows"] == s.minibatches * args.ppo_epochs
         if stats["skipped_steps"]:
             self.skip_update(
                 f"{int(stats['skipped_steps'])} optimizer step(s) had a non-finite loss or gradient"
+            )
+        elif all_overflowed and self.scaler.get_scale() < 1.0:
+            # below 1 the scale no longer explains it: the unscaled gradients are not finite
+            self.skip_update(
+                f"every fp16 step overflowed down to a loss scale of {self.scaler.get_scale():g}"
             )
         else:
             self.bad_updates = 0
@@ -691,6 +705,9 @@ class Trainer:
             "time/tokens_per_s": n_tokens * s.world / dt,
             "faults/skipped_total": self.skipped_total,
         }
+        if self.scaler is not None:
+            metrics["fp16/loss_scale"] = self.scaler.get_scale()
+            metrics["fp16/overflow_steps"] = stats["fp16_overflows"]
         self.last_rollout = ro
         return metrics
 
@@ -717,7 +734,7 @@ class Trainer:
         self.model.train()
         disable_dropout(self.model)
         totals: dict[str, list[float]] = {}
-        skipped = 0
+        skipped = overflows = 0
         for _ in range(args.ppo_epochs):
             perm = torch.randperm(s.batch, device=self.device)
             for mb_start in range(0, s.batch, s.minibatch):
@@ -737,13 +754,23 @@ class Trainer:
                         new_values, old_values[idx], returns[idx], mask, args.cliprange_value
                     )
                     loss = (pg_loss + args.vf_coef * vf_loss) * (s.micro / s.minibatch)
-                    self.acc.backward(loss)
+                    self.acc.backward(loss if self.scaler is None else self.scaler.scale(loss))
                     # (entropy is logged from phase 2, where it costs no extra pass over the logits)
                     for k, v in {**pg_stats, **vf_stats, "pg_loss": pg_loss, "vf_loss": vf_loss}.items():
                         totals.setdefault(k, []).append(float(v.detach()) if torch.is_tensor(v) else float(v))
+                if self.scaler is not None:
+                    self.scaler.unscale_(self.optimizer)  # clip the true gradients
                 norm = self.acc.clip_grad_norm_(
                     self.model.parameters(), args.max_grad_norm if args.max_grad_norm > 0 else float("inf")
                 )
+                if self.scaler is not None:
+                    # An fp16 overflow is the loss scale's, not a fault: step() skips it, update() halves
+                    # the scale. (The scaler checks the gradients for inf/NaN itself.)
+                    scale = self.scaler.get_scale()
+                    self.scaler.step(self.optimizer)
+                    self.scaler.update()
+                    overflows += int(self.scaler.get_scale() < scale)
+                    continue
                 if not torch.isfinite(torch.as_tensor(norm)):
                     skipped += 1  # never step on NaN/inf: the weights (and checkpoints) stay finite
                     continue
@@ -756,6 +783,7 @@ class Trainer:
         stats["skipped_steps"] = self.acc.reduce(
             torch.tensor(float(skipped), device=self.device), "sum"
         ).item()
+        stats["fp16_overflows"] = overflows
         return stats
 
 
@@ -879,9 +907,15 @@ def main(args: PPOArguments) -> dict:
     check_output_dir(out)
     if args.log_with == "wandb":
         utils.wandb_offline_if_unreachable()
+    # ppo.py autocasts its own forward passes and scales the fp16 loss itself: what `accelerate launch
+    # --mixed_precision` asked for becomes the default of --bf16/--fp16, and accelerate (which would
+    # wrap the prepared model alone in autocast and scale the loss a second time) is told "no".
+    launcher = os.environ.get("ACCELERATE_MIXED_PRECISION", "no")
+    if launcher != "no":
+        os.environ["ACCELERATE_MIXED_PRECISION"] = "no"
     acc = Accelerator(log_with=args.log_with, project_dir=str(out), cpu=utils.cpu_processes_without_gpu())
     refuse_sharded_parameters(acc)
-    resolve_precision(args, acc.device.type)  # before args.json is written: the run records what it used
+    resolve_precision(args, acc.device.type, launcher)  # before args.json is written: the run records it
     if args.num_threads:
         torch.set_num_threads(args.num_threads)
     set_seed(args.seed + acc.process_index * 100003)  # per-rank streams (PPO-NOTES.md: seeds)

@@ -39,6 +39,7 @@ def save_checkpoint(tr: Trainer, out: Path) -> Path:
         "model": {k: v for k, v in model.state_dict().items() if k in trainable},
         "optimizer": tr.optimizer.state_dict(),
         "kl_ctl": tr.kl_ctl.state_dict(),
+        "scaler": tr.scaler.state_dict() if tr.scaler is not None else None,
         "stream": tr.stream.state_dict(),
         "update": tr.update,
         "episodes": tr.episodes,
@@ -95,6 +96,8 @@ def load_checkpoint(tr: Trainer, path: Path) -> None:
     model.load_state_dict(state["model"], strict=False)
     tr.optimizer.load_state_dict(state["optimizer"])
     tr.kl_ctl.load_state_dict(state["kl_ctl"])
+    if tr.scaler is not None and state.get("scaler"):
+        tr.scaler.load_state_dict(state["scaler"])
     tr.stream.load_state_dict(state["stream"])
     tr.update, tr.episodes, tr.bad_updates = state["update"], state["episodes"], state["bad_updates"]
     rng = torch.load(path / f"rng_state_{tr.acc.process_index}.pt", weights_only=False)

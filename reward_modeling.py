@@ -96,16 +96,19 @@ def default_flags() -> dict:
     import torch
 
     use_cpu = utils.cpu_processes_without_gpu() or not torch.accelerator.is_available()
+    launcher = os.environ.get("ACCELERATE_MIXED_PRECISION", "no")
     return {
         # Several processes on a machine without a GPU: train on the CPU with gloo. With no accelerator at
         # all, say so too: transformers then accepts --bf16=True as bf16 autocast on the CPU.
         "use_cpu": use_cpu,
         # bf16 autocast wherever the hardware multiplies bf16 natively (TRL defaults to bf16=True on any
         # device); elsewhere float32. It matched float32 on the README's real-data run (held-out accuracy
-        # 0.678 vs 0.680, train loss 0.6402 vs 0.6399) in half the time. `accelerate launch --mixed_precision` (the
-        # environment variable it sets) decides instead, as transformers reads it when --bf16 is off.
-        "bf16": "ACCELERATE_MIXED_PRECISION" not in os.environ
-        and utils.native_bf16("cpu" if use_cpu else torch.accelerator.current_accelerator().type),
+        # 0.678 vs 0.680, train loss 0.6402 vs 0.6399) in half the time. `accelerate launch
+        # --mixed_precision=bf16|fp16` decides instead (transformers reads the variable it sets when
+        # --bf16 is off), as in ppo.py.
+        "bf16": launcher == "bf16"
+        if launcher in ("bf16", "fp16")
+        else utils.native_bf16("cpu" if use_cpu else torch.accelerator.current_accelerator().type),
         # Batches of similar lengths: fewer, fuller chunks in the chunked training step. transformers sorts
         # within groups of min(len(dataset) // (4 x batch), 50) batches, so below 8 batches it changes nothing.
         "train_sampling_strategy": "group_by_length",

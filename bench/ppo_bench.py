@@ -50,7 +50,11 @@ def parse_args(argv=None):
     p.add_argument(
         "--lora", action="store_true", help="LoRA policy (r=16), reference = adapters off, value head"
     )
-    p.add_argument("--bf16", action="store_true", help="bf16 autocast (not the peer's settings)")
+    p.add_argument(
+        "--bf16",
+        action="store_true",
+        help="bf16 autocast: ppo.py's default on bf16 hardware, not the peer's float32 (the default here)",
+    )
     p.add_argument("--json_out", default=None)
     return p.parse_args(argv)
 

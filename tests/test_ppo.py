@@ -105,13 +105,9 @@ def test_ppo_raises_the_reward(word_policy, kind_rm, kind_data, tmp_path, monkey
 def test_precision_default_follows_flags_then_launcher_then_hardware(
     monkeypatch, flags, launcher, native, expected
 ):
-    if launcher:
-        monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", launcher)
-    else:
-        monkeypatch.delenv("ACCELERATE_MIXED_PRECISION", raising=False)
     monkeypatch.setattr(ppo.utils, "native_bf16", lambda device_type: native)
     (args,) = utils.parse_args((ppo.PPOArguments,), flags, renamed=ppo.ALIASES)
-    ppo.resolve_precision(args, "cpu")
+    ppo.resolve_precision(args, "cpu", launcher or "no")
     assert (args.bf16, args.fp16) == expected
 
 
@@ -131,6 +127,23 @@ def test_float32_run_after_a_bf16_accelerator_in_the_same_process(word_policy, k
         AcceleratorState._reset_state(True)
     assert json.loads((out / "args.json").read_text())["bf16"] is False
     assert read_metrics(out)[0]["objective/kl"] == 0.0
+
+
+def test_fp16_scales_the_loss_and_survives_overflow(word_policy, kind_rm, kind_data, tmp_path, monkeypatch):
+    """--fp16 scales the loss dynamically. Started at 2^24 the scaled gradients overflow float16:
+    those steps are skipped, the scale halves each time, and training goes on from the steps that fit."""
+    real = torch.amp.GradScaler
+    monkeypatch.setattr(torch.amp, "GradScaler", lambda device: real(device, init_scale=2.0**24))
+    out = tmp_path / "fp16"
+    result = run_ppo(word_policy, kind_rm, kind_data, out, "--fp16=True")
+    history = read_metrics(out)
+    overflows = [m["fp16/overflow_steps"] for m in history]
+    scales = [m["fp16/loss_scale"] for m in history]
+    assert overflows[0] >= 4 and scales[0] == 2.0**24 / 2 ** overflows[0]
+    assert scales == sorted(scales, reverse=True) and sum(overflows) < len(history) * 8 / 2
+    assert all(m["faults/skipped_total"] == 0 for m in history)  # overflows are not faults
+    assert result["policy_score_mean"] > result["reference_score_mean"] + 0.5
+    assert json.loads((out / "args.json").read_text())["fp16"] is True
 
 
 def test_ppo_with_lora_reference_is_adapters_off(word_policy, kind_rm, kind_data, tmp_path):

@@ -66,7 +66,9 @@ def start(argv):
     )
 
 
-@pytest.mark.parametrize("precision", [[], ["--bf16=False"]], ids=["default", "float32"])
+@pytest.mark.parametrize(
+    "precision", [[], ["--bf16=False"], ["--fp16=True"]], ids=["default", "float32", "float16"]
+)
 def test_sigkill_then_resume_is_bit_identical(word_policy, kind_rm, kind_data, tmp_path, precision):
     straight, crashed = tmp_path / "straight", tmp_path / "crashed"
     ppo.cli(ppo_argv(word_policy, kind_rm, kind_data, straight, *precision))
@@ -82,6 +84,27 @@ def test_sigkill_then_resume_is_bit_identical(word_policy, kind_rm, kind_data, t
     assert json.loads((crashed / "eval.json").read_text()) == json.loads((straight / "eval.json").read_text())
     # save_total_limit=2 keeps the newest two
     assert sorted(p.name for p in crashed.glob("checkpoint-*")) == ["checkpoint-4", "checkpoint-6"]
+
+
+def test_fp16_resume_restores_the_loss_scale(word_policy, kind_rm, kind_data, tmp_path, monkeypatch):
+    """The loss scale is part of the state: started at 2^24, the first updates overflow and halve it;
+    resumed from checkpoint-2 with the scale as saved, the run ends as the straight one does."""
+    import shutil
+
+    real = torch.amp.GradScaler
+    monkeypatch.setattr(torch.amp, "GradScaler", lambda device: real(device, init_scale=2.0**24))
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    ppo.cli(ppo_argv(word_policy, kind_rm, kind_data, straight, "--fp16=True", "--save_total_limit=3"))
+    history = comparable(straight)
+    assert history[0]["fp16/overflow_steps"] > 0 and history[1]["fp16/loss_scale"] < 2.0**24
+    resumed.mkdir()
+    shutil.copytree(straight / "checkpoint-2", resumed / "checkpoint-2")
+    ppo.cli(
+        ppo_argv(word_policy, kind_rm, kind_data, resumed, "--fp16=True", "--resume_from_checkpoint=auto")
+    )
+    assert comparable(resumed) == history[2:]  # updates 3-6
+    a, b = weights(straight), weights(resumed)
+    assert all(torch.equal(a[k], b[k]) for k in a)
 
 
 def test_sigterm_saves_a_checkpoint_and_says_how_to_resume(word_policy, kind_rm, kind_data, tmp_path):
