@@ -17,6 +17,8 @@ The 2024 command (needs the hub for gpt2 and the prompt set):
 
 A YAML or JSON file with the same keys can replace the flags: `python ppo.py config.yaml`.
 Multi-process: `accelerate launch ppo.py ...` (each process rolls out `batch_size` episodes).
+Precision: bf16 autocast where the hardware multiplies bf16 natively, else float32 (--bf16=False forces
+it); weights and optimizer stay float32; --fp16=True adds dynamic loss scaling.
 """
 
 from __future__ import annotations
@@ -429,10 +431,15 @@ class Trainer:
         )
         self.model, self.optimizer = accelerator.prepare(self.model, self.optimizer)
         # ppo.py autocasts every forward pass itself (policy, reference, sampler: --bf16/--fp16). Under
-        # an accelerate state with mixed precision (a launcher flag, or a Trainer run earlier in this
-        # process: the state is shared) prepare() also wraps this model's forward in autocast, which
-        # would run the policy, and not the reference, in bf16 whatever --bf16 says: take it off.
+        # an accelerate state with mixed precision (a Trainer run earlier in this process: the state is
+        # shared) prepare() also wraps this model's forward in autocast, which would run the policy,
+        # and not the reference, in bf16 whatever --bf16 says: take it off.
         accelerator.unwrap_model(self.model, keep_fp32_wrapper=False)
+        if accelerator.scaler is not None:  # and its fp16 loss scale would multiply ours
+            raise RuntimeError(
+                "accelerate's state already has fp16 mixed precision (set earlier in this process); "
+                "run ppo.py in a process of its own, with --fp16=True for float16"
+            )
         # fp16 gradients underflow without a loss scale: dynamic scaling (grow on success, halve and
         # skip the step on overflow), as torch.amp prescribes. bf16 has float32's range and needs none.
         self.scaler = torch.amp.GradScaler(self.device.type) if args.fp16 else None
