@@ -162,24 +162,28 @@ def disable_dropout(module) -> None:
             m.p = 0.0
 
 
+def scored_inputs(input_ids, attention_mask) -> dict:
+    """The model inputs that give the predictions of every response token: all but the last token
+    (it is only a label; causal attention makes the earlier positions blind to it), with position
+    ids from the attention mask, so padding is never counted as text. Policy, reference and critic
+    all read exactly these."""
+    mask = attention_mask[:, :-1]
+    return {
+        "input_ids": input_ids[:, :-1],
+        "attention_mask": mask,
+        "position_ids": (mask.cumsum(1) - 1).clamp(min=0),
+        "use_cache": False,
+    }
+
+
 def response_logits(lm, input_ids, attention_mask, response_start: int, **kw):
     """Logits that predict each response token (not yet divided by the temperature): [B, T, V].
 
     input_ids: [B, P + T] (prompt left-padded to P, response right-padded to T); the token at t is
-    predicted from position t - 1, so the model reads positions 0 .. P+T-2 (the last token is only a
-    label: causal attention makes the earlier positions blind to it) and `logits_to_keep=T` skips
-    the vocabulary projection of the prompt. Position ids come from the attention mask, so padding is
-    never counted as text. Returns (model output, logits)."""
+    predicted from position t - 1, so the model reads positions 0 .. P+T-2 (`scored_inputs`) and
+    `logits_to_keep=T` skips the vocabulary projection of the prompt. Returns (model output, logits)."""
     T = input_ids.shape[1] - response_start
-    mask = attention_mask[:, :-1]
-    out = lm(
-        input_ids=input_ids[:, :-1],
-        attention_mask=mask,
-        position_ids=(mask.cumsum(1) - 1).clamp(min=0),
-        logits_to_keep=T,
-        use_cache=False,
-        **kw,
-    )
+    out = lm(**scored_inputs(input_ids, attention_mask), logits_to_keep=T, **kw)
     return out, out.logits
 
 
@@ -198,13 +202,7 @@ class PolicyAndValue(nn.Module):
         if self.kind == "head":
             values = self.value(out.hidden_states[-1][:, response_start - 1 :])
         else:
-            mask = attention_mask[:, :-1]
-            hidden = self.value["trunk"](
-                input_ids=input_ids[:, :-1],
-                attention_mask=mask,
-                position_ids=(mask.cumsum(1) - 1).clamp(min=0),
-                use_cache=False,
-            ).last_hidden_state
+            hidden = self.value["trunk"](**scored_inputs(input_ids, attention_mask)).last_hidden_state
             values = self.value["head"](hidden[:, response_start - 1 :])
         return logits, values.squeeze(-1).float()
 
