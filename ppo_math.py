@@ -133,7 +133,7 @@ def logprobs_from_logits(
 def logprobs_and_entropy(
     logits: torch.Tensor, labels: torch.Tensor, temperature: float = 1.0, entropy: bool = True
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """(`logprobs_from_logits`, `entropy_from_logits`) from one log-softmax, without gradients, a few
+    """(`logprobs_from_logits`, the entropy of softmax(logits / temperature)) from one log-softmax, without gradients, a few
     rows at a time: the no-grad rollout pass needs both, and no [B, T, V] temporary is made."""
     flat_labels = labels.reshape(-1).long()
     logp = torch.empty(flat_labels.shape, dtype=torch.float32, device=logits.device)
@@ -145,18 +145,6 @@ def logprobs_and_entropy(
             if entropy:
                 ent[rows] = -(torch.exp(log_probs) * log_probs).sum(-1)
     return logp.view(labels.shape), (ent.view(labels.shape) if entropy else None)
-
-
-def entropy_from_logits(logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
-    """Entropy of softmax(logits / temperature) per position: [B, T, V] -> [B, T], in float32.
-
-    H = logsumexp(l) - sum_v softmax(l)_v * l_v, which needs one [B, T, V] temporary fewer than
-    -sum p log p. Logits must be finite."""
-    logits = logits.float()
-    if temperature != 1.0:
-        logits = logits / temperature
-    probs = torch.softmax(logits, dim=-1)
-    return torch.logsumexp(logits, dim=-1) - (probs * logits).sum(-1)
 
 
 # Responses: stop tokens and where the score goes -------------------------------------------------------

@@ -141,14 +141,12 @@ def test_logprobs_and_entropy_match_loops(seed, temperature):
         logp_exp.append(logp_row)
         ent_exp.append(ent_row)
     logp = ppo_math.logprobs_from_logits(logits, labels, temperature)
-    ent = ppo_math.entropy_from_logits(logits, temperature)
-    assert logp.dtype == torch.float32 and ent.dtype == torch.float32
+    logp_both, ent = ppo_math.logprobs_and_entropy(logits, labels, temperature)
+    assert logp.dtype == torch.float32 and logp_both.dtype == torch.float32 and ent.dtype == torch.float32
     assert_close(logp, torch.tensor(logp_exp, dtype=torch.float32))
+    assert_close(logp_both, torch.tensor(logp_exp, dtype=torch.float32))
     assert_close(ent, torch.tensor(ent_exp, dtype=torch.float32))
     assert (logp <= 0).all() and (ent >= 0).all() and (ent <= math.log(V) + 1e-5).all()
-    logp_both, ent_both = ppo_math.logprobs_and_entropy(logits, labels, temperature)
-    assert_close(logp_both, torch.tensor(logp_exp, dtype=torch.float32))
-    assert_close(ent_both, torch.tensor(ent_exp, dtype=torch.float32))
 
 
 def test_logprobs_gradient_matches_log_softmax_gather():
