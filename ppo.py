@@ -332,10 +332,8 @@ def resolve_precision(args: PPOArguments, device_type: str, launcher: str = "no"
     (`utils.native_bf16`), else float32."""
     if args.bf16 is not None:
         return
-    if not args.fp16 and launcher in ("bf16", "fp16"):
-        args.bf16, args.fp16 = launcher == "bf16", launcher == "fp16"
-    else:
-        args.bf16 = not args.fp16 and utils.native_bf16(device_type)
+    args.fp16 = args.fp16 or launcher == "fp16"
+    args.bf16 = not args.fp16 and utils.default_bf16(device_type, launcher)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -106,9 +106,9 @@ def default_flags() -> dict:
         # 0.678 vs 0.680, train loss 0.6402 vs 0.6399) in half the time. `accelerate launch
         # --mixed_precision=bf16|fp16` decides instead (transformers reads the variable it sets when
         # --bf16 is off), as in ppo.py.
-        "bf16": launcher == "bf16"
-        if launcher in ("bf16", "fp16")
-        else utils.native_bf16("cpu" if use_cpu else torch.accelerator.current_accelerator().type),
+        "bf16": utils.default_bf16(
+            "cpu" if use_cpu else torch.accelerator.current_accelerator().type, launcher
+        ),
         # Batches of similar lengths: fewer, fuller chunks in the chunked training step. transformers sorts
         # within groups of min(len(dataset) // (4 x batch), 50) batches, so below 8 batches it changes nothing.
         "train_sampling_strategy": "group_by_length",

@@ -589,6 +589,15 @@ def native_bf16(device_type: str) -> bool:
     return False
 
 
+def default_bf16(device_type: str, launcher: str = "no") -> bool:
+    """Both scripts' bf16 default when no flag is given: what `accelerate launch --mixed_precision`
+    asked for (`launcher`, the ACCELERATE_MIXED_PRECISION it sets: "bf16" or "fp16"), else
+    `native_bf16(device_type)`."""
+    if launcher in ("bf16", "fp16"):
+        return launcher == "bf16"
+    return native_bf16(device_type)
+
+
 def complete_checkpoints(folder: str | Path, required: tuple[str, ...]) -> list[Path]:
     """`checkpoint-<step>` folders in `folder` holding every file in `required`, oldest first.
 
