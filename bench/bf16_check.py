@@ -71,9 +71,11 @@ def main(argv=None):
     tok = AutoTokenizer.from_pretrained(path)
     from transformers import AutoModelForCausalLM
 
-    policy = AutoModelForCausalLM.from_pretrained(path)
+    policy = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)  # as ppo.py loads it
     utils.ensure_pad_token(tok, policy)
-    trunk, head = split_trunk_and_head(AutoModelForSequenceClassification.from_pretrained(path, num_labels=1))
+    trunk, head = split_trunk_and_head(
+        AutoModelForSequenceClassification.from_pretrained(path, num_labels=1, dtype=torch.float32)
+    )
     model = PolicyAndValue(policy, torch.nn.ModuleDict({"trunk": trunk, "head": head}), "critic")
     disable_dropout(model)
     fuse_gelu(model)
@@ -104,7 +106,9 @@ def main(argv=None):
 
     kl_terms = {}
     if args.reference:
-        ref = AutoModelForCausalLM.from_pretrained(utils.resolve_model_path(args.reference))
+        ref = AutoModelForCausalLM.from_pretrained(
+            utils.resolve_model_path(args.reference), dtype=torch.float32
+        )
         disable_dropout(ref)
         fuse_gelu(ref)
         ref.eval()
