@@ -77,7 +77,12 @@ class PPOArguments:
         },
     )
     data_dir: str | None = field(
-        default=None, metadata={"help": "Subset folder(s) of the prompt dataset, comma-separated."}
+        default=None,
+        metadata={
+            "help": "Subset folder(s) of the prompt dataset, comma-separated, each with an optional slice of "
+            "its rows: 'harmless-base[:1800],helpful-online'. A slice on --query_split then applies to "
+            "the concatenation. Default: every subset."
+        },
     )
     query_split: str = field(
         default="train", metadata={"help": "Split of the prompts to train on (slices work)."}
@@ -85,11 +90,20 @@ class PPOArguments:
     eval_dataset: str | None = field(
         default=None, metadata={"help": "Held-out prompts from another source (default: --query_dataset)."}
     )
+    eval_data_dir: str | None = field(
+        default=None,
+        metadata={
+            "help": "Subset folder(s) of the held-out prompts, with slices as in --data_dir, e.g. "
+            "'harmless-base[1800:],helpful-base[1800:]' (default: --data_dir, or every subset of "
+            "--eval_dataset). Rows shared with the training prompts are refused."
+        },
+    )
     eval_split: str | None = field(
         default=None,
         metadata={
-            "help": "Split of held-out prompts for evaluation (default: 'test' when the dataset has one, "
-            "else the last eval_samples training prompts, which are then not trained on)."
+            "help": "Split of held-out prompts for evaluation (default: 'train' of --eval_dataset; else "
+            "'test' when the dataset has one and no --eval_data_dir is given, else the last eval_samples "
+            "training prompts, which are then not trained on)."
         },
     )
     eval_samples: int = field(default=64, metadata={"help": "Held-out prompts scored at evaluation."})
@@ -372,6 +386,8 @@ class Trainer:
         self.args, self.acc = args, accelerator
         self.device = accelerator.device
         self.sizes = derive_sizes(args, accelerator.num_processes)
+        # Before any model loads: a run whose evaluation overlaps its training data stops at once.
+        self.train_prompts, self.eval_prompts = self._load_prompts()
         policy_path = utils.resolve_model_path(args.model_name)
         self.tok = AutoTokenizer.from_pretrained(policy_path, trust_remote_code=args.trust_remote_code)
         utils.ensure_pad_token(self.tok)
@@ -409,7 +425,6 @@ class Trainer:
             )
 
         encoder = PromptEncoder(self.tok, max_prompt)
-        self.train_prompts, self.eval_prompts = self._load_prompts()
         self.train_ids = [encoder(p) for p in self.train_prompts]
         self.eval_ids = [encoder(p) for p in self.eval_prompts]
         if encoder.n_cut:
@@ -475,28 +490,40 @@ class Trainer:
         )
 
     def _load_prompts(self):
+        """Training and held-out prompts; refused when the held-out rows overlap the training rows."""
         args = self.args
-        train = load_prompts(args.query_dataset, args.query_split, args.data_dir)
-        if args.eval_dataset:
-            return train, load_prompts(args.eval_dataset, args.eval_split or "train", None)[
-                : args.eval_samples
-            ]
-        if args.eval_split:
-            return train, load_prompts(args.query_dataset, args.eval_split, args.data_dir)[
-                : args.eval_samples
-            ]
-        try:
-            return train, load_prompts(args.query_dataset, "test", args.data_dir)[: args.eval_samples]
-        except Exception as e:  # no test split: hold out the tail of the training prompts
+        train, train_rows = load_prompts(args.query_dataset, args.query_split, args.data_dir)
+        explicit = args.eval_dataset or args.eval_split or args.eval_data_dir
+        eval_data_dir = args.eval_data_dir if args.eval_data_dir or args.eval_dataset else args.data_dir
+        eval_split = args.eval_split or ("train" if args.eval_dataset else "test")
+        no_test = "a single file" if not explicit and Path(args.query_dataset).is_file() else None
+        if not no_test:
+            try:
+                evals, eval_rows = load_prompts(
+                    args.eval_dataset or args.query_dataset, eval_split, eval_data_dir
+                )
+            except Exception as e:
+                if explicit:
+                    raise
+                no_test = type(e).__name__
+        if no_test:  # no test split: hold out the tail of the training prompts
             if len(train) <= args.eval_samples:
                 raise ValueError(
                     f"{args.query_dataset}: {len(train)} prompts and no test split; need more than "
                     f"--eval_samples={args.eval_samples} to hold some out"
-                ) from e
+                )
             self.acc.print(
-                f"[ppo] no test split ({type(e).__name__}); holding out the last {args.eval_samples} prompts"
+                f"[ppo] no test split ({no_test}); holding out the last {args.eval_samples} prompts"
             )
             return train[: -args.eval_samples], train[-args.eval_samples :]
+        utils.refuse_overlap(
+            train_rows,
+            eval_rows,
+            f"--query_dataset={args.query_dataset} --data_dir={args.data_dir} --query_split={args.query_split}",
+            f"{'--eval_dataset=' + args.eval_dataset if args.eval_dataset else '--query_dataset'} "
+            f"--eval_data_dir={eval_data_dir} --eval_split={eval_split}",
+        )
+        return train, evals[: args.eval_samples]
 
     @property
     def policy(self):

@@ -38,16 +38,20 @@ def row_to_prompt(row: dict) -> dict | None:
     return None
 
 
-def load_prompts(source: str, split: str, data_dir: str | None) -> list[dict]:
+def load_prompts(source: str, split: str, data_dir: str | None) -> tuple[list[dict], list[utils.Origin]]:
+    """The prompts of a split, and the origins of the rows selected (see `utils.load_rows`)."""
     path = Path(source)
     if path.is_file() and path.suffix == ".txt":
+        if data_dir:
+            raise ValueError(f"--data_dir={data_dir} names subset folders, but {source} is a file")
         lines = [line.strip() for line in path.read_text().splitlines() if line.strip()]
         _, sl = utils.parse_split(split)
-        prompts = [{"turns": [{"role": "user", "content": q}], "text": None} for q in lines]
-        prompts = [prompts[i] for i in utils._apply_slice(len(prompts), sl)]
+        taken = utils._apply_slice(len(lines), sl)
+        prompts = [{"turns": [{"role": "user", "content": lines[i]}], "text": None} for i in taken]
+        origins = [(str(path.resolve()), i) for i in taken]
         where = str(path)
     else:
-        rows, where = utils.load_rows(source, split, data_dir)
+        rows, where, origins = utils.load_rows(source, split, data_dir)
         prompts = [p for p in map(row_to_prompt, rows) if p is not None]
         if rows and not prompts:
             raise ValueError(
@@ -55,7 +59,7 @@ def load_prompts(source: str, split: str, data_dir: str | None) -> list[dict]:
             )
     if not prompts:
         raise ValueError(f"{where}: the prompt set is empty")
-    return prompts
+    return prompts, origins
 
 
 class PromptEncoder:

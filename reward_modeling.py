@@ -50,8 +50,17 @@ class ScriptArguments:
     data_dir: str | None = field(
         default=None,
         metadata={
-            "help": "Subset folder(s) of the dataset, comma-separated (e.g. harmless-base,helpful-base). "
-            "Default: every subset."
+            "help": "Subset folder(s) of the training data, comma-separated, each with an optional slice of its "
+            "rows: 'harmless-base[:1800],helpful-base[:1800],helpful-online'. A slice on the split then applies "
+            "to the concatenation. Default: every subset."
+        },
+    )
+    eval_data_dir: str | None = field(
+        default=None,
+        metadata={
+            "help": "Subset folder(s) of the evaluation data, with slices as in --data_dir, e.g. "
+            "'harmless-base[1800:],helpful-base[1800:]' (default: --data_dir). Rows shared with the training "
+            "data are refused."
         },
     )
     dataset_train_split: str = field(
@@ -439,6 +448,28 @@ def main(script_args: ScriptArguments, training_args: RewardConfig, model_args: 
         utils.wandb_offline_if_unreachable()
     out = Path(training_args.output_dir)
 
+    # Data first: a run whose evaluation rows overlap its training rows stops before any model loads.
+    eval_data_dir = script_args.eval_data_dir or script_args.data_dir
+    eval_pairs, eval_counts, eval_origins = utils.load_preference_pairs(
+        script_args.dataset_name,
+        script_args.dataset_test_split,
+        eval_data_dir,
+        script_args.max_eval_samples,
+    )
+    if not script_args.eval_only:
+        train_pairs, train_counts, train_origins = utils.load_preference_pairs(
+            script_args.dataset_name,
+            script_args.dataset_train_split,
+            script_args.data_dir,
+            script_args.max_train_samples,
+        )
+        utils.refuse_overlap(
+            train_origins,
+            eval_origins,
+            f"--data_dir={script_args.data_dir} --dataset_train_split={script_args.dataset_train_split}",
+            f"--eval_data_dir={eval_data_dir} --dataset_test_split={script_args.dataset_test_split}",
+        )
+
     # The reward head is new: seed its initialisation, so that runs (and resumed runs) repeat.
     set_seed(training_args.seed)
     path, tokenizer, model, info = load_backbone(model_args, training_args)
@@ -449,12 +480,6 @@ def main(script_args: ScriptArguments, training_args: RewardConfig, model_args: 
         max_length = limit
     training_args.max_length = max_length
 
-    eval_pairs, eval_counts = utils.load_preference_pairs(
-        script_args.dataset_name,
-        script_args.dataset_test_split,
-        script_args.data_dir,
-        script_args.max_eval_samples,
-    )
     if script_args.eval_only:
         fmt_path = Path(path) / utils.REWARD_FORMAT_FILE
         fmt = (
@@ -464,12 +489,6 @@ def main(script_args: ScriptArguments, training_args: RewardConfig, model_args: 
         )
         return evaluate_only(script_args, model, tokenizer, eval_pairs, fmt, out, t0)
 
-    train_pairs, train_counts = utils.load_preference_pairs(
-        script_args.dataset_name,
-        script_args.dataset_train_split,
-        script_args.data_dir,
-        script_args.max_train_samples,
-    )
     fmt = reward_format_for(tokenizer, model, train_pairs, max_length)
     from datasets import Dataset
 

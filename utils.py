@@ -188,16 +188,24 @@ def format_reply(prompt_text: str, reply: str) -> str:
 # Loading data: a hub id, a local folder in the hh-rlhf GitHub layout, or a json/jsonl(.gz)/parquet file.
 # ---------------------------------------------------------------------------------------------
 
-_SPLIT_RE = re.compile(r"^(?P<name>[\w.-]+)(\[(?P<start>-?\d*%?):(?P<stop>-?\d*%?)\])?$")
+_SPLIT_RE = re.compile(r"^(?P<name>[\w./-]+)(\[(?P<start>-?\d*%?):(?P<stop>-?\d*%?)\])?$")
 DATA_EXTENSIONS = (".jsonl.gz", ".jsonl", ".json.gz", ".json", ".parquet")
 
+# Where one loaded row came from: (file, row index in that file). The file is a resolved path, or
+# "<hub id>/<subset>/<split>" for hub data; `refuse_overlap` compares these, not flag strings. (A hub
+# load of every subset at once is one file to it: it cannot be matched against a load of one subset.)
+Origin = tuple[str, int]
 
-def parse_split(split: str) -> tuple[str, slice]:
-    """'test[1800:]' -> ('test', slice(1800, None)); percentages ('train[:10%]') are kept as strings."""
+
+def parse_split(split: str, what: str = "split") -> tuple[str, slice]:
+    """'test[1800:]' -> ('test', slice(1800, None)); percentages ('train[:10%]') are kept as strings.
+
+    Also parses one entry of --data_dir ('harmless-base[:1800]'), with `what` naming it in errors."""
     m = _SPLIT_RE.match(split.replace(" ", ""))
     if not m:
         raise ValueError(
-            f"bad split {split!r}: use a name with an optional slice, e.g. 'train', 'test[:1800]'"
+            f"bad {what} {split!r}: use a name with an optional slice, e.g. 'test', 'test[:1800]', "
+            "'test[1800:]', 'train[:10%]'"
         )
 
     def bound(s: str | None):
@@ -208,6 +216,14 @@ def parse_split(split: str) -> tuple[str, slice]:
     return m["name"], slice(bound(m["start"]), bound(m["stop"]))
 
 
+def parse_subsets(data_dir: str | None) -> list[tuple[str, slice]] | None:
+    """--data_dir as (subset, slice) pairs: 'harmless-base[:1800],helpful-online' ->
+    [('harmless-base', slice(None, 1800)), ('helpful-online', slice(None, None))]; None for every subset."""
+    if not data_dir:
+        return None
+    return [parse_split(entry, "--data_dir subset") for entry in data_dir.split(",")]
+
+
 def _apply_slice(n: int, sl: slice) -> range:
     def absolute(b):
         if isinstance(b, str):
@@ -215,6 +231,12 @@ def _apply_slice(n: int, sl: slice) -> range:
         return b
 
     return range(n)[slice(absolute(sl.start), absolute(sl.stop))]
+
+
+def _slice_text(sl: slice) -> str:
+    if sl == slice(None):
+        return ""
+    return f"[{'' if sl.start is None else sl.start}:{'' if sl.stop is None else sl.stop}]"
 
 
 def read_records(path: Path) -> list[dict[str, Any]]:
@@ -256,57 +278,111 @@ def read_records(path: Path) -> list[dict[str, Any]]:
     return rows
 
 
-def _find_split_files(folder: Path, split_name: str, data_dir: str | None) -> list[Path]:
-    subsets = [s.strip() for s in data_dir.split(",")] if data_dir else None
-    roots = [folder / s for s in subsets] if subsets else [folder]
-    files = []
-    for root in roots:
-        if not root.is_dir():
-            raise FileNotFoundError(f"data subset folder not found: {root}")
-        found = [
-            root / (split_name + ext) for ext in DATA_EXTENSIONS if (root / (split_name + ext)).is_file()
-        ]
-        if not found and not subsets:
-            # hh-rlhf GitHub layout without --data_dir: every subset folder that has this split.
-            found = sorted(
-                sub / (split_name + ext)
-                for sub in root.iterdir()
-                if sub.is_dir()
-                for ext in DATA_EXTENSIONS
-                if (sub / (split_name + ext)).is_file()
-            )
+def _find_split_files(
+    folder: Path, split_name: str, subsets: list[tuple[str, slice]] | None
+) -> list[tuple[Path, slice]]:
+    """The split's file in each subset folder, with that subset's slice. Without subsets: the split
+    file(s) in `folder` itself, else in every subset folder that has one (the hh-rlhf GitHub layout)."""
+
+    def split_files(root: Path) -> list[Path]:
+        return [root / (split_name + ext) for ext in DATA_EXTENSIONS if (root / (split_name + ext)).is_file()]
+
+    missing = f"no '{split_name}' file ({'/'.join(DATA_EXTENSIONS)}) in"
+    if subsets is None:
+        found = split_files(folder) or sorted(
+            f for sub in folder.iterdir() if sub.is_dir() for f in split_files(sub)
+        )
         if not found:
-            raise FileNotFoundError(f"no '{split_name}' file ({'/'.join(DATA_EXTENSIONS)}) in {root}")
-        files.extend(found[:1] if subsets else found)
-    return files
+            raise FileNotFoundError(f"{missing} {folder}")
+        return [(f, slice(None)) for f in found]
+    out = []
+    for name, sl in subsets:
+        root = folder / name
+        if not root.is_dir():
+            there = sorted(sub.name for sub in folder.iterdir() if sub.is_dir())
+            raise FileNotFoundError(
+                f"data subset folder not found: {root} (subset folders in {folder}: {', '.join(there) or 'none'})"
+            )
+        found = split_files(root)
+        if not found:
+            raise FileNotFoundError(f"{missing} {root}")
+        out.append((found[0], sl))
+    return out
 
 
-def load_rows(dataset_name: str, split: str, data_dir: str | None = None) -> tuple[list[dict], str]:
-    """Rows of one split, and a description of where they came from (for messages).
+def load_rows(
+    dataset_name: str, split: str, data_dir: str | None = None
+) -> tuple[list[dict], str, list[Origin]]:
+    """Rows of one split, a description of where they came from (for messages), and each row's origin
+    (file, row index in it), so that training and evaluation rows can be checked for overlap.
 
     `dataset_name` is a local file (the split's name is then only used for its slice), a local
-    folder (`<data_dir>/<split>.jsonl[.gz]`, several subsets comma-separated), or a hub id."""
+    folder (`<subset>/<split>.jsonl[.gz]`), or a hub id. `data_dir` lists subsets, comma-separated,
+    each with an optional slice of its own rows ('harmless-base[:1800],helpful-online'); a slice on
+    `split` then applies to the concatenation of the subsets' selected rows."""
     split_name, sl = parse_split(split)
+    subsets = parse_subsets(data_dir)
     path = Path(dataset_name).expanduser()
     if path.is_file():
-        files = [path]
+        if subsets:
+            raise ValueError(f"--data_dir={data_dir} names subset folders, but {dataset_name} is a file")
+        parts = [(path, str(path.resolve()), read_records(path), slice(None))]
     elif path.is_dir():
-        files = _find_split_files(path, split_name, data_dir)
+        parts = [
+            (f, str(f.resolve()), read_records(f), s) for f, s in _find_split_files(path, split_name, subsets)
+        ]
     elif dataset_name.startswith((".", "/", "~")) or dataset_name.endswith(DATA_EXTENSIONS):
         raise FileNotFoundError(f"dataset not found: {dataset_name}")
     else:
         import datasets
 
-        subsets = [s.strip() for s in data_dir.split(",")] if data_dir else [None]
-        rows = []
-        for subset in subsets:
+        parts = []
+        for subset, s in subsets or [(None, slice(None))]:
             ds = datasets.load_dataset(dataset_name, data_dir=subset, split=split_name)
-            rows.extend(ds.to_list())
-        where = f"{dataset_name} ({data_dir or 'all subsets'}, split {split})"
-        return [rows[i] for i in _apply_slice(len(rows), sl)], where
-    rows = [r for f in files for r in read_records(f)]
-    where = ", ".join(str(f) for f in files) + (f" [{split}]" if sl != slice(None) else "")
-    return [rows[i] for i in _apply_slice(len(rows), sl)], where
+            source = "/".join(x for x in (dataset_name, subset, split_name) if x)
+            parts.append((source, source, ds.to_list(), s))
+    rows, origins = [], []
+    for _, source, records, s in parts:
+        taken = _apply_slice(len(records), s)
+        rows += [records[i] for i in taken]
+        origins += [(source, i) for i in taken]
+    keep = _apply_slice(len(rows), sl)
+    where = ", ".join(f"{shown}{_slice_text(s)}" for shown, _, _, s in parts)
+    where += f" [{split}]" if sl != slice(None) else ""
+    return [rows[i] for i in keep], where, [origins[i] for i in keep]
+
+
+def row_spans(indices) -> str:
+    """Row indices as the slices that select them: {0, 1, 2, 7} -> '[0:3], [7:8]'."""
+    runs: list[list[int]] = []  # [first, last] of each run of consecutive indices
+    for i in sorted(set(indices)):
+        if runs and i == runs[-1][1] + 1:
+            runs[-1][1] = i
+        else:
+            runs.append([i, i])
+    return ", ".join(f"[{first}:{last + 1}]" for first, last in runs)
+
+
+def refuse_overlap(train: list[Origin], evaluation: list[Origin], train_flags: str, eval_flags: str) -> None:
+    """Raise when a row is both trained and evaluated on: the evaluation would not be held out.
+
+    Compares the rows the flags select (before cleaning and sample caps), file by file."""
+    by_file: dict[str, tuple[set[int], set[int]]] = {}
+    for k, origins in enumerate((train, evaluation)):
+        for source, i in origins:
+            by_file.setdefault(source, (set(), set()))[k].add(i)
+    clashes = [
+        f"{source} rows {row_spans(t & e)} in both (training {row_spans(t)}, evaluation {row_spans(e)})"
+        for source, (t, e) in by_file.items()
+        if t & e
+    ]
+    if clashes:
+        raise ValueError(
+            f"the evaluation rows ({eval_flags}) overlap the training rows ({train_flags}): "
+            + "; ".join(clashes)
+            + ". Give the evaluation its own rows, e.g. --data_dir='harmless-base[:1800]' "
+            "--eval_data_dir='harmless-base[1800:]'"
+        )
 
 
 def _as_text(value: Any) -> str | None:
@@ -369,11 +445,12 @@ def clean_preference_rows(rows: list[dict], where: str) -> tuple[list[dict[str, 
 def load_preference_pairs(
     dataset_name: str, split: str, data_dir: str | None = None, limit: int | None = None
 ):
-    rows, where = load_rows(dataset_name, split, data_dir)
+    """Cleaned pairs, their counts, and the origins of the rows selected (see `load_rows`)."""
+    rows, where, origins = load_rows(dataset_name, split, data_dir)
     pairs, counts = clean_preference_rows(rows, where)
     if limit is not None:
         pairs = pairs[:limit]
-    return pairs, counts
+    return pairs, counts, origins
 
 
 # ---------------------------------------------------------------------------------------------

@@ -73,7 +73,7 @@ def test_every_input_form_gives_the_same_pairs(tmp_path):
     import pyarrow.parquet as pq
 
     pq.write_table(pa.Table.from_pylist(rows), tmp_path / "pairs.parquet")
-    expected, _ = utils.load_preference_pairs(str(jsonl), "train")
+    expected, _, _ = utils.load_preference_pairs(str(jsonl), "train")
     assert len(expected) == 20
     for name, data_dir in [
         (tmp_path / "hh", "a-base,b-base"),
@@ -81,13 +81,13 @@ def test_every_input_form_gives_the_same_pairs(tmp_path):
         (tmp_path / "pairs.json", None),
         (tmp_path / "pairs.parquet", None),
     ]:
-        got, _ = utils.load_preference_pairs(str(name), "train", data_dir)
+        got, _, _ = utils.load_preference_pairs(str(name), "train", data_dir)
         assert got == expected, name
-    one, _ = utils.load_preference_pairs(str(tmp_path / "hh"), "train", "b-base")
+    one, _, _ = utils.load_preference_pairs(str(tmp_path / "hh"), "train", "b-base")
     assert one == expected[10:]
-    sliced, _ = utils.load_preference_pairs(str(jsonl), "train[5:8]")
+    sliced, _, _ = utils.load_preference_pairs(str(jsonl), "train[5:8]")
     assert sliced == expected[5:8]
-    pct, _ = utils.load_preference_pairs(str(jsonl), "train[:50%]")
+    pct, _, _ = utils.load_preference_pairs(str(jsonl), "train[:50%]")
     assert pct == expected[:10]
 
 
@@ -100,7 +100,7 @@ def test_bad_rows_are_counted_and_dropped(tmp_path, capsys):
         {"chosen": good[1]["chosen"], "rejected": good[1]["chosen"]},  # identical
     ]
     path = write_jsonl(tmp_path / "mixed.jsonl", good + bad)
-    pairs, counts = utils.load_preference_pairs(str(path), "train")
+    pairs, counts, _ = utils.load_preference_pairs(str(path), "train")
     assert len(pairs) == 3
     assert {k: counts[k] for k in ("missing", "not_text", "empty", "identical")} == {
         "missing": 1,
@@ -140,9 +140,9 @@ def test_explicit_and_implicit_prompt(tmp_path):
         {"prompt": e["prompt"], "chosen": i["chosen"], "rejected": i["rejected"]}
         for e, i in zip(explicit, implicit)
     ]
-    a, _ = utils.load_preference_pairs(str(write_jsonl(tmp_path / "i.jsonl", implicit)), "train")
-    b, _ = utils.load_preference_pairs(str(write_jsonl(tmp_path / "e.jsonl", explicit)), "train")
-    c, _ = utils.load_preference_pairs(str(write_jsonl(tmp_path / "w.jsonl", whole)), "train")
+    a, _, _ = utils.load_preference_pairs(str(write_jsonl(tmp_path / "i.jsonl", implicit)), "train")
+    b, _, _ = utils.load_preference_pairs(str(write_jsonl(tmp_path / "e.jsonl", explicit)), "train")
+    c, _, _ = utils.load_preference_pairs(str(write_jsonl(tmp_path / "w.jsonl", whole)), "train")
     assert a == b == c
     # Conversational (TRL-style) messages are rendered as hh-rlhf text.
     conv = [
@@ -152,7 +152,7 @@ def test_explicit_and_implicit_prompt(tmp_path):
             "rejected": [{"role": "assistant", "content": "Bye."}],
         }
     ]
-    d, _ = utils.load_preference_pairs(str(write_jsonl(tmp_path / "c.jsonl", conv)), "train")
+    d, _, _ = utils.load_preference_pairs(str(write_jsonl(tmp_path / "c.jsonl", conv)), "train")
     assert d == [
         {"prompt": "\n\nHuman: Hi", "chosen": "\n\nAssistant: Hello!", "rejected": "\n\nAssistant: Bye."}
     ]
@@ -199,7 +199,7 @@ def test_quickstart_data_is_reproduced_byte_for_byte(tmp_path, monkeypatch):
     gen.main()
     for name in ("train.jsonl", "test.jsonl", "prompts.jsonl"):
         assert (tmp_path / name).read_bytes() == (ROOT / "data" / "quickstart" / name).read_bytes(), name
-    pairs, counts = utils.load_preference_pairs(str(ROOT / "data" / "quickstart"), "test", None, None)
+    pairs, counts, _ = utils.load_preference_pairs(str(ROOT / "data" / "quickstart"), "test", None, None)
     assert len(pairs) == 400 and counts["kept"] == 400
 
 
@@ -234,3 +234,170 @@ def test_quickstart_configs_parse_and_point_at_real_files(tmp_path):
     typo.write_text("model_name: gpt2\nlora_target_modules: [q_proj, v_proj]\n")
     (listed,) = utils.parse_args((ppo.PPOArguments,), [str(typo)])
     assert listed.lora_target_modules == ["q_proj", "v_proj"]
+
+
+# ---------------------------------------------------------------------------------------------
+# Per-subset slices (--data_dir 'a[:3],b') and the refusal of evaluation rows that were trained on.
+# ---------------------------------------------------------------------------------------------
+
+HH_RLHF = HH_HARMLESS_TEST.parent.parent
+HH_TRAIN_SUBSETS = "harmless-base[:1800],helpful-base[:1800],helpful-online,helpful-rejection-sampled"
+HH_HELD_OUT = "harmless-base[1800:],helpful-base[1800:]"
+
+
+def subset_rows(subset: str, n: int) -> list[dict]:
+    return [
+        {
+            "id": f"{subset}{i}",
+            "chosen": f"\n\nHuman: question {subset}{i}\n\nAssistant: kind",
+            "rejected": f"\n\nHuman: question {subset}{i}\n\nAssistant: curt",
+        }
+        for i in range(n)
+    ]
+
+
+@pytest.fixture
+def hh_layout(tmp_path):
+    """Three subsets in the hh-rlhf GitHub layout, rows a0..a5, b0..b3, c0..c1 of split `test`."""
+    for subset, n in (("a", 6), ("b", 4), ("c", 2)):
+        (tmp_path / "hh" / subset).mkdir(parents=True)
+        with gzip.open(tmp_path / "hh" / subset / "test.jsonl.gz", "wt") as f:
+            f.write("".join(json.dumps(r) + "\n" for r in subset_rows(subset, n)))
+    return tmp_path / "hh"
+
+
+def test_per_subset_slices_select_exactly_those_rows_in_order(hh_layout):
+    rows, where, origins = utils.load_rows(str(hh_layout), "test", "a[:3], b[2:4],c")
+    assert [r["id"] for r in rows] == ["a0", "a1", "a2", "b2", "b3", "c0", "c1"]
+    a, b, c = (str((hh_layout / s / "test.jsonl.gz").resolve()) for s in "abc")
+    assert origins == [(a, 0), (a, 1), (a, 2), (b, 2), (b, 3), (c, 0), (c, 1)]
+    assert "a/test.jsonl.gz[:3]" in where and "b/test.jsonl.gz[2:4]" in where
+    # Percent and negative slices per subset; a slice on the split applies to the concatenation.
+    rows, _, _ = utils.load_rows(str(hh_layout), "test", "a[50%:],b[-1:]")
+    assert [r["id"] for r in rows] == ["a3", "a4", "a5", "b3"]
+    rows, _, origins = utils.load_rows(str(hh_layout), "test[1:-1]", "a[:3],c")
+    assert [r["id"] for r in rows] == ["a1", "a2", "c0"] and origins[-1] == (c, 0)
+    # No --data_dir: every subset, whole.
+    rows, _, _ = utils.load_rows(str(hh_layout), "test")
+    assert len(rows) == 12
+
+
+def test_hub_datasets_take_per_subset_slices_after_loading(monkeypatch):
+    import datasets
+
+    loaded = []
+
+    def fake_load_dataset(name, data_dir=None, split=None):
+        loaded.append((name, data_dir, split))
+        return datasets.Dataset.from_list(subset_rows(data_dir, 5))
+
+    monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)
+    rows, _, origins = utils.load_rows("org/hh", "test", "x[:2],y[3:]")
+    assert [r["id"] for r in rows] == ["x0", "x1", "y3", "y4"]
+    assert loaded == [("org/hh", "x", "test"), ("org/hh", "y", "test")]
+    assert origins == [("org/hh/x/test", 0), ("org/hh/x/test", 1), ("org/hh/y/test", 3), ("org/hh/y/test", 4)]
+
+
+def test_bad_subsets_are_refused_clearly(hh_layout):
+    with pytest.raises(
+        FileNotFoundError, match=r"subset folder not found: .*zz \(subset folders in .*: a, b, c\)"
+    ):
+        utils.load_rows(str(hh_layout), "test", "a[:3],zz[:5]")
+    with pytest.raises(ValueError, match=r"bad --data_dir subset 'a\[:x\]'"):
+        utils.load_rows(str(hh_layout), "test", "a[:x],b")
+    with pytest.raises(ValueError, match="names subset folders, but .*test.jsonl.gz is a file"):
+        utils.load_rows(str(hh_layout / "a" / "test.jsonl.gz"), "test", "a[:3]")
+
+
+def test_overlap_is_refused_naming_file_and_rows(hh_layout):
+    _, _, train = utils.load_rows(str(hh_layout), "test", "a[:4],b")
+    _, _, held_out = utils.load_rows(str(hh_layout), "test", "a[4:]")
+    utils.refuse_overlap(train, held_out, "train flags", "eval flags")  # same file, disjoint rows
+    _, _, overlapping = utils.load_rows(str(hh_layout), "test", "a[2:5],c")
+    a = str((hh_layout / "a" / "test.jsonl.gz").resolve())
+    with pytest.raises(ValueError) as e:
+        utils.refuse_overlap(train, overlapping, "train flags", "eval flags")
+    assert str(e.value).startswith(
+        f"the evaluation rows (eval flags) overlap the training rows (train flags): {a} rows [2:4] in both "
+        "(training [0:4], evaluation [2:5])."
+    )
+    assert "b/test" not in str(e.value) and "c/test" not in str(e.value)
+    assert utils.row_spans([7, 0, 2, 1, 8]) == "[0:3], [7:9]"
+
+
+def test_reward_modeling_refuses_overlap_before_loading_a_model(hh_layout, tmp_path):
+    import reward_modeling
+
+    flags = [
+        f"--model_name_or_path={tmp_path / 'no-such-model'}",
+        f"--dataset_name={hh_layout}",
+        "--data_dir=a[:4],b",
+        "--dataset_train_split=test",
+        f"--output_dir={tmp_path / 'rm'}",
+        "--report_to=none",
+    ]
+    with pytest.raises(
+        ValueError, match=r"a/test.jsonl.gz rows \[0:4\] in both.*b/test.jsonl.gz rows \[0:4\]"
+    ):
+        reward_modeling.cli(flags)  # the evaluation rows default to --data_dir: the same rows
+    with pytest.raises(ValueError, match=r"--eval_data_dir=a\[3:\],c .*a/test.jsonl.gz rows \[3:4\] in both"):
+        reward_modeling.cli(flags + ["--eval_data_dir=a[3:],c"])
+    with pytest.raises(OSError, match="no-such-model"):  # disjoint rows: on to loading the model
+        reward_modeling.cli(flags + ["--eval_data_dir=a[4:],c"])
+
+
+def test_ppo_eval_prompts_take_their_own_subsets_and_never_training_rows(hh_layout, tmp_path):
+    from types import SimpleNamespace
+
+    import ppo
+
+    def load(*flags):
+        (args,) = utils.parse_args((ppo.PPOArguments,), [f"--query_dataset={hh_layout}", *flags])
+        return ppo.Trainer._load_prompts(SimpleNamespace(args=args, acc=SimpleNamespace(print=print)))
+
+    def questions(prompts):
+        return [p["turns"][0]["content"].split()[-1] for p in prompts]
+
+    train, evals = load(
+        "--data_dir=a[:4],b", "--query_split=test", "--eval_data_dir=a[4:],c", "--eval_samples=3"
+    )
+    assert questions(train) == ["a0", "a1", "a2", "a3", "b0", "b1", "b2", "b3"]
+    assert questions(evals) == ["a4", "a5", "c0"]
+    # The default evaluation split ('test' of the same subsets) is the training rows themselves.
+    with pytest.raises(ValueError, match=r"--eval_data_dir=a\[:4\],b --eval_split=test\) overlap"):
+        load("--data_dir=a[:4],b", "--query_split=test")
+    with pytest.raises(ValueError, match=r"c/test.jsonl.gz rows \[1:2\] in both"):
+        load("--data_dir=c", "--query_split=test", "--eval_split=test[1:]")
+    # A .txt prompt file has no test split: its last --eval_samples prompts are held out, not trained on.
+    txt = tmp_path / "prompts.txt"
+    txt.write_text("".join(f"q{i}\n" for i in range(10)))
+    (args,) = utils.parse_args((ppo.PPOArguments,), [f"--query_dataset={txt}", "--eval_samples=4"])
+    train, evals = ppo.Trainer._load_prompts(SimpleNamespace(args=args, acc=SimpleNamespace(print=print)))
+    assert [p["turns"][0]["content"] for p in evals] == ["q6", "q7", "q8", "q9"] and len(train) == 6
+    # And the refusal comes before any model loads (the policy here does not exist).
+    with pytest.raises(ValueError, match="overlap the training rows"):
+        ppo.cli(
+            [
+                f"--model_name={tmp_path / 'no-such-policy'}",
+                f"--reward_model={tmp_path / 'no-such-rm'}",
+                f"--query_dataset={hh_layout}",
+                "--data_dir=a",
+                "--query_split=test",
+                f"--output_dir={tmp_path / 'ppo'}",
+            ]
+        )
+
+
+@pytest.mark.skipif(not HH_HARMLESS_TEST.exists(), reason=f"real hh-rlhf data absent: {HH_RLHF}")
+def test_real_hh_rlhf_selection_trains_on_7486_rows_and_holds_out_1066():
+    train, _, train_origins = utils.load_rows(str(HH_RLHF), "test", HH_TRAIN_SUBSETS)
+    held_out, _, held_out_origins = utils.load_rows(str(HH_RLHF), "test", HH_HELD_OUT)
+    assert (len(train), len(held_out)) == (7486, 512 + 554)
+    harmless = utils.read_records(HH_HARMLESS_TEST)
+    assert train[:1800] == harmless[:1800] and held_out[:512] == harmless[1800:]
+    assert max(i for f, i in train_origins if "/harmless-base/" in f or "/helpful-base/" in f) == 1799
+    assert min(i for _, i in held_out_origins) == 1800
+    utils.refuse_overlap(train_origins, held_out_origins, HH_TRAIN_SUBSETS, HH_HELD_OUT)
+    _, _, everything = utils.load_rows(str(HH_RLHF), "test")
+    with pytest.raises(ValueError, match=r"harmless-base/test.jsonl.gz rows \[0:1800\] in both"):
+        utils.refuse_overlap(train_origins, everything, HH_TRAIN_SUBSETS, "all subsets")
