@@ -138,7 +138,11 @@ class PPOArguments:
         default=0.0, metadata={"help": "LoRA dropout (0: the first PPO ratio is exactly 1)."}
     )
     lora_target_modules: list[str] | None = field(
-        default=None, metadata={"help": "Modules to adapt (default: peft's choice for the architecture)."}
+        default=None,
+        metadata={
+            "help": "Modules to adapt: layer names (q_proj, or a dotted suffix) or 'all-linear'. Default: "
+            "peft's choice for the architecture, else the attention query/value projections."
+        },
     )
     merge_lora_on_save: bool = field(
         default=True, metadata={"help": "Save the policy with adapters merged (else the adapter alone)."}
@@ -476,8 +480,9 @@ class Trainer:
         self.bad_updates = 0  # skipped for non-finite numbers, in a row
         self.skipped_total = 0
         n_train = sum(p.numel() for p in params)
+        training = f"LoRA r={args.lora_r} on {args.lora_target_modules}" if args.use_peft else "full"
         self.acc.print(
-            f"[ppo] policy {args.model_name} ({'LoRA' if args.use_peft else 'full'}, {n_train:,} trainable params); "
+            f"[ppo] policy {args.model_name} ({training}, {n_train:,} trainable params); "
             f"value: {value_source}; reference: {'adapters off' if args.use_peft else 'frozen copy'}; "
             f"reward model {args.reward_model} ({'same tokens' if reuse else 'own tokenizer, text round trip'})"
         )

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
+import lora
 import utils
 
 if TYPE_CHECKING:
@@ -89,7 +90,9 @@ def build_policy_and_value(args: PPOArguments, policy_path: str, rm_path: str, r
     if args.use_peft:
         from peft import LoraConfig, get_peft_model
 
-        lora = LoraConfig(
+        # The resolved names, not None, go to args.json (written after the models are built).
+        args.lora_target_modules = lora.resolve_target_modules(policy, args.lora_target_modules)
+        config = LoraConfig(
             r=args.lora_r,
             lora_alpha=args.lora_alpha,
             lora_dropout=args.lora_dropout,
@@ -97,7 +100,7 @@ def build_policy_and_value(args: PPOArguments, policy_path: str, rm_path: str, r
             bias="none",
             task_type="CAUSAL_LM",
         )
-        policy = get_peft_model(policy, lora)
+        policy = get_peft_model(policy, config)
     else:
         ref = copy.deepcopy(policy).eval().requires_grad_(False)
     kind = args.value_model if args.value_model != "auto" else ("head" if args.use_peft else "critic")

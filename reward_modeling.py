@@ -35,6 +35,7 @@ from pathlib import Path
 
 from trl import ModelConfig, RewardConfig
 
+import lora
 import utils
 
 
@@ -391,10 +392,7 @@ def build_trainer(
         # The head is new: train it in full, next to the adapters.
         heads = head_module_names(info["missing_keys"])
         peft_config.modules_to_save = sorted(set(peft_config.modules_to_save or []) | set(heads))
-        print(
-            f"[rm] LoRA r={model_args.lora_r} on {peft_config.target_modules or 'peft defaults'}; "
-            f"fully trained: {peft_config.modules_to_save}"
-        )
+        print(f"[rm] trained in full next to the LoRA adapters: {peft_config.modules_to_save}")
     # The datasets hold only what we built; the `length` column must reach the length-grouped sampler.
     training_args.remove_unused_columns = False
     if training_args.eval_strategy != "no" and training_args.per_device_eval_batch_size == 8:
@@ -479,6 +477,11 @@ def main(script_args: ScriptArguments, training_args: RewardConfig, model_args: 
         print(f"[rm] max_length {max_length} -> {limit} (the backbone's limit)")
         max_length = limit
     training_args.max_length = max_length
+    if model_args.use_peft and not script_args.eval_only:
+        # Before the data loads: a misspelt module name fails in seconds. The resolved names, not None,
+        # go to args.json.
+        model_args.lora_target_modules = lora.resolve_target_modules(model, model_args.lora_target_modules)
+        print(f"[rm] LoRA r={model_args.lora_r} on {model_args.lora_target_modules}")
 
     if script_args.eval_only:
         fmt_path = Path(path) / utils.REWARD_FORMAT_FILE

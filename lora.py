@@ -1,0 +1,80 @@
+"""Which modules LoRA adapts, for reward_modeling.py and ppo.py alike: names given on the command
+line, checked against the model before any data loads, or a default read from the model itself.
+
+peft chooses defaults only for the architectures in its own table and raises for the rest
+(DistilBERT among them: "Please specify `target_modules`"); here those get the model's attention
+query and value projections, the pair the LoRA paper adapts (Hu et al. 2021, section 7.1). Tested in
+tests/test_lora.py.
+"""
+
+from __future__ import annotations
+
+from torch import nn
+
+# peft's shorthand for every Linear layer but the output layer (LoraConfig.target_modules docs)
+ALL_LINEAR = "all-linear"
+# Leaf names of separate query and value projections (DistilBERT, Llama/BART, BERT, DeBERTa-v2, T5,
+# ...), tried in this order, then of fused query-key-value ones (GPT-2, GPT-NeoX, Phi-3, MPT, ...).
+QUERY_VALUE = [
+    ("q_lin", "v_lin"),
+    ("q_proj", "v_proj"),
+    ("query", "value"),
+    ("query_proj", "value_proj"),
+    ("q", "v"),
+    ("wq", "wv"),
+]
+FUSED_QKV = ["c_attn", "query_key_value", "qkv_proj", "Wqkv", "qkv", "W_pack", "in_proj"]
+
+
+def adaptable_modules(model: nn.Module) -> list[str]:
+    """Full names of the modules a LoRA adapter can wrap: Linear, transformers' Conv1D (GPT-2's
+    linear layers), Embedding."""
+    from transformers.pytorch_utils import Conv1D
+
+    return [name for name, m in model.named_modules() if isinstance(m, (nn.Linear, Conv1D, nn.Embedding))]
+
+
+def leaf_names(module_names: list[str]) -> list[str]:
+    return sorted({name.rsplit(".", 1)[-1] for name in module_names})
+
+
+def default_target_modules(model: nn.Module) -> list[str]:
+    """peft's default for the architecture where it has one (and the model has those modules), else
+    the attention query/value projections found among the model's own layer names."""
+    from peft.utils.constants import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING as PEFT_DEFAULTS
+
+    leaves = set(leaf_names(adaptable_modules(model)))
+    model_type = model.config.model_type
+    peft_default = PEFT_DEFAULTS.get(model_type)
+    if peft_default and set(peft_default) <= leaves:
+        return list(peft_default)
+    for query, value in QUERY_VALUE:
+        if query in leaves and value in leaves:
+            return [query, value]
+    for fused in FUSED_QKV:
+        if fused in leaves:
+            return [fused]
+    raise ValueError(
+        f"{model_type}: no default LoRA target modules (peft has none and no attention query/value "
+        f"projection was recognised); name them with --lora_target_modules, from: {' '.join(sorted(leaves))}"
+    )
+
+
+def resolve_target_modules(model: nn.Module, requested: list[str] | str | None) -> list[str] | str:
+    """The modules to adapt: `requested` once every name is found in `model`, else the default for
+    its architecture. A name matches a module whose full name is it or ends in "." + it, as in peft
+    (`q_lin` or `attention.q_lin`). A single string is one name (TRL's ModelConfig turns a one-item
+    list into a string, which peft would read as a regular expression), except peft's "all-linear"."""
+    names = [requested] if isinstance(requested, str) else list(requested or [])
+    if not names:
+        return default_target_modules(model)
+    if names == [ALL_LINEAR]:
+        return ALL_LINEAR
+    found = adaptable_modules(model)
+    missing = [name for name in names if not any(f == name or f.endswith("." + name) for f in found)]
+    if missing:
+        raise ValueError(
+            f"--lora_target_modules {' '.join(missing)}: no such Linear/Conv1D/Embedding module in this "
+            f"{model.config.model_type} model; its modules are: {' '.join(leaf_names(found))}"
+        )
+    return names
