@@ -425,10 +425,9 @@ class Trainer:
             args.reward_model, self.device, args.trust_remote_code, self.tok
         )
         # Gold reward models (Gao et al. 2022): scored at evaluation only, never optimised.
+        golds = split_reward_models(args.gold_reward_model) if args.gold_reward_model else []
         self.gold = {
-            name: load_scorer(name, self.device, args.trust_remote_code, self.tok).scorer
-            for name in split_reward_models(args.gold_reward_model or "")
-            if args.gold_reward_model
+            name: load_scorer(name, self.device, args.trust_remote_code, self.tok).scorer for name in golds
         }
         self.model, self.ref, self.value_kind, value_source = build_policy_and_value(
             args, policy_path, critic_rm, reuse_rm=critic_rm is not None
@@ -883,7 +882,7 @@ def evaluate(tr: Trainer, n_show: int = 0) -> dict:
         for j, row in enumerate(local):
             draw = {
                 "kl": kl[j],
-                "gold": {name: {side: v[j] for side, v in g.items()} for name, g in gold.items()},
+                "gold": {name: {side: v[j] for side, v in by_side.items()} for name, by_side in gold.items()},
             }
             for side, ro in sides.items():
                 draw[side] = {

@@ -107,6 +107,14 @@ def test_ensemble_score_is_the_mean_of_standardised_members(word_policy, kind_rm
     torch.testing.assert_close(got, (members[0] + members[1]) / 2)
 
 
+def test_ppo_trains_against_an_ensemble(word_policy, kind_rm, gpt2_rm, kind_data, tmp_path, capsys):
+    out = tmp_path / "ppo"
+    result = run_ppo(word_policy, f"{kind_rm},{gpt2_rm}", kind_data, out, "--steps=16", "--eval_samples=4")
+    printed = capsys.readouterr().out
+    assert "value: the policy backbone" in printed and "an ensemble of 2" in printed
+    assert math.isfinite(result["proxy"]["gain_mean"]) and len(read_metrics(out)) == 1
+
+
 def test_gold_reward_model_is_refused_before_the_policy_loads(kind_rm, kind_data, tmp_path):
     no_policy = tmp_path / "no-such-policy"  # never reached: the reward models are checked first
     with pytest.raises(ValueError, match="gold model must be another one"):
