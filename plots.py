@@ -107,7 +107,8 @@ def reward_model_training_figure(log_history: list[dict]):
                 ax.plot([h["step"] for h in rows], [h[key] for h in rows], marker=".", label=key)
         ax.set_title(f"training {title}")
         ax.set_xlabel("step")
-        ax.legend(fontsize="small")
+        if ax.get_lines():  # a run too short to log a step has none
+            ax.legend(fontsize="small")
     return fig
 
 
