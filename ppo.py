@@ -32,6 +32,7 @@ from pathlib import Path
 
 import torch
 
+import ppo_eval
 import ppo_math
 import utils
 from ppo_checkpoint import (
@@ -44,15 +45,16 @@ from ppo_checkpoint import (
 )
 from ppo_data import PromptEncoder, PromptStream, load_prompts, stop_token_ids
 from ppo_models import (
-    RewardScorer,
     build_policy_and_value,
     decode,
     disable_dropout,
     left_pad,
-    load_reward_model,
+    load_proxy_reward,
+    load_scorer,
     response_logits,
-    same_tokenizer,
+    reward_model_key,
     sample,
+    split_reward_models,
 )
 
 
@@ -66,7 +68,18 @@ class PPOArguments:
         default="./reward_modeling_anthropic_hh",
         metadata={
             "help": "Reward model folder written by reward_modeling.py (or any sequence-classification model "
-            "with num_labels=1). Its tokenizer may differ from the policy's."
+            "with num_labels=1). Its tokenizer may differ from the policy's. A comma-separated list is an "
+            "ensemble: each member scores in its own format, and the score is the mean of the members' scores, "
+            "each standardised with its own reward_mean/reward_std from reward_format.json (raw without them); "
+            "the critic then starts from the policy backbone."
+        },
+    )
+    gold_reward_model: str | None = field(
+        default=None,
+        metadata={
+            "help": "Gold reward model(s), comma-separated, never optimised: every evaluation scores policy "
+            "and reference with them beside --reward_model (the proxy), to see over-optimisation (Gao et al. "
+            "2022). Each must differ from the proxy's models."
         },
     )
     query_dataset: str = field(
@@ -237,6 +250,13 @@ class PPOArguments:
     eval_every: int = field(
         default=0, metadata={"help": "Also evaluate every N updates (0: only at the end)."}
     )
+    eval_seeds: int = field(
+        default=1,
+        metadata={
+            "help": "Responses sampled per held-out prompt at evaluation, with fixed seeds: the same for policy "
+            "and reference and at every evaluation, so evaluations compare."
+        },
+    )
     gradient_checkpointing: bool = field(
         default=False, metadata={"help": "Recompute activations in backward."}
     )
@@ -342,6 +362,31 @@ def validate(args: PPOArguments) -> None:
         raise ValueError("--bf16 and --fp16 are exclusive")
     if args.log_with == "none":
         args.log_with = None
+    check_reward_models(args)
+
+
+def check_reward_models(args: PPOArguments) -> None:
+    """Before any model is loaded: every reward model exists, and no gold model is one the policy
+    is trained against (its gold curve would be the proxy's)."""
+    if args.eval_seeds < 1:
+        raise ValueError(f"--eval_seeds must be at least 1 (got {args.eval_seeds})")
+    proxy = {reward_model_key(name) for name in split_reward_models(args.reward_model)}
+    if not args.gold_reward_model:
+        return
+    seen = set()
+    for name in split_reward_models(args.gold_reward_model):
+        try:
+            key = reward_model_key(name)
+        except FileNotFoundError as e:
+            raise FileNotFoundError(f"--gold_reward_model: {e}") from None
+        if key in proxy:
+            raise ValueError(
+                f"--gold_reward_model {name} is the --reward_model the policy is trained against; "
+                "a gold model must be another one"
+            )
+        if key in seen:
+            raise ValueError(f"--gold_reward_model lists {name} twice")
+        seen.add(key)
 
 
 def resolve_precision(args: PPOArguments, device_type: str, launcher: str = "no") -> None:
@@ -396,22 +441,16 @@ class Trainer:
         self.tok = AutoTokenizer.from_pretrained(policy_path, trust_remote_code=args.trust_remote_code)
         utils.ensure_pad_token(self.tok)
         self.stop_ids = set() if args.ignore_eos else stop_token_ids(self.tok, args.stop_token)
-        rm, rm_tok, fmt = load_reward_model(args.reward_model, self.device, args.trust_remote_code)
-        chat = bool(getattr(self.tok, "chat_template", None))
-        reuse = same_tokenizer(self.tok, rm_tok) and not chat and not fmt.get("append_eos")
-        self.scorer = RewardScorer(rm, rm_tok, fmt, self.tok, reuse)
-        self.rm_format = fmt
-        causal_rm = rm.config.model_type not in (
-            "bert",
-            "distilbert",
-            "roberta",
-            "deberta",
-            "deberta-v2",
-            "electra",
+        self.scorer, self.rm_format, critic_rm, rm_note = load_proxy_reward(
+            args.reward_model, self.device, args.trust_remote_code, self.tok
         )
-        rm_path = utils.resolve_model_path(args.reward_model.split(":")[-1])
+        # Gold reward models (Gao et al. 2022): scored at evaluation only, never optimised.
+        golds = split_reward_models(args.gold_reward_model) if args.gold_reward_model else []
+        self.gold = {
+            name: load_scorer(name, self.device, args.trust_remote_code, self.tok).scorer for name in golds
+        }
         self.model, self.ref, self.value_kind, value_source = build_policy_and_value(
-            args, policy_path, rm_path, reuse_rm=reuse and causal_rm
+            args, policy_path, critic_rm, reuse_rm=critic_rm is not None
         )
         self.model.policy.config.pad_token_id = self.tok.pad_token_id
         limit = utils.model_max_length(self.tok, self.model.policy.config)
@@ -484,7 +523,8 @@ class Trainer:
         self.acc.print(
             f"[ppo] policy {args.model_name} ({training}, {n_train:,} trainable params); "
             f"value: {value_source}; reference: {'adapters off' if args.use_peft else 'frozen copy'}; "
-            f"reward model {args.reward_model} ({'same tokens' if reuse else 'own tokenizer, text round trip'})"
+            f"reward model {args.reward_model} ({rm_note})"
+            + (f"; gold reward models {', '.join(self.gold)}" if self.gold else "")
         )
         s = self.sizes
         self.acc.print(
@@ -835,50 +875,122 @@ def _null():
 # ---------------------------------------------------------------------------------------------
 
 
-def evaluate(tr: Trainer, n_show: int = 0) -> dict:
-    """Held-out prompts: reward-model score of policy vs reference responses, win rate, KL.
+EVAL_SEED_STRIDE = 1_000_003  # sampling seed k of an evaluation: seed + 7919 + rank + k x this
 
-    Each process takes every world-th prompt; results are gathered as Python lists, so uneven
-    shards cannot hang a collective. Sampling uses its own generator, so evaluating never changes
-    the training run's randomness."""
+
+def evaluate(tr: Trainer, n_show: int = 0) -> dict:
+    """Held-out prompts: policy vs reference responses scored by the proxy reward model and by each
+    gold one (Gao et al. 2022), paired per prompt; KL; reward-hacking diagnostics of the text.
+
+    Each prompt is sampled --eval_seeds times, with the same generator seeds for policy and reference
+    and at every evaluation (their own generators: evaluating never changes the training run's
+    randomness), so differences between evaluations are the policy's, not the draws'. Each process
+    takes every world-th prompt; results are gathered as Python objects, so uneven shards cannot
+    hang a collective."""
     from accelerate.utils import gather_object
 
     args = tr.args
     index = list(range(tr.acc.process_index, len(tr.eval_ids), tr.acc.num_processes))
-    local = {"policy": [], "reference": [], "kl": [], "eos": [], "len": [], "ref_len": []}
+    local = [{"index": i, "seeds": []} for i in index]
     pol = ref = None
-    if index:
-        g = torch.Generator(device=tr.device).manual_seed(args.seed + 7919 + tr.acc.process_index)
-        pol = tr.rollout(index, tr.eval_prompts, tr.eval_ids, generator=g)
-        g = torch.Generator(device=tr.device).manual_seed(args.seed + 7919 + tr.acc.process_index)
-        ref = tr.rollout(index, tr.eval_prompts, tr.eval_ids, generator=g, use_reference=True)
-        logprobs, ref_logprobs, _, _ = tr.forward_logprobs(pol)
-        local = {
-            "policy": pol.raw_scores.tolist(),
-            "reference": ref.raw_scores.tolist(),
-            "kl": ((logprobs - ref_logprobs) * pol.response_mask.float()).sum(1).tolist(),
-            "eos": pol.has_stop.float().tolist(),
-            "len": pol.lengths.float().tolist(),
-            "ref_len": ref.lengths.float().tolist(),
+    for k in range(args.eval_seeds if index else 0):
+        seed = args.seed + 7919 + tr.acc.process_index + k * EVAL_SEED_STRIDE
+        g = torch.Generator(device=tr.device).manual_seed(seed)
+        pol_k = tr.rollout(index, tr.eval_prompts, tr.eval_ids, generator=g)
+        g = torch.Generator(device=tr.device).manual_seed(seed)
+        ref_k = tr.rollout(index, tr.eval_prompts, tr.eval_ids, generator=g, use_reference=True)
+        logprobs, ref_logprobs, _, _ = tr.forward_logprobs(pol_k)
+        kl = ((logprobs - ref_logprobs) * pol_k.response_mask.float()).sum(1).tolist()
+        sides = {"policy": pol_k, "reference": ref_k}
+        with torch.inference_mode():
+            gold = {
+                name: {
+                    side: scorer(ro.prompts, ro.prompt_ids, ro.responses, ro.lengths).float().tolist()
+                    for side, ro in sides.items()
+                }
+                for name, scorer in tr.gold.items()
+            }
+        texts = {side: decode(tr.tok, ro.responses, ro.lengths) for side, ro in sides.items()}
+        for j, row in enumerate(local):
+            draw = {
+                "kl": kl[j],
+                "gold": {name: {side: v[j] for side, v in by_side.items()} for name, by_side in gold.items()},
+            }
+            for side, ro in sides.items():
+                draw[side] = {
+                    "score": ro.raw_scores[j].item(),
+                    "text": texts[side][j],
+                    "length": ro.lengths[j].item(),
+                    "eos": bool(ro.has_stop[j]),
+                }
+            row["seeds"].append(draw)
+        if k == 0:
+            pol, ref = pol_k, ref_k
+    rows = sorted(gather_object(local), key=lambda row: row["index"])
+    result = summarize_evaluation(rows, list(tr.gold), tr.update)
+    if n_show and pol is not None:
+        result["samples"] = sample_rows(tr, pol, ref, n_show)
+    return result
+
+
+def summarize_evaluation(rows: list[dict], gold_names: list[str], update: int) -> dict:
+    """eval.json's figures from the per-prompt draws of `evaluate` (rows sorted by prompt)."""
+    draws = [d for row in rows for d in row["seeds"]]
+    p = torch.tensor([d["policy"]["score"] for d in draws], dtype=torch.float)
+    r = torch.tensor([d["reference"]["score"] for d in draws], dtype=torch.float)
+    kl_mean = sum(d["kl"] for d in draws) / max(len(draws), 1)
+
+    def figures(get) -> dict:
+        per_prompt = {
+            side: [[get(d, side) for d in row["seeds"]] for row in rows] for side in ("policy", "reference")
         }
-    merged = {k: torch.tensor(gather_object(v), dtype=torch.float) for k, v in local.items()}
-    p, r = merged["policy"], merged["reference"]
-    result = {
-        "update": tr.update,
-        "prompts": int(p.numel()),
+        return {
+            **ppo_eval.paired_gain(per_prompt["policy"], per_prompt["reference"]),
+            "per_prompt": per_prompt,
+        }
+
+    def diagnostics(side: str) -> dict:
+        return ppo_eval.text_diagnostics(
+            [d[side]["text"] for d in draws],
+            [d[side]["length"] for d in draws],
+            [d[side]["eos"] for d in draws],
+        )
+
+    diag = {side: diagnostics(side) for side in ("policy", "reference")}
+    return {
+        "update": update,
+        "prompts": len(rows),
+        "eval_seeds": len(rows[0]["seeds"]) if rows else 0,
         "policy_score_mean": p.mean().item(),
         "policy_score_std": p.std().item() if p.numel() > 1 else 0.0,
         "reference_score_mean": r.mean().item(),
         "reference_score_std": r.std().item() if r.numel() > 1 else 0.0,
         "win_rate": ((p > r).float() + 0.5 * (p == r).float()).mean().item(),
-        "kl_mean": merged["kl"].mean().item(),
-        "policy_eos_rate": merged["eos"].mean().item(),
-        "policy_response_length": merged["len"].mean().item(),
-        "reference_response_length": merged["ref_len"].mean().item(),
+        "kl_mean": kl_mean,
+        # Gao et al. 2022 plot gold and proxy reward against d = sqrt(KL(policy || initial policy))
+        "sqrt_kl": math.sqrt(max(kl_mean, 0.0)),
+        "policy_eos_rate": diag["policy"]["eos_rate"],
+        "policy_response_length": diag["policy"]["response_length"],
+        "reference_response_length": diag["reference"]["response_length"],
+        "proxy": figures(lambda d, side: d[side]["score"]),
+        "gold": {name: figures(lambda d, side, name=name: d["gold"][name][side]) for name in gold_names},
+        "diagnostics": diag,
     }
-    if n_show and pol is not None:
-        result["samples"] = sample_rows(tr, pol, ref, n_show)
-    return result
+
+
+def tracker_metrics(result: dict) -> dict[str, float]:
+    """The scalars of one evaluation for the tracker: eval/kl_mean, eval/sqrt_kl, eval/proxy/gain_mean,
+    eval/gold/<name>/gain_mean (name: the folder's last part), eval/diagnostics/policy/refusal_rate..."""
+    names = list(result["gold"])
+    labels = [Path(n.rstrip("/")).name or n for n in names]
+    if len(set(labels)) < len(labels):  # two golds with one folder name: the whole path, made a key
+        labels = [n.strip("/.").replace("/", "_") for n in names]
+    out = {f"eval/{k}": v for k, v in result.items() if isinstance(v, (int, float))}
+    groups = {"proxy": result["proxy"], **{f"gold/{lab}": result["gold"][n] for n, lab in zip(names, labels)}}
+    groups.update({f"diagnostics/{side}": d for side, d in result["diagnostics"].items()})
+    for group, figures in groups.items():
+        out.update({f"eval/{group}/{k}": v for k, v in figures.items() if isinstance(v, (int, float))})
+    return out
 
 
 def sample_rows(tr: Trainer, pol: Rollout, ref: Rollout | None, n: int) -> list[dict]:
@@ -961,6 +1073,7 @@ def main(args: PPOArguments) -> dict:
     check_disk_space(tr, out)
     metrics_path = out / "metrics.jsonl"
     history = []
+    points = []  # every evaluation of this run, in eval.json
     if args.resume_from_checkpoint:
         ckpt = find_checkpoint(args.resume_from_checkpoint, out)
         if ckpt is None:
@@ -971,6 +1084,9 @@ def main(args: PPOArguments) -> dict:
                 history = [json.loads(line) for line in metrics_path.read_text().splitlines() if line.strip()]
                 history = [m for m in history if m["update"] <= tr.update]
             acc.print(f"[ppo] resumed from {ckpt} at update {tr.update}/{s.updates}")
+            if (out / "eval.json").exists():
+                saved = json.loads((out / "eval.json").read_text()).get("points", [])
+                points = [p for p in saved if p["update"] <= tr.update]
     if acc.is_main_process:
         metrics_path.write_text("".join(json.dumps(m) + "\n" for m in history))
         utils.write_json(out / "args.json", args)
@@ -1009,8 +1125,11 @@ def main(args: PPOArguments) -> dict:
                     log_samples(tr, acc)
             if args.eval_every and tr.update % args.eval_every == 0 and tr.update < s.updates:
                 result = evaluate(tr)
+                points.append(result)
+                if acc.is_main_process:  # the curve so far, readable (and plottable) during the run
+                    utils.write_json(out / "eval.json", {**result, "points": points})
                 if args.log_with:
-                    acc.log({f"eval/{k}": v for k, v in result.items()}, step=tr.update)
+                    acc.log(tracker_metrics(result), step=tr.update)
             if args.save_steps and (tr.update % args.save_steps == 0 or stop["signal"] is not None):
                 path = save_checkpoint(tr, out)
                 if stop["signal"] is not None:
@@ -1037,14 +1156,18 @@ def main(args: PPOArguments) -> dict:
         print_samples(
             result["samples"], f"held-out prompts after {tr.update} updates (reference = the starting policy)"
         )
-        summary = {k: v for k, v in result.items() if k != "samples"}
+        summary = {k: v for k, v in result.items() if isinstance(v, (int, float))}
         print(
             "[ppo] evaluation: "
             + json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in summary.items()})
         )
+        print_evaluation(result)
+    points.append({k: v for k, v in result.items() if k != "samples"})
+    result["points"] = points
+    if acc.is_main_process:
         utils.write_json(out / "eval.json", result)
     if args.log_with:
-        acc.log({f"eval/{k}": v for k, v in result.items() if k != "samples"}, step=tr.update)
+        acc.log(tracker_metrics(result), step=tr.update)
     save_final(tr, out)
     # Every process takes the process group down together, once the main one has written: one
     # tearing gloo down while its peer is still busy can abort at exit (a 2-process test run once
@@ -1053,7 +1176,21 @@ def main(args: PPOArguments) -> dict:
     acc.end_training()
     if acc.is_main_process:
         print(f"[ppo] saved policy to {out}")
+        import plots
+
+        plots.plot_safely(out)
     return result
+
+
+def print_evaluation(result: dict) -> None:
+    """Proxy and gold gains (policy - reference, ± standard error over prompts) and the text diagnostics."""
+    print(
+        f"  KL {result['kl_mean']:.3f} nats (sqrt {result['sqrt_kl']:.3f}), {result['eval_seeds']} seed(s)/prompt"
+    )
+    for name, f in {"proxy": result["proxy"], **{f"gold {n}": g for n, g in result["gold"].items()}}.items():
+        print(f"  {name}: gain {f['gain_mean']:+.3f} ± {f['gain_se']:.3f}, win rate {f['win_rate']:.3f}")
+    for side, d in result["diagnostics"].items():
+        print(f"  {side}: " + ", ".join(f"{k} {v:.3f}" for k, v in d.items()))
 
 
 def log_samples(tr: Trainer, acc) -> None:

@@ -6,6 +6,7 @@ recompute. Tested in tests/test_ppo.py.
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -19,15 +20,36 @@ if TYPE_CHECKING:
     from ppo import PPOArguments
 
 
+PIPELINE_PREFIXES = ("sentiment-analysis:", "text-classification:")  # TRL 0.x pipeline-style names
+
+
+def split_reward_models(spec: str) -> list[str]:
+    """`a,b` -> ["a", "b"]. Commas only: a name may hold a colon (`pypi:...`, `text-classification:...`)."""
+    names = [name.strip() for name in spec.split(",")]
+    if not all(names):
+        raise ValueError(f"empty reward model name in {spec!r} (comma-separated list expected)")
+    return names
+
+
+def reward_model_key(name: str) -> str:
+    """What a reward-model name refers to, for telling two names apart: a local folder's resolved
+    absolute path, else the name itself (hub id or `pypi:` name) without a pipeline prefix. A name
+    written as a path (starting with '.', '/' or '~') that does not exist is refused."""
+    for prefix in PIPELINE_PREFIXES:
+        name = name.removeprefix(prefix)
+    local = Path(name).expanduser()
+    if name.startswith((".", "/", "~")) and not local.exists():
+        raise FileNotFoundError(f"reward model not found: {name} (train one with reward_modeling.py)")
+    return str(local.resolve()) if local.exists() else name
+
+
 def load_reward_model(path: str, device, trust_remote_code: bool):
     """The reward model, its tokenizer, and the format it was trained on (reward_format.json)."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    for prefix in ("sentiment-analysis:", "text-classification:"):  # TRL 0.x pipeline-style names
+    reward_model_key(path)  # a missing folder: a clear error, not the hub's
+    for prefix in PIPELINE_PREFIXES:
         path = path.removeprefix(prefix)
-    local = Path(path)
-    if path.startswith((".", "/", "~")) and not local.exists():
-        raise FileNotFoundError(f"reward model not found: {path} (train one with reward_modeling.py)")
     path = utils.resolve_model_path(path)
     tok = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
     # float32, as the policy: scores then do not depend on the dtype the checkpoint was saved in
@@ -322,6 +344,69 @@ class RewardScorer:
             seqs = [s[-self.max_length :] for s in seqs]
             return utils.score_sequences(self.model, seqs, self.tok.pad_token_id, self.batch_tokens)
         return self.score_texts(self.texts(prompts, decode(self.policy_tok, responses, lengths)))
+
+
+ENCODER_TYPES = ("bert", "distilbert", "roberta", "deberta", "deberta-v2", "electra")
+
+
+@dataclass
+class LoadedScorer:
+    scorer: RewardScorer
+    fmt: dict  # reward_format.json (or the assumed hh format)
+    same_tokens: bool  # the policy's token ids are scored as they are
+    causal: bool  # a decoder: it could start the critic
+
+
+def load_scorer(name: str, device, trust_remote_code: bool, policy_tokenizer) -> LoadedScorer:
+    """One reward model with its scorer, in its own training format and tokenizer."""
+    model, tok, fmt = load_reward_model(name, device, trust_remote_code)
+    chat = bool(getattr(policy_tokenizer, "chat_template", None))
+    reuse = same_tokenizer(policy_tokenizer, tok) and not chat and not fmt.get("append_eos")
+    scorer = RewardScorer(model, tok, fmt, policy_tokenizer, reuse)
+    return LoadedScorer(scorer, fmt, reuse, model.config.model_type not in ENCODER_TYPES)
+
+
+def standardize(scores: torch.Tensor, fmt: dict) -> torch.Tensor:
+    """(score - reward_mean) / reward_std with the statistics reward_modeling.py saved; raw without them."""
+    mean, std = fmt.get("reward_mean"), fmt.get("reward_std")
+    return scores if mean is None or not std else (scores - mean) / std
+
+
+class EnsembleScorer:
+    """Several reward models as one: each member scores in its own format and tokenizer, and the
+    ensemble's score is the mean of the members' scores, each standardised with its own reward_mean/
+    reward_std (so no member dominates by its scale; Coste et al. 2023, "Reward Model Ensembles Help
+    Mitigate Overoptimization", mean objective)."""
+
+    def __init__(self, members: list[LoadedScorer]):
+        self.members = members
+
+    def __call__(self, prompts, prompt_ids, responses, lengths) -> torch.Tensor:
+        scores = [
+            standardize(m.scorer(prompts, prompt_ids, responses, lengths).float(), m.fmt)
+            for m in self.members
+        ]
+        return torch.stack(scores).mean(0)
+
+
+def load_proxy_reward(spec: str, device, trust_remote_code: bool, policy_tokenizer):
+    """--reward_model: one model, or a comma-separated ensemble (`EnsembleScorer`).
+
+    Returns (scorer, format, path of a reward model the critic can start from or None, a note). An
+    ensemble's format carries reward_mean 0 and reward_std 1 when every member was standardised
+    (--normalize_reward then changes nothing), else no statistics (--normalize_reward is refused)."""
+    names = split_reward_models(spec)
+    members = [load_scorer(name, device, trust_remote_code, policy_tokenizer) for name in names]
+    if len(members) == 1:
+        (m,) = members
+        critic = utils.resolve_model_path(reward_model_key(names[0])) if m.same_tokens and m.causal else None
+        return m.scorer, m.fmt, critic, "same tokens" if m.same_tokens else "own tokenizer, text round trip"
+    standardized = all(m.fmt.get("reward_mean") is not None and m.fmt.get("reward_std") for m in members)
+    fmt = {"reward_mean": 0.0, "reward_std": 1.0} if standardized else {}
+    note = f"an ensemble of {len(members)}: the mean of the members' standardised scores" + (
+        "" if standardized else " (raw where a member has no reward_mean/reward_std)"
+    )
+    return EnsembleScorer(members), fmt, None, note
 
 
 def decode(tokenizer, responses, lengths) -> list[str]:

@@ -544,6 +544,9 @@ def main(script_args: ScriptArguments, training_args: RewardConfig, model_args: 
             "data_cleaning": {"train": train_counts, "eval": eval_counts},
             "train_runtime_s": train_result.metrics.get("train_runtime"),
             "total_time_s": time.time() - t0,
+            # the per-step loss and accuracy the Trainer logged (for plots.py; trainer_state.json is
+            # only written into checkpoints)
+            "log_history": trainer.state.log_history,
         }
         utils.write_json(out / "metrics.json", summary)
         utils.write_json(
@@ -556,10 +559,16 @@ def main(script_args: ScriptArguments, training_args: RewardConfig, model_args: 
         if wandb.run is not None:
             wandb.log({f"final_eval/{k}": v for k, v in metrics.items() if isinstance(v, (int, float))})
             wandb.finish()  # the Trainer leaves the run open; finishing flushes it to disk
+    if trainer.accelerator.is_main_process:
+        import plots
+
+        plots.plot_safely(out)
     return metrics
 
 
 def evaluate_only(script_args, model, tokenizer, pairs, fmt, out, t0):
+    import plots
+
     model.eval()
     rows, n_cut = tokenize_pairs(pairs, tokenizer, fmt["max_length"], fmt["append_eos"])
     scores = utils.score_sequences(
@@ -573,6 +582,7 @@ def evaluate_only(script_args, model, tokenizer, pairs, fmt, out, t0):
     print_metrics(f"evaluation of {script_args.dataset_name} [{script_args.dataset_test_split}]", metrics)
     if out:
         utils.write_json(out / "eval_results.json", metrics)
+        plots.plot_safely(out)
     if not math.isfinite(metrics["accuracy"]):
         sys.exit("evaluation produced no finite scores")
     return metrics

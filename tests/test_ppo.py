@@ -13,6 +13,7 @@ import torch
 from conftest import write_jsonl
 
 import ppo
+import ppo_models
 import utils
 
 
@@ -243,7 +244,7 @@ def test_a_bf16_checkpoint_trains_with_float32_weights(tiny_gpt2, tmp_path):
         args = ppo.PPOArguments(model_name=str(policy_dir), reward_model=str(rm_dir), value_model=value_model)
         model, ref, _, _ = ppo.build_policy_and_value(args, str(policy_dir), str(rm_dir), reuse_rm=reuse_rm)
         assert {p.dtype for m in (model, ref) for p in m.parameters()} == {torch.float32}, value_model
-    rm, _, _ = ppo.load_reward_model(str(rm_dir), torch.device("cpu"), False)
+    rm, _, _ = ppo_models.load_reward_model(str(rm_dir), torch.device("cpu"), False)
     assert {p.dtype for p in rm.parameters()} == {torch.float32}
 
 
@@ -358,8 +359,8 @@ def test_cross_tokenizer_scoring_matches_direct_scoring(word_policy, kind_rm):
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     policy_tok = AutoTokenizer.from_pretrained(str(word_policy))
-    rm, rm_tok, fmt = ppo.load_reward_model(str(kind_rm), torch.device("cpu"), False)
-    scorer = ppo.RewardScorer(rm, rm_tok, fmt, policy_tok, reuse_ids=False)
+    rm, rm_tok, fmt = ppo_models.load_reward_model(str(kind_rm), torch.device("cpu"), False)
+    scorer = ppo_models.RewardScorer(rm, rm_tok, fmt, policy_tok, reuse_ids=False)
     prompts = [
         {"turns": [{"role": "user", "content": "hi"}], "text": None},
         {"turns": [{"role": "user", "content": "hey there"}], "text": "\n\nHuman: hey there\n\nAssistant:"},
