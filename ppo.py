@@ -284,16 +284,16 @@ def derive_sizes(args: PPOArguments, world: int) -> Sizes:
     """All batch arithmetic in one place; impossible combinations are refused, naming the flags."""
     for name in ("batch_size", "mini_batch_size", "gradient_accumulation_steps", "ppo_epochs", "steps"):
         if getattr(args, name) < 1:
-            raise ValueError(f"--{name} must be at least 1 (got {getattr(args, name)})")
+            raise utils.UsageError(f"--{name} must be at least 1 (got {getattr(args, name)})")
     minibatch = args.mini_batch_size * args.gradient_accumulation_steps
     if args.batch_size % minibatch:
-        raise ValueError(
+        raise utils.UsageError(
             f"--batch_size={args.batch_size} is not a multiple of --mini_batch_size x --gradient_accumulation_steps "
             f"= {args.mini_batch_size} x {args.gradient_accumulation_steps} = {minibatch}; no episode may be dropped"
         )
     rollout = args.rollout_batch_size or args.batch_size
     if args.batch_size % rollout:
-        raise ValueError(
+        raise utils.UsageError(
             f"--batch_size={args.batch_size} is not a multiple of --rollout_batch_size={rollout}"
         )
     global_batch = args.batch_size * world
@@ -312,16 +312,18 @@ def derive_sizes(args: PPOArguments, world: int) -> Sizes:
 
 def validate(args: PPOArguments) -> None:
     if args.use_seq2seq:
-        raise ValueError(
+        raise utils.UsageError(
             "--use_seq2seq=True: seq2seq (encoder-decoder) policies are not supported; "
             "use a causal language model (GPT-2, Llama, SmolLM2, ...)"
         )
     if args.temperature <= 0:
-        raise ValueError(f"--temperature must be > 0 (got {args.temperature}); sampling is required for PPO")
+        raise utils.UsageError(
+            f"--temperature must be > 0 (got {args.temperature}); sampling is required for PPO"
+        )
     if args.response_length < 1 or args.max_prompt_length < 1:
-        raise ValueError("--response_length and --max_prompt_length must be at least 1")
+        raise utils.UsageError("--response_length and --max_prompt_length must be at least 1")
     if args.bf16 and args.fp16:
-        raise ValueError("--bf16 and --fp16 are exclusive")
+        raise utils.UsageError("--bf16 and --fp16 are exclusive")
     if args.log_with == "none":
         args.log_with = None
 
@@ -397,7 +399,7 @@ class Trainer:
         limit = utils.model_max_length(self.tok, self.model.policy.config)
         max_prompt = args.max_prompt_length
         if limit is not None and args.response_length >= limit:
-            raise ValueError(
+            raise utils.UsageError(
                 f"--response_length={args.response_length} leaves no room for a prompt in the "
                 f"policy's context of {limit} tokens"
             )
@@ -489,7 +491,7 @@ class Trainer:
             return train, load_prompts(args.query_dataset, "test", args.data_dir)[: args.eval_samples]
         except Exception as e:  # no test split: hold out the tail of the training prompts
             if len(train) <= args.eval_samples:
-                raise ValueError(
+                raise utils.UsageError(
                     f"{args.query_dataset}: {len(train)} prompts and no test split; need more than "
                     f"--eval_samples={args.eval_samples} to hold some out"
                 ) from e
@@ -579,7 +581,7 @@ class Trainer:
         if args.normalize_reward:
             mean, std = self.rm_format.get("reward_mean"), self.rm_format.get("reward_std")
             if mean is None or not std:
-                raise ValueError(
+                raise utils.UsageError(
                     f"--normalize_reward: {args.reward_model} has no reward_mean/reward_std in "
                     f"{utils.REWARD_FORMAT_FILE} (train it with reward_modeling.py)"
                 )
@@ -1046,4 +1048,4 @@ def cli(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    cli()
+    utils.run_script(cli)

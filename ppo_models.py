@@ -26,7 +26,7 @@ def load_reward_model(path: str, device, trust_remote_code: bool):
         path = path.removeprefix(prefix)
     local = Path(path)
     if path.startswith((".", "/", "~")) and not local.exists():
-        raise FileNotFoundError(f"reward model not found: {path} (train one with reward_modeling.py)")
+        raise utils.MissingInputError(f"reward model not found: {path} (train one with reward_modeling.py)")
     path = utils.resolve_model_path(path)
     tok = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
     # float32, as the policy: scores then do not depend on the dtype the checkpoint was saved in
@@ -34,7 +34,7 @@ def load_reward_model(path: str, device, trust_remote_code: bool):
         path, trust_remote_code=trust_remote_code, dtype=torch.float32
     )
     if model.config.num_labels != 1:
-        raise ValueError(
+        raise utils.UsageError(
             f"{path}: a reward model has one output (num_labels=1), this one has {model.config.num_labels}"
         )
     utils.ensure_pad_token(tok, model)
@@ -82,7 +82,7 @@ def build_policy_and_value(args: PPOArguments, policy_path: str, rm_path: str, r
         policy_path, trust_remote_code=args.trust_remote_code, dtype=torch.float32
     )
     if getattr(policy.config, "is_encoder_decoder", False):
-        raise ValueError(
+        raise utils.UsageError(
             f"{policy_path} is an encoder-decoder model; --use_seq2seq policies are not supported"
         )
     ref = None
