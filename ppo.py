@@ -16,7 +16,8 @@ The 2024 command (needs the hub for gpt2 and the prompt set):
         --lora_alpha=16 --lora_r=16 --use_seq2seq=False --trust_remote_code=False --use_peft=False --ppo_epochs=8
 
 A YAML or JSON file with the same keys can replace the flags: `python ppo.py config.yaml`.
-Multi-process: `accelerate launch ppo.py ...` (each process rolls out `batch_size` episodes).
+Multi-process: `accelerate launch ppo.py ...` (DDP: each process rolls out `batch_size` episodes;
+DeepSpeed and FSDP are refused).
 Precision: bf16 autocast where the hardware multiplies bf16 natively, else float32 (--bf16=False forces
 it); weights and optimizer stay float32; --fp16=True adds dynamic loss scaling.
 """
@@ -887,18 +888,29 @@ def print_samples(rows: list[dict], title: str) -> None:
 # ---------------------------------------------------------------------------------------------
 
 
-def refuse_sharded_parameters(acc) -> None:
-    """Token-by-token generation needs whole parameters on every process. Under ZeRO-3 or FSDP each
-    token would gather every layer again (TRL #1051, a run that looks hung): refuse, and say what works."""
-    from accelerate.utils import DistributedType
+# `accelerate launch` sets these for the distributed types ppo.py refuses (accelerate/utils/launch.py).
+UNSUPPORTED_LAUNCH = {
+    "ACCELERATE_USE_DEEPSPEED": "DeepSpeed",
+    "ACCELERATE_USE_FSDP": "FSDP",
+    "ACCELERATE_USE_MEGATRON_LM": "Megatron-LM",
+}
 
-    plugin = acc.state.deepspeed_plugin
-    if (plugin is not None and plugin.zero_stage == 3) or acc.distributed_type == DistributedType.FSDP:
-        raise ValueError(
-            "ppo.py does not run under DeepSpeed ZeRO-3 or FSDP (generation would gather the "
-            "sharded parameters for every token); use configs/accelerate/deepspeed_zero2.yaml or "
-            "multi_gpu_ddp.yaml, with --use_peft=True to keep memory low"
-        )
+
+def refuse_unsupported_launch(environ) -> None:
+    """ppo.py runs in one process or under DDP. Decided from the environment `accelerate launch` sets,
+    before the Accelerator is built (which fails on its own where deepspeed is not installed).
+    DeepSpeed: accelerate steps the engine inside `backward()` unless the loop runs under
+    `accelerator.accumulate()`, so every micro-batch would be an optimizer step with DeepSpeed's own
+    clipping, and our clipping and NaN skip would come after it; its prepare() also wants a
+    dataloader to fill `train_micro_batch_size_per_gpu: auto`. ZeRO-3, FSDP and Megatron-LM shard
+    the parameters: token-by-token generation would gather every layer for every token (TRL #1051,
+    a run that looks hung)."""
+    for var, name in UNSUPPORTED_LAUNCH.items():
+        if environ.get(var, "false").lower() == "true":
+            raise utils.UsageError(
+                f"ppo.py does not run under {name}: launch it with configs/accelerate/multi_gpu_ddp.yaml "
+                "(DDP; cpu_2proc.yaml on CPUs), with --use_peft=True for the least memory"
+            )
 
 
 def main(args: PPOArguments) -> dict:
@@ -910,6 +922,7 @@ def main(args: PPOArguments) -> dict:
     from tqdm.auto import tqdm
 
     validate(args)
+    refuse_unsupported_launch(os.environ)
     out = Path(args.output_dir or Path("outputs") / args.exp_name)
     check_output_dir(out)
     if args.log_with == "wandb":
@@ -921,7 +934,6 @@ def main(args: PPOArguments) -> dict:
     if launcher != "no":
         os.environ["ACCELERATE_MIXED_PRECISION"] = "no"
     acc = Accelerator(log_with=args.log_with, project_dir=str(out), cpu=utils.cpu_processes_without_gpu())
-    refuse_sharded_parameters(acc)
     resolve_precision(args, acc.device.type, launcher)  # before args.json is written: the run records it
     if args.num_threads:
         torch.set_num_threads(args.num_threads)

@@ -7,6 +7,7 @@ the policy toward the kind words within a few updates."""
 
 import json
 import math
+import os
 
 import pytest
 import torch
@@ -434,3 +435,18 @@ def test_yaml_config_file(word_policy, kind_rm, kind_data, tmp_path):
     assert result["prompts"] == 4
     saved = json.loads((tmp_path / "out" / "args.json").read_text())
     assert saved["ppo_epochs"] == 1 and saved["batch_size"] == 8
+
+
+@pytest.mark.parametrize("var", sorted(ppo.UNSUPPORTED_LAUNCH))
+def test_ppo_refuses_deepspeed_and_fsdp_before_loading_anything(var, tmp_path, monkeypatch):
+    """Under `accelerate launch` with a DeepSpeed, FSDP or Megatron-LM config, main() stops with one
+    line naming what works, before the Accelerator (which would fail without deepspeed installed)
+    and before any model or output folder."""
+    monkeypatch.setenv(var, "true")
+    out = tmp_path / "ppo"
+    args = ppo.PPOArguments(model_name="./no-such-model", output_dir=str(out))
+    with pytest.raises(utils.UsageError, match=r"multi_gpu_ddp\.yaml .*--use_peft=True"):
+        ppo.main(args)
+    assert not out.exists()
+    monkeypatch.setenv(var, "false")
+    ppo.refuse_unsupported_launch(os.environ)
