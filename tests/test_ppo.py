@@ -11,7 +11,7 @@ import os
 
 import pytest
 import torch
-from conftest import write_jsonl
+from conftest import ROOT, write_jsonl
 
 import ppo
 import utils
@@ -479,3 +479,38 @@ def test_ppo_refuses_deepspeed_and_fsdp_before_loading_anything(var, tmp_path, m
     assert not out.exists()
     monkeypatch.setenv(var, "false")
     ppo.refuse_unsupported_launch(os.environ)
+
+
+def test_trl07_config_sets_trl_0_7_defaults():
+    """configs/trl07.yaml gives TRL 0.7's PPOConfig defaults, PPOTrainer's optimizer and the 2024
+    script's sampling; exactly the keys it marks `(ours: x)` differ from our defaults, and x is ours."""
+    import re
+
+    path = ROOT / "configs" / "trl07.yaml"
+    (args,) = utils.parse_args((ppo.PPOArguments,), [str(path)], renamed=ppo.ALIASES)
+    trl07 = {
+        "learning_rate": 1e-5,
+        "lr_decay": False,
+        "adam_eps": 1e-8,
+        "adap_kl_ctrl": True,
+        "init_kl_coef": 0.2,
+        "target": 6.0,
+        "horizon": 10000,
+        "max_grad_norm": 0.0,
+        "batch_size": 256,
+        "mini_batch_size": 1,
+        "gradient_accumulation_steps": 1,
+        "ppo_epochs": 4,
+        "temperature": 1.0,
+        "response_length": 32,
+        "value_model": "head",
+    }
+    assert {k: getattr(args, k) for k in trl07} == trl07
+    ours = ppo.PPOArguments()
+    notes = dict(re.findall(r"^(\w+):.*\(ours: ([^),]*)", path.read_text(), re.M))
+    assert set(notes) == {k for k, v in trl07.items() if getattr(ours, k) != v}
+    for key, note in notes.items():  # where the note is a number, it is our default
+        if re.fullmatch(r"[\d.e-]+", note):
+            assert float(note) == getattr(ours, key), key
+    sizes = ppo.derive_sizes(args, world=1)
+    assert (sizes.minibatch, sizes.minibatches) == (1, 256)  # TRL 0.7: one optimizer step per episode
