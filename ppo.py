@@ -16,7 +16,8 @@ The 2024 command (needs the hub for gpt2 and the prompt set):
         --lora_alpha=16 --lora_r=16 --use_seq2seq=False --trust_remote_code=False --use_peft=False --ppo_epochs=8
 
 A YAML or JSON file with the same keys can replace the flags: `python ppo.py config.yaml`.
-Multi-process: `accelerate launch ppo.py ...` (each process rolls out `batch_size` episodes).
+Multi-process: `accelerate launch ppo.py ...` (DDP: each process rolls out `batch_size` episodes;
+DeepSpeed and FSDP are refused).
 Precision: bf16 autocast where the hardware multiplies bf16 natively, else float32 (--bf16=False forces
 it); weights and optimizer stay float32; --fp16=True adds dynamic loss scaling.
 """
@@ -322,16 +323,16 @@ def derive_sizes(args: PPOArguments, world: int) -> Sizes:
     """All batch arithmetic in one place; impossible combinations are refused, naming the flags."""
     for name in ("batch_size", "mini_batch_size", "gradient_accumulation_steps", "ppo_epochs", "steps"):
         if getattr(args, name) < 1:
-            raise ValueError(f"--{name} must be at least 1 (got {getattr(args, name)})")
+            raise utils.UsageError(f"--{name} must be at least 1 (got {getattr(args, name)})")
     minibatch = args.mini_batch_size * args.gradient_accumulation_steps
     if args.batch_size % minibatch:
-        raise ValueError(
+        raise utils.UsageError(
             f"--batch_size={args.batch_size} is not a multiple of --mini_batch_size x --gradient_accumulation_steps "
             f"= {args.mini_batch_size} x {args.gradient_accumulation_steps} = {minibatch}; no episode may be dropped"
         )
     rollout = args.rollout_batch_size or args.batch_size
     if args.batch_size % rollout:
-        raise ValueError(
+        raise utils.UsageError(
             f"--batch_size={args.batch_size} is not a multiple of --rollout_batch_size={rollout}"
         )
     global_batch = args.batch_size * world
@@ -350,16 +351,18 @@ def derive_sizes(args: PPOArguments, world: int) -> Sizes:
 
 def validate(args: PPOArguments) -> None:
     if args.use_seq2seq:
-        raise ValueError(
+        raise utils.UsageError(
             "--use_seq2seq=True: seq2seq (encoder-decoder) policies are not supported; "
             "use a causal language model (GPT-2, Llama, SmolLM2, ...)"
         )
     if args.temperature <= 0:
-        raise ValueError(f"--temperature must be > 0 (got {args.temperature}); sampling is required for PPO")
+        raise utils.UsageError(
+            f"--temperature must be > 0 (got {args.temperature}); sampling is required for PPO"
+        )
     if args.response_length < 1 or args.max_prompt_length < 1:
-        raise ValueError("--response_length and --max_prompt_length must be at least 1")
+        raise utils.UsageError("--response_length and --max_prompt_length must be at least 1")
     if args.bf16 and args.fp16:
-        raise ValueError("--bf16 and --fp16 are exclusive")
+        raise utils.UsageError("--bf16 and --fp16 are exclusive")
     if args.log_with == "none":
         args.log_with = None
     check_reward_models(args)
@@ -369,7 +372,7 @@ def check_reward_models(args: PPOArguments) -> None:
     """Before any model is loaded: every reward model exists, and no gold model is one the policy
     is trained against (its gold curve would be the proxy's)."""
     if args.eval_seeds < 1:
-        raise ValueError(f"--eval_seeds must be at least 1 (got {args.eval_seeds})")
+        raise utils.UsageError(f"--eval_seeds must be at least 1 (got {args.eval_seeds})")
     proxy = {reward_model_key(name) for name in split_reward_models(args.reward_model)}
     if not args.gold_reward_model:
         return
@@ -378,14 +381,14 @@ def check_reward_models(args: PPOArguments) -> None:
         try:
             key = reward_model_key(name)
         except FileNotFoundError as e:
-            raise FileNotFoundError(f"--gold_reward_model: {e}") from None
+            raise utils.MissingInputError(f"--gold_reward_model: {e}") from None
         if key in proxy:
-            raise ValueError(
+            raise utils.UsageError(
                 f"--gold_reward_model {name} is the --reward_model the policy is trained against; "
                 "a gold model must be another one"
             )
         if key in seen:
-            raise ValueError(f"--gold_reward_model lists {name} twice")
+            raise utils.UsageError(f"--gold_reward_model lists {name} twice")
         seen.add(key)
 
 
@@ -456,7 +459,7 @@ class Trainer:
         limit = utils.model_max_length(self.tok, self.model.policy.config)
         max_prompt = args.max_prompt_length
         if limit is not None and args.response_length >= limit:
-            raise ValueError(
+            raise utils.UsageError(
                 f"--response_length={args.response_length} leaves no room for a prompt in the "
                 f"policy's context of {limit} tokens"
             )
@@ -553,7 +556,7 @@ class Trainer:
                 no_test = type(e).__name__
         if no_test:  # no test split: hold out the tail of the training prompts
             if len(train) <= args.eval_samples:
-                raise ValueError(
+                raise utils.UsageError(
                     f"{args.query_dataset}: {len(train)} prompts and no test split; need more than "
                     f"--eval_samples={args.eval_samples} to hold some out"
                 )
@@ -651,7 +654,7 @@ class Trainer:
         if args.normalize_reward:
             mean, std = self.rm_format.get("reward_mean"), self.rm_format.get("reward_std")
             if mean is None or not std:
-                raise ValueError(
+                raise utils.UsageError(
                     f"--normalize_reward: {args.reward_model} has no reward_mean/reward_std in "
                     f"{utils.REWARD_FORMAT_FILE} (train it with reward_modeling.py)"
                 )
@@ -1029,18 +1032,29 @@ def print_samples(rows: list[dict], title: str) -> None:
 # ---------------------------------------------------------------------------------------------
 
 
-def refuse_sharded_parameters(acc) -> None:
-    """Token-by-token generation needs whole parameters on every process. Under ZeRO-3 or FSDP each
-    token would gather every layer again (TRL #1051, a run that looks hung): refuse, and say what works."""
-    from accelerate.utils import DistributedType
+# `accelerate launch` sets these for the distributed types ppo.py refuses (accelerate/utils/launch.py).
+UNSUPPORTED_LAUNCH = {
+    "ACCELERATE_USE_DEEPSPEED": "DeepSpeed",
+    "ACCELERATE_USE_FSDP": "FSDP",
+    "ACCELERATE_USE_MEGATRON_LM": "Megatron-LM",
+}
 
-    plugin = acc.state.deepspeed_plugin
-    if (plugin is not None and plugin.zero_stage == 3) or acc.distributed_type == DistributedType.FSDP:
-        raise ValueError(
-            "ppo.py does not run under DeepSpeed ZeRO-3 or FSDP (generation would gather the "
-            "sharded parameters for every token); use configs/accelerate/deepspeed_zero2.yaml or "
-            "multi_gpu_ddp.yaml, with --use_peft=True to keep memory low"
-        )
+
+def refuse_unsupported_launch(environ) -> None:
+    """ppo.py runs in one process or under DDP. Decided from the environment `accelerate launch` sets,
+    before the Accelerator is built (which fails on its own where deepspeed is not installed).
+    DeepSpeed: accelerate steps the engine inside `backward()` unless the loop runs under
+    `accelerator.accumulate()`, so every micro-batch would be an optimizer step with DeepSpeed's own
+    clipping, and our clipping and NaN skip would come after it; its prepare() also wants a
+    dataloader to fill `train_micro_batch_size_per_gpu: auto`. ZeRO-3, FSDP and Megatron-LM shard
+    the parameters: token-by-token generation would gather every layer for every token (TRL #1051,
+    a run that looks hung)."""
+    for var, name in UNSUPPORTED_LAUNCH.items():
+        if environ.get(var, "false").lower() == "true":
+            raise utils.UsageError(
+                f"ppo.py does not run under {name}: launch it with configs/accelerate/multi_gpu_ddp.yaml "
+                "(DDP; cpu_2proc.yaml on CPUs), with --use_peft=True for the least memory"
+            )
 
 
 def main(args: PPOArguments) -> dict:
@@ -1052,6 +1066,7 @@ def main(args: PPOArguments) -> dict:
     from tqdm.auto import tqdm
 
     validate(args)
+    refuse_unsupported_launch(os.environ)
     out = Path(args.output_dir or Path("outputs") / args.exp_name)
     check_output_dir(out)
     if args.log_with == "wandb":
@@ -1063,7 +1078,6 @@ def main(args: PPOArguments) -> dict:
     if launcher != "no":
         os.environ["ACCELERATE_MIXED_PRECISION"] = "no"
     acc = Accelerator(log_with=args.log_with, project_dir=str(out), cpu=utils.cpu_processes_without_gpu())
-    refuse_sharded_parameters(acc)
     resolve_precision(args, acc.device.type, launcher)  # before args.json is written: the run records it
     if args.num_threads:
         torch.set_num_threads(args.num_threads)
@@ -1215,4 +1229,4 @@ def cli(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    cli()
+    utils.run_script(cli)

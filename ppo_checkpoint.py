@@ -75,7 +75,9 @@ def find_checkpoint(spec: str, out: Path) -> Path | None:
     if spec != "auto":
         path = Path(spec)
         if not all((path / f).is_file() for f in CHECKPOINT_FILES):
-            raise FileNotFoundError(f"--resume_from_checkpoint={spec}: not a complete checkpoint folder")
+            raise utils.MissingInputError(
+                f"--resume_from_checkpoint={spec}: not a complete checkpoint folder"
+            )
         return path
     found = complete_checkpoints(out) if out.is_dir() else []
     return found[-1] if found else None
@@ -85,14 +87,16 @@ def load_checkpoint(tr: Trainer, path: Path) -> None:
     state = torch.load(path / "trainer_state.pt", weights_only=False)
     saved_world = utils.read_json(path / "trainer_state.json")["world"]
     if saved_world != tr.sizes.world:
-        raise ValueError(
+        raise utils.UsageError(
             f"{path} was written by {saved_world} process(es); resume with the same number "
             f"(now {tr.sizes.world}) to continue identically"
         )
     model = tr.acc.unwrap_model(tr.model)
     missing = set(state["model"]) - set(model.state_dict())
     if missing:
-        raise ValueError(f"{path}: checkpoint does not match this model ({len(missing)} unknown tensors)")
+        raise utils.UsageError(
+            f"{path}: checkpoint does not match this model ({len(missing)} unknown tensors)"
+        )
     model.load_state_dict(state["model"], strict=False)
     tr.optimizer.load_state_dict(state["optimizer"])
     tr.kl_ctl.load_state_dict(state["kl_ctl"])

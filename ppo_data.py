@@ -43,7 +43,7 @@ def load_prompts(source: str, split: str, data_dir: str | None) -> tuple[list[di
     path = Path(source)
     if path.is_file() and path.suffix == ".txt":
         if data_dir:
-            raise ValueError(f"--data_dir={data_dir} names subset folders, but {source} is a file")
+            raise utils.UsageError(f"--data_dir={data_dir} names subset folders, but {source} is a file")
         lines = [line.strip() for line in path.read_text().splitlines() if line.strip()]
         _, sl = utils.parse_split(split)
         taken = utils._apply_slice(len(lines), sl)
@@ -54,11 +54,11 @@ def load_prompts(source: str, split: str, data_dir: str | None) -> tuple[list[di
         rows, where, origins = utils.load_rows(source, split, data_dir)
         prompts = [p for p in map(row_to_prompt, rows) if p is not None]
         if rows and not prompts:
-            raise ValueError(
+            raise utils.UsageError(
                 f"{where}: no prompts found; expected chosen/rejected or one of the columns {PROMPT_COLUMNS}"
             )
     if not prompts:
-        raise ValueError(f"{where}: the prompt set is empty")
+        raise utils.UsageError(f"{where}: the prompt set is empty")
     return prompts, origins
 
 
@@ -99,7 +99,7 @@ class PromptEncoder:
                     break
                 keep -= max(1, len(ids) - self.max_length)
             if keep <= 0:
-                raise ValueError(
+                raise utils.UsageError(
                     f"--max_prompt_length={self.max_length} is shorter than the policy's prompt "
                     f"template itself ({overhead} tokens)"
                 )
@@ -149,10 +149,10 @@ def stop_token_ids(tokenizer, extra: str | None) -> set[int]:
     if extra:
         extra_ids = tokenizer(extra, add_special_tokens=False)["input_ids"]
         if len(extra_ids) != 1:
-            raise ValueError(
+            raise utils.UsageError(
                 f"--stop_token={extra!r} is {len(extra_ids)} tokens for this tokenizer; it must be one"
             )
         ids.add(extra_ids[0])
     if not ids:
-        raise ValueError("the policy tokenizer has no EOS token; set --stop_token")
+        raise utils.UsageError("the policy tokenizer has no EOS token; set --stop_token")
     return ids

@@ -27,7 +27,7 @@ def split_reward_models(spec: str) -> list[str]:
     """`a,b` -> ["a", "b"]. Commas only: a name may hold a colon (`pypi:...`, `text-classification:...`)."""
     names = [name.strip() for name in spec.split(",")]
     if not all(names):
-        raise ValueError(f"empty reward model name in {spec!r} (comma-separated list expected)")
+        raise utils.UsageError(f"empty reward model name in {spec!r} (comma-separated list expected)")
     return names
 
 
@@ -39,7 +39,7 @@ def reward_model_key(name: str) -> str:
         name = name.removeprefix(prefix)
     local = Path(name).expanduser()
     if name.startswith((".", "/", "~")) and not local.exists():
-        raise FileNotFoundError(f"reward model not found: {name} (train one with reward_modeling.py)")
+        raise utils.MissingInputError(f"reward model not found: {name} (train one with reward_modeling.py)")
     return str(local.resolve()) if local.exists() else name
 
 
@@ -57,7 +57,7 @@ def load_reward_model(path: str, device, trust_remote_code: bool):
         path, trust_remote_code=trust_remote_code, dtype=torch.float32
     )
     if model.config.num_labels != 1:
-        raise ValueError(
+        raise utils.UsageError(
             f"{path}: a reward model has one output (num_labels=1), this one has {model.config.num_labels}"
         )
     utils.ensure_pad_token(tok, model)
@@ -105,7 +105,7 @@ def build_policy_and_value(args: PPOArguments, policy_path: str, rm_path: str, r
         policy_path, trust_remote_code=args.trust_remote_code, dtype=torch.float32
     )
     if getattr(policy.config, "is_encoder_decoder", False):
-        raise ValueError(
+        raise utils.UsageError(
             f"{policy_path} is an encoder-decoder model; --use_seq2seq policies are not supported"
         )
     ref = None

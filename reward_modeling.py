@@ -595,4 +595,4 @@ def cli(argv: list[str] | None = None):
 
 
 if __name__ == "__main__":
-    cli()
+    utils.run_script(cli)

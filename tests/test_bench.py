@@ -4,7 +4,6 @@ import itertools
 import json
 import random
 import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -126,13 +125,42 @@ def test_rm_bench_trains_the_peers_pairs(tiny_distilbert, capsys):
     assert all(0.6 < loss < 0.8 for loss in out["step_loss"])
 
 
-def test_compare_skips_without_peers(monkeypatch, capsys):
+def test_compare_ratios_are_medians_of_per_pair_ratios():
+    """compare_runs, where the README's ratios come from, against numbers worked out by hand: per pair
+    ours / peer, a pair missing a value left out, the median of the rest; the peer's model GFLOP/s
+    are ours scaled by the time ratio, for the pairs that trained the same work only."""
     import compare
 
-    monkeypatch.setattr(compare, "PEERS", Path("/nonexistent/peers"))
-    assert compare.main(["rm", "--pairs=1"]) == 0
-    out = capsys.readouterr()
-    assert "skipped" in out.err and json.loads(out.out)["skipped"]
+    peer = [{"episodes_per_s": 4.0, "peak_rss_mib": 1000}, {"episodes_per_s": 5.0, "peak_rss_mib": 1100}]
+    peer.append({"episodes_per_s": 4.0, "peak_rss_mib": 1000})
+    ours = [{"episodes_per_s": 6.0, "peak_rss_mib": 700}, {"episodes_per_s": 9.0, "peak_rss_mib": 770}]
+    ours.append({"episodes_per_s": None, "peak_rss_mib": 800})
+    out = compare.compare_runs(compare.parse_args(["ppo"]), peer, ours, peak=None)
+    eps = out["episodes_per_s"]
+    assert eps["ratio_ours_over_peer"] == [1.5, 1.8]
+    assert (eps["median_ratio"], eps["min_ratio"], eps["max_ratio"]) == (1.65, 1.5, 1.8)
+    assert out["peak_rss_mib"]["median_ratio"] == 0.7  # of 0.7, 0.7, 0.8
+
+    def rm_run(tokens, seconds, real_tokens=1000):
+        return {
+            "real_tokens_per_s": tokens,
+            "pairs_per_s": 1.0,
+            "peak_rss_mib": 100,
+            "pairs_trained": 32,
+            "real_tokens": real_tokens,
+            "gflops_model_real": 100.0,
+            "train_s": seconds,
+        }
+
+    out = compare.compare_runs(
+        compare.parse_args(["rm"]),
+        [rm_run(100, 40.0), rm_run(100, 50.0, real_tokens=999)],
+        [rm_run(400, 10.0), rm_run(500, 10.0)],
+        peak=None,
+    )
+    assert out["real_tokens_per_s"]["ratio_ours_over_peer"] == [4.0, 5.0]
+    assert out["same_work"] is False  # the second pair trained other tokens
+    assert out["gflops_model_real"]["peer"] == [25.0]  # 100 GFLOP/s x 10 s / 40 s
 
 
 def test_bf16_check_reports_a_self_consistent_bf16_and_zero_kl_against_itself(tiny_gpt2, tmp_path, capsys):

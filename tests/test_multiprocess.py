@@ -97,9 +97,30 @@ def test_reward_modeling_two_processes(tiny_distilbert, pref_dir, tmp_path):
     assert (out / "model.safetensors").exists()
 
 
-@pytest.mark.parametrize("config", CONFIGS, ids=[c.stem for c in CONFIGS])
-def test_accelerate_accepts_every_config(config: Path):
-    from accelerate.commands.config.config_args import load_config_from_file
+def launch_env(config: Path) -> dict[str, str]:
+    """The environment `accelerate launch --config_file config` gives the script, from accelerate's own
+    builders (no process is started; DeepSpeed need not be installed)."""
+    from accelerate.commands.launch import _validate_launch_command, launch_command_parser
+    from accelerate.utils.launch import prepare_deepspeed_cmd_env, prepare_multi_gpu_env
 
-    cfg = load_config_from_file(str(config))
-    assert cfg.num_processes >= 2 and cfg.compute_environment.value == "LOCAL_MACHINE"
+    args = launch_command_parser().parse_args(["--config_file", str(config), "ppo.py"])
+    args, _, _ = _validate_launch_command(args)
+    if args.use_deepspeed:
+        args.deepspeed_fields_from_accelerate_config = ""  # launch_command sets it before this call
+        return prepare_deepspeed_cmd_env(args)[1]
+    return prepare_multi_gpu_env(args)
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=[c.stem for c in CONFIGS])
+def test_ppo_runs_under_the_ddp_configs_and_refuses_the_others(config: Path):
+    """Each shipped config, as accelerate launch reads it: ppo.py accepts the DDP ones (cpu_2proc,
+    multi_gpu_ddp) and refuses DeepSpeed and FSDP with one line naming the DDP config."""
+    import ppo
+    import utils
+
+    env = launch_env(config)
+    if config.stem.startswith(("deepspeed", "fsdp")):
+        with pytest.raises(utils.UsageError, match="multi_gpu_ddp.yaml"):
+            ppo.refuse_unsupported_launch(env)
+    else:
+        ppo.refuse_unsupported_launch(env)

@@ -7,10 +7,11 @@ the policy toward the kind words within a few updates."""
 
 import json
 import math
+import os
 
 import pytest
 import torch
-from conftest import write_jsonl
+from conftest import ROOT, write_jsonl
 
 import ppo
 import ppo_models
@@ -78,9 +79,10 @@ def test_ppo_raises_the_reward(word_policy, kind_rm, kind_data, tmp_path, monkey
     assert all(math.isfinite(k) for k in kls) and sum(kls) / len(kls) >= 0
     assert first_log_ratio[0].abs().max().item() < 1e-5
     assert history[0]["objective/kl"] == 0.0  # the reference is the starting policy
+    # eval.json is this run's final evaluation: the 32 held-out prompts after the last update
     eval_json = json.loads((out / "eval.json").read_text())
-    for key in ("policy_score_mean", "reference_score_mean", "reference_score_std", "win_rate", "kl_mean"):
-        assert key in eval_json
+    assert eval_json == json.loads(json.dumps(result))
+    assert (eval_json["prompts"], eval_json["update"]) == (32, 10)
     # The saved policy loads as a plain causal LM and in pipeline().
     from transformers import AutoModelForCausalLM, pipeline
 
@@ -327,9 +329,37 @@ def test_inverse_cdf_sampling_draws_each_token_with_its_probability():
     assert (freq[expected == 0] == 0).all()
     stderr = (expected * (1 - expected) / n).sqrt()
     assert ((freq - expected).abs() <= 5 * stderr + 1e-12).all(), (freq, expected)
-    # The same generator state gives the same draws (resume after a crash replays them).
-    again = sample_categorical(probs, torch.Generator().manual_seed(7))
-    assert torch.equal(again, sample_categorical(probs, torch.Generator().manual_seed(7)))
+
+
+def test_kv_cache_sampler_draws_from_the_full_forward_distribution(tiny_gpt2, monkeypatch):
+    """Each token `sample` draws comes from softmax(logits / T) of one full forward over prompt +
+    response so far, the distribution PPO recomputes its log-probs from (`response_logits`): the
+    probabilities the sampler hands to `sample_categorical` at every step, recorded, equal the full
+    forward's at every response position, for left-padded prompts of three lengths."""
+    from transformers import AutoModelForCausalLM
+
+    import ppo_models
+
+    lm = AutoModelForCausalLM.from_pretrained(str(tiny_gpt2)).eval()
+    seen = []
+    draw = ppo_models.sample_categorical
+
+    def recording_draw(probs, generator=None):
+        seen.append(probs.clone())
+        return draw(probs, generator)
+
+    monkeypatch.setattr(ppo_models, "sample_categorical", recording_draw)
+    eos, T = lm.config.eos_token_id, 0.7
+    query, qmask = ppo_models.left_pad([[31373, 612, 318, 257, 1332], [31373], [40, 588]], eos, "cpu")
+    g = torch.Generator().manual_seed(0)
+    responses = ppo_models.sample(lm, query, qmask, 12, T, {eos}, eos, g)
+    assert len(seen) == responses.shape[1] == 12
+    ids = torch.cat([query, responses], 1)
+    mask = torch.cat([qmask, torch.ones_like(responses)], 1)
+    with torch.no_grad():
+        _, logits = ppo_models.response_logits(lm, ids, mask, query.shape[1])
+    full = torch.softmax(logits.float() / T, dim=-1)
+    torch.testing.assert_close(torch.stack(seen, 1), full, atol=1e-6, rtol=1e-4)
 
 
 def test_sampling_stops_at_eos_with_pad_equal_to_eos(word_policy):
@@ -435,3 +465,53 @@ def test_yaml_config_file(word_policy, kind_rm, kind_data, tmp_path):
     assert result["prompts"] == 4
     saved = json.loads((tmp_path / "out" / "args.json").read_text())
     assert saved["ppo_epochs"] == 1 and saved["batch_size"] == 8
+
+
+@pytest.mark.parametrize("var", sorted(ppo.UNSUPPORTED_LAUNCH))
+def test_ppo_refuses_deepspeed_and_fsdp_before_loading_anything(var, tmp_path, monkeypatch):
+    """Under `accelerate launch` with a DeepSpeed, FSDP or Megatron-LM config, main() stops with one
+    line naming what works, before the Accelerator (which would fail without deepspeed installed)
+    and before any model or output folder."""
+    monkeypatch.setenv(var, "true")
+    out = tmp_path / "ppo"
+    args = ppo.PPOArguments(model_name="./no-such-model", output_dir=str(out))
+    with pytest.raises(utils.UsageError, match=r"multi_gpu_ddp\.yaml .*--use_peft=True"):
+        ppo.main(args)
+    assert not out.exists()
+    monkeypatch.setenv(var, "false")
+    ppo.refuse_unsupported_launch(os.environ)
+
+
+def test_trl07_config_sets_trl_0_7_defaults():
+    """configs/trl07.yaml gives TRL 0.7's PPOConfig defaults, PPOTrainer's optimizer and the 2024
+    script's sampling; exactly the keys it marks `(ours: x)` differ from our defaults, and x is ours."""
+    import re
+
+    path = ROOT / "configs" / "trl07.yaml"
+    (args,) = utils.parse_args((ppo.PPOArguments,), [str(path)], renamed=ppo.ALIASES)
+    trl07 = {
+        "learning_rate": 1e-5,
+        "lr_decay": False,
+        "adam_eps": 1e-8,
+        "adap_kl_ctrl": True,
+        "init_kl_coef": 0.2,
+        "target": 6.0,
+        "horizon": 10000,
+        "max_grad_norm": 0.0,
+        "batch_size": 256,
+        "mini_batch_size": 1,
+        "gradient_accumulation_steps": 1,
+        "ppo_epochs": 4,
+        "temperature": 1.0,
+        "response_length": 32,
+        "value_model": "head",
+    }
+    assert {k: getattr(args, k) for k in trl07} == trl07
+    ours = ppo.PPOArguments()
+    notes = dict(re.findall(r"^(\w+):.*\(ours: ([^),]*)", path.read_text(), re.M))
+    assert set(notes) == {k for k, v in trl07.items() if getattr(ours, k) != v}
+    for key, note in notes.items():  # where the note is a number, it is our default
+        if re.fullmatch(r"[\d.e-]+", note):
+            assert float(note) == getattr(ours, key), key
+    sizes = ppo.derive_sizes(args, world=1)
+    assert (sizes.minibatch, sizes.minibatches) == (1, 256)  # TRL 0.7: one optimizer step per episode
