@@ -374,12 +374,14 @@ def test_ppo_eval_prompts_take_their_own_subsets_and_never_training_rows(hh_layo
     (args,) = utils.parse_args((ppo.PPOArguments,), [f"--query_dataset={txt}", "--eval_samples=4"])
     train, evals = ppo.Trainer._load_prompts(SimpleNamespace(args=args, acc=SimpleNamespace(print=print)))
     assert [p["turns"][0]["content"] for p in evals] == ["q6", "q7", "q8", "q9"] and len(train) == 6
-    # And the refusal comes before any model loads (the policy here does not exist).
+    # And the refusal comes before any model loads (the policy here does not exist, the reward model
+    # folder is empty).
+    (tmp_path / "empty-rm").mkdir()
     with pytest.raises(ValueError, match="overlap the training rows"):
         ppo.cli(
             [
                 f"--model_name={tmp_path / 'no-such-policy'}",
-                f"--reward_model={tmp_path / 'no-such-rm'}",
+                f"--reward_model={tmp_path / 'empty-rm'}",
                 f"--query_dataset={hh_layout}",
                 "--data_dir=a",
                 "--query_split=test",
