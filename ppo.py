@@ -33,6 +33,7 @@ from pathlib import Path
 import torch
 
 import ppo_math
+import reward_format
 import utils
 from ppo_checkpoint import (
     check_disk_space,
@@ -377,21 +378,15 @@ class Trainer:
         utils.ensure_pad_token(self.tok)
         self.stop_ids = set() if args.ignore_eos else stop_token_ids(self.tok, args.stop_token)
         rm, rm_tok, fmt = load_reward_model(args.reward_model, self.device, args.trust_remote_code)
-        chat = bool(getattr(self.tok, "chat_template", None))
-        reuse = same_tokenizer(self.tok, rm_tok) and not chat and not fmt.get("append_eos")
-        self.scorer = RewardScorer(rm, rm_tok, fmt, self.tok, reuse)
+        self.scorer = RewardScorer(rm, rm_tok, fmt, self.tok)
         self.rm_format = fmt
-        causal_rm = rm.config.model_type not in (
-            "bert",
-            "distilbert",
-            "roberta",
-            "deberta",
-            "deberta-v2",
-            "electra",
-        )
-        rm_path = utils.resolve_model_path(args.reward_model.split(":")[-1])
+        same_tokens = same_tokenizer(self.tok, rm_tok)
+        causal_rm = rm.config.model_type not in reward_format.ENCODER_MODEL_TYPES
         self.model, self.ref, self.value_kind, value_source = build_policy_and_value(
-            args, policy_path, rm_path, reuse_rm=reuse and causal_rm
+            args,
+            policy_path,
+            utils.resolve_model_path(args.reward_model.split(":")[-1]),
+            reuse_rm=same_tokens and causal_rm,
         )
         self.model.policy.config.pad_token_id = self.tok.pad_token_id
         limit = utils.model_max_length(self.tok, self.model.policy.config)
@@ -464,7 +459,7 @@ class Trainer:
         self.acc.print(
             f"[ppo] policy {args.model_name} ({'LoRA' if args.use_peft else 'full'}, {n_train:,} trainable params); "
             f"value: {value_source}; reference: {'adapters off' if args.use_peft else 'frozen copy'}; "
-            f"reward model {args.reward_model} ({'same tokens' if reuse else 'own tokenizer, text round trip'})"
+            f"reward model {args.reward_model} ({'same' if same_tokens else 'own'} tokenizer, text round trip)"
         )
         s = self.sizes
         self.acc.print(
@@ -541,7 +536,7 @@ class Trainer:
             )
             t1 = time.perf_counter()
             with torch.inference_mode():
-                raw = self.scorer([prompts_src[i] for i in part], pids, resp, lengths).to(self.device)
+                raw = self.scorer([prompts_src[i] for i in part], resp, lengths).to(self.device)
             self.timers["generate"] += t1 - t0
             self.timers["score"] += time.perf_counter() - t1
             chunks.append((part, pids, query, qmask, resp, rmask, lengths, has_stop, raw))
@@ -581,7 +576,7 @@ class Trainer:
             if mean is None or not std:
                 raise ValueError(
                     f"--normalize_reward: {args.reward_model} has no reward_mean/reward_std in "
-                    f"{utils.REWARD_FORMAT_FILE} (train it with reward_modeling.py)"
+                    f"{reward_format.REWARD_FORMAT_FILE} (train it with reward_modeling.py)"
                 )
             scores = (scores - mean) / std
         if args.missing_eos_penalty is not None:
