@@ -52,6 +52,7 @@ from ppo_models import (
     left_pad,
     load_reward_model,
     response_logits,
+    reward_model_path,
     same_tokenizer,
     sample,
 )
@@ -383,10 +384,7 @@ class Trainer:
         same_tokens = same_tokenizer(self.tok, rm_tok)
         causal_rm = rm.config.model_type not in reward_format.ENCODER_MODEL_TYPES
         self.model, self.ref, self.value_kind, value_source = build_policy_and_value(
-            args,
-            policy_path,
-            utils.resolve_model_path(args.reward_model.split(":")[-1]),
-            reuse_rm=same_tokens and causal_rm,
+            args, policy_path, reward_model_path(args.reward_model), reuse_rm=same_tokens and causal_rm
         )
         self.model.policy.config.pad_token_id = self.tok.pad_token_id
         limit = utils.model_max_length(self.tok, self.model.policy.config)

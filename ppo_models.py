@@ -18,16 +18,21 @@ if TYPE_CHECKING:
     from ppo import PPOArguments
 
 
-def load_reward_model(path: str, device, trust_remote_code: bool):
+def reward_model_path(name: str) -> str:
+    """The local folder (or hub id) of --reward_model: TRL 0.x pipeline-style prefixes dropped
+    ("text-classification:<path>"), offline names resolved (`pypi:...`)."""
+    for prefix in ("sentiment-analysis:", "text-classification:"):
+        name = name.removeprefix(prefix)
+    if name.startswith((".", "/", "~")) and not Path(name).exists():
+        raise FileNotFoundError(f"reward model not found: {name} (train one with reward_modeling.py)")
+    return utils.resolve_model_path(name)
+
+
+def load_reward_model(name: str, device, trust_remote_code: bool):
     """The reward model, its tokenizer, and the format it was trained on (reward_format.json)."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    for prefix in ("sentiment-analysis:", "text-classification:"):  # TRL 0.x pipeline-style names
-        path = path.removeprefix(prefix)
-    local = Path(path)
-    if path.startswith((".", "/", "~")) and not local.exists():
-        raise FileNotFoundError(f"reward model not found: {path} (train one with reward_modeling.py)")
-    path = utils.resolve_model_path(path)
+    path = reward_model_path(name)
     tok = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
     # float32, as the policy: scores then do not depend on the dtype the checkpoint was saved in
     model = AutoModelForSequenceClassification.from_pretrained(

