@@ -35,6 +35,7 @@ import torch
 
 import ppo_eval
 import ppo_math
+import reward_format
 import utils
 from ppo_checkpoint import (
     check_disk_space,
@@ -616,7 +617,7 @@ class Trainer:
             )
             t1 = time.perf_counter()
             with torch.inference_mode():
-                raw = self.scorer([prompts_src[i] for i in part], pids, resp, lengths).to(self.device)
+                raw = self.scorer([prompts_src[i] for i in part], resp, lengths).to(self.device)
             self.timers["generate"] += t1 - t0
             self.timers["score"] += time.perf_counter() - t1
             chunks.append((part, pids, query, qmask, resp, rmask, lengths, has_stop, raw))
@@ -656,7 +657,7 @@ class Trainer:
             if mean is None or not std:
                 raise utils.UsageError(
                     f"--normalize_reward: {args.reward_model} has no reward_mean/reward_std in "
-                    f"{utils.REWARD_FORMAT_FILE} (train it with reward_modeling.py)"
+                    f"{reward_format.REWARD_FORMAT_FILE} (train it with reward_modeling.py)"
                 )
             scores = (scores - mean) / std
         if args.missing_eos_penalty is not None:
@@ -908,7 +909,7 @@ def evaluate(tr: Trainer, n_show: int = 0) -> dict:
         with torch.inference_mode():
             gold = {
                 name: {
-                    side: scorer(ro.prompts, ro.prompt_ids, ro.responses, ro.lengths).float().tolist()
+                    side: scorer(ro.prompts, ro.responses, ro.lengths).float().tolist()
                     for side, ro in sides.items()
                 }
                 for name, scorer in tr.gold.items()

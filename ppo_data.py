@@ -17,9 +17,14 @@ PROMPT_COLUMNS = ("prompt", "query", "user", "question", "instruction")
 
 
 def row_to_prompt(row: dict) -> dict | None:
-    """{"turns": [...], "text": hh-rlhf prompt text or None}, or None for a row without a prompt."""
-    if isinstance(row.get("chosen"), str) and isinstance(row.get("rejected"), str):
-        prompt_text, _, _ = utils.split_prompt(row["chosen"], row["rejected"])
+    """{"turns": [...], "text": ...}, or None for a row without a prompt. `turns` is what the policy
+    reads; `text` is the prompt string reward_modeling.py trains on for the same row (hh-rlhf text, a
+    plain prompt verbatim, message lists rendered in hh-rlhf form), which `reward_format.prompt_text`
+    gives the reward model."""
+    chosen, rejected = utils.as_text(row.get("chosen")), utils.as_text(row.get("rejected"))
+    if row.get("prompt") is None and chosen is not None and rejected is not None:
+        # As utils.clean_preference_rows: without a prompt column, the prompt is the shared conversation.
+        prompt_text, _, _ = utils.split_prompt(chosen, rejected)
         if not prompt_text.endswith(utils.ASSISTANT):
             return None
         return {"turns": utils.parse_hh(prompt_text[: -len(utils.ASSISTANT)]), "text": prompt_text}
@@ -29,12 +34,18 @@ def row_to_prompt(row: dict) -> dict | None:
             if utils.is_hh(value):
                 text = value if value.endswith(utils.ASSISTANT) else value + utils.ASSISTANT
                 return {"turns": utils.parse_hh(text[: -len(utils.ASSISTANT)]), "text": text}
-            return {"turns": [{"role": "user", "content": value.strip()}], "text": None}
+            return {"turns": [{"role": "user", "content": value.strip()}], "text": value}
         if isinstance(value, list) and value and all(isinstance(m, dict) for m in value):
             turns = [{"role": m["role"], "content": str(m["content"])} for m in value]
             while turns and turns[-1]["role"] == "assistant":
                 turns.pop()
-            return {"turns": turns, "text": None} if turns else None
+            if not turns:
+                return None
+            hh = all(t["role"] in utils.MARKER_OF_ROLE for t in turns)  # hh-rlhf has no system turn
+            return {
+                "turns": turns,
+                "text": utils.render_hh(turns, add_generation_prompt=True) if hh else None,
+            }
     return None
 
 
@@ -47,7 +58,7 @@ def load_prompts(source: str, split: str, data_dir: str | None) -> tuple[list[di
         lines = [line.strip() for line in path.read_text().splitlines() if line.strip()]
         _, sl = utils.parse_split(split)
         taken = utils._apply_slice(len(lines), sl)
-        prompts = [{"turns": [{"role": "user", "content": lines[i]}], "text": None} for i in taken]
+        prompts = [{"turns": [{"role": "user", "content": lines[i]}], "text": lines[i]} for i in taken]
         origins = [(str(path.resolve()), i) for i in taken]
         where = str(path)
     else:

@@ -36,6 +36,7 @@ from pathlib import Path
 from trl import ModelConfig, RewardConfig
 
 import lora
+import reward_format
 import utils
 
 
@@ -131,13 +132,13 @@ def default_flags() -> dict:
     }
 
 
-def tokenize_pairs(pairs, tokenizer, max_length, append_eos):
+def tokenize_pairs(pairs, tokenizer, fmt):
     """Pre-tokenize so TRL adds no EOS (BERT has none) and filters nothing: over-long dialogues are
-    cut from the left instead, keeping the last reply where chosen and rejected differ."""
-    chosen = [utils.format_reply(p["prompt"], p["chosen"]) for p in pairs]
-    rejected = [utils.format_reply(p["prompt"], p["rejected"]) for p in pairs]
-    chosen_ids, chosen_cut = utils.encode_left_truncated(tokenizer, chosen, max_length, append_eos)
-    rejected_ids, rejected_cut = utils.encode_left_truncated(tokenizer, rejected, max_length, append_eos)
+    cut from the left instead, keeping the last reply where chosen and rejected differ. The ids are
+    those ppo.py's scorer reads for the same prompt and reply (`reward_format.encode`)."""
+    prompts = [p["prompt"] for p in pairs]
+    chosen_ids, chosen_cut = reward_format.encode(tokenizer, fmt, prompts, [p["chosen"] for p in pairs])
+    rejected_ids, rejected_cut = reward_format.encode(tokenizer, fmt, prompts, [p["rejected"] for p in pairs])
     rows = {
         "chosen_ids": chosen_ids,
         "rejected_ids": rejected_ids,
@@ -343,29 +344,6 @@ def load_backbone(model_args, training_args):
     return path, tokenizer, model, info
 
 
-def reward_format_for(tokenizer, model, pairs, max_length):
-    """How this model reads text; saved next to the weights for `ppo.py`."""
-    _, suffix = utils.special_token_wrap(tokenizer)
-    # Decoder reward models read the score at the last non-pad token; an EOS there marks the end of
-    # the reply (TRL appends one too). Where pad == EOS the EOS would be taken for padding, so none.
-    append_eos = (
-        not getattr(model.config, "is_encoder_decoder", False)
-        and model.config.model_type
-        not in ("bert", "distilbert", "roberta", "deberta", "deberta-v2", "electra")
-        and tokenizer.eos_token_id is not None
-        and tokenizer.eos_token_id != tokenizer.pad_token_id
-        and tokenizer.eos_token_id not in suffix
-    )
-    hh = all(utils.is_hh(p["prompt"]) for p in pairs[:200])
-    return {
-        "format": "hh" if hh else "plain",
-        "max_length": max_length,
-        "truncation_side": "left",
-        "add_special_tokens": True,
-        "append_eos": bool(append_eos),
-    }
-
-
 def build_trainer(
     script_args, training_args, model_args, model, tokenizer, info, train_dataset, eval_dataset
 ):
@@ -484,19 +462,19 @@ def main(script_args: ScriptArguments, training_args: RewardConfig, model_args: 
         print(f"[rm] LoRA r={model_args.lora_r} on {model_args.lora_target_modules}")
 
     if script_args.eval_only:
-        fmt_path = Path(path) / utils.REWARD_FORMAT_FILE
+        fmt_path = Path(path) / reward_format.REWARD_FORMAT_FILE
         fmt = (
             utils.read_json(fmt_path)
             if fmt_path.is_file()
-            else reward_format_for(tokenizer, model, eval_pairs, max_length)
+            else reward_format.reward_format_for(tokenizer, model, eval_pairs, max_length)
         )
         return evaluate_only(script_args, model, tokenizer, eval_pairs, fmt, out, t0)
 
-    fmt = reward_format_for(tokenizer, model, train_pairs, max_length)
+    fmt = reward_format.reward_format_for(tokenizer, model, train_pairs, max_length)
     from datasets import Dataset
 
-    train_rows, train_cut = tokenize_pairs(train_pairs, tokenizer, max_length, fmt["append_eos"])
-    eval_rows, eval_cut = tokenize_pairs(eval_pairs, tokenizer, max_length, fmt["append_eos"])
+    train_rows, train_cut = tokenize_pairs(train_pairs, tokenizer, fmt)
+    eval_rows, eval_cut = tokenize_pairs(eval_pairs, tokenizer, fmt)
     print(
         f"[rm] truncated from the left to {max_length} tokens: {train_cut}/{len(train_pairs)} train pairs, "
         f"{eval_cut}/{len(eval_pairs)} eval pairs"
@@ -533,7 +511,7 @@ def main(script_args: ScriptArguments, training_args: RewardConfig, model_args: 
         model.save_pretrained(out)
         tokenizer.save_pretrained(out)
         fmt.update(reward_mean=metrics["reward_mean"], reward_std=metrics["reward_std"], base_model=path)
-        utils.write_json(out / utils.REWARD_FORMAT_FILE, fmt)
+        utils.write_json(out / reward_format.REWARD_FORMAT_FILE, fmt)
         summary = {
             "eval": metrics,
             "train_loss": train_result.training_loss,
@@ -570,7 +548,7 @@ def evaluate_only(script_args, model, tokenizer, pairs, fmt, out, t0):
     import plots
 
     model.eval()
-    rows, n_cut = tokenize_pairs(pairs, tokenizer, fmt["max_length"], fmt["append_eos"])
+    rows, n_cut = tokenize_pairs(pairs, tokenizer, fmt)
     scores = utils.score_sequences(
         model,
         rows["chosen_ids"] + rows["rejected_ids"],

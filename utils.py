@@ -1,9 +1,10 @@
 """Helpers shared by `reward_modeling.py` and `ppo.py`.
 
 Kept small and pure where possible: hh-rlhf conversation parsing and rendering, preference-data
-loading and cleaning, tokenization with left truncation, offline model names, argument parsing and
-tracking set-up. Heavy imports (torch, transformers, datasets) happen inside the functions that need
-them so that `--help` stays instant.
+loading and cleaning, batched reward scoring, offline model names, argument parsing and tracking
+set-up (what a reward model reads, and its tokenization, is `reward_format.py`). Heavy imports
+(torch, transformers, datasets) happen inside the functions that need them so that `--help` stays
+instant.
 """
 
 from __future__ import annotations
@@ -23,10 +24,6 @@ HUMAN = "\n\nHuman:"
 ASSISTANT = "\n\nAssistant:"
 ROLE_OF_MARKER = {HUMAN: "user", ASSISTANT: "assistant"}
 MARKER_OF_ROLE = {"user": HUMAN, "assistant": ASSISTANT}
-
-# The file the reward-model folder carries next to the weights: how text was formatted and
-# tokenized in training, and the reward statistics on the eval set (for normalisation in PPO).
-REWARD_FORMAT_FILE = "reward_format.json"
 
 
 class UsageError(ValueError):
@@ -193,17 +190,6 @@ def split_prompt(chosen: str, rejected: str) -> tuple[str, str, str]:
     else:
         cut = max(common.rfind(" "), common.rfind("\n")) + 1 if n < min(len(chosen), len(rejected)) else n
     return chosen[:cut], chosen[cut:], rejected[cut:]
-
-
-def format_reply(prompt_text: str, reply: str) -> str:
-    """The text a reward model scores: the prompt as rendered, then the reply.
-
-    In hh-rlhf text a reply follows "Assistant:" after one space; generated replies are stripped
-    and put back in exactly that form, so PPO scores text the way the reward model was trained."""
-    reply = reply.strip()
-    if prompt_text.endswith(ASSISTANT):
-        return f"{prompt_text} {reply}" if reply else prompt_text
-    return prompt_text + reply
 
 
 # ---------------------------------------------------------------------------------------------
@@ -407,7 +393,7 @@ def refuse_overlap(train: list[Origin], evaluation: list[Origin], train_flags: s
         )
 
 
-def _as_text(value: Any) -> str | None:
+def as_text(value: Any) -> str | None:
     """A reply as text: a string, or a TRL-style list of messages rendered in hh-rlhf form."""
     if isinstance(value, str):
         return value
@@ -430,10 +416,10 @@ def clean_preference_rows(rows: list[dict], where: str) -> tuple[list[dict[str, 
         if r.get("chosen") is None or r.get("rejected") is None:
             counts["missing"] += 1
             continue
-        chosen, rejected = _as_text(r["chosen"]), _as_text(r["rejected"])
+        chosen, rejected = as_text(r["chosen"]), as_text(r["rejected"])
         prompt = r.get("prompt")
         if prompt is not None:
-            prompt = _as_text(prompt)
+            prompt = as_text(prompt)
         if (
             chosen is None
             or rejected is None
@@ -476,19 +462,8 @@ def load_preference_pairs(
 
 
 # ---------------------------------------------------------------------------------------------
-# Tokenization with left truncation that keeps the special tokens the backbone expects.
+# Model limits and batched scoring (what a reward model reads is defined in reward_format.py).
 # ---------------------------------------------------------------------------------------------
-
-
-def special_token_wrap(tokenizer) -> tuple[list[int], list[int]]:
-    """The ids a tokenizer puts before and after the text (e.g. BERT's [CLS] ... [SEP])."""
-    probe = "hello world"
-    plain = tokenizer(probe, add_special_tokens=False)["input_ids"]
-    full = tokenizer(probe, add_special_tokens=True)["input_ids"]
-    for start in range(len(full) - len(plain) + 1):
-        if full[start : start + len(plain)] == plain:
-            return full[:start], full[start + len(plain) :]
-    raise ValueError(f"cannot locate the text inside the special tokens of {type(tokenizer).__name__}")
 
 
 def model_max_length(tokenizer, config) -> int | None:
@@ -499,28 +474,6 @@ def model_max_length(tokenizer, config) -> int | None:
     if isinstance(tok_limit, int) and 0 < tok_limit < 1_000_000:
         limits.append(tok_limit)
     return min(limits) if limits else None
-
-
-def encode_left_truncated(
-    tokenizer, texts: list[str], max_length: int | None, append_eos: bool = False
-) -> tuple[list[list[int]], list[bool]]:
-    """Tokenize with the backbone's special tokens; keep the *end* of over-long texts.
-
-    Preference pairs differ in their last reply, so truncation drops the oldest turns and keeps the
-    special tokens at both ends intact."""
-    prefix, suffix = special_token_wrap(tokenizer)
-    if append_eos:
-        suffix = suffix + [tokenizer.eos_token_id]
-    bodies = tokenizer(texts, add_special_tokens=False)["input_ids"]
-    out, truncated = [], []
-    for body in bodies:
-        room = None if max_length is None else max_length - len(prefix) - len(suffix)
-        if room is not None and room < 1:
-            raise UsageError(f"max_length={max_length} leaves no room for text between the special tokens")
-        cut = room is not None and len(body) > room
-        out.append(prefix + (body[-room:] if cut else body) + suffix)
-        truncated.append(cut)
-    return out, truncated
 
 
 def score_sequences(model, sequences, pad_token_id, batch_tokens=16384):

@@ -146,6 +146,7 @@ def main(argv=None):
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
     from trl import ModelConfig, RewardConfig
 
+    import reward_format
     import reward_modeling
     import utils
 
@@ -190,9 +191,9 @@ def main(argv=None):
     for r in raw:
         prompt, chosen, rejected = utils.split_prompt(r["chosen"], r["rejected"])
         pairs.append({"prompt": prompt, "chosen": chosen, "rejected": rejected})
-    fmt = reward_modeling.reward_format_for(tokenizer, model, pairs, args.max_length)
+    fmt = reward_format.reward_format_for(tokenizer, model, pairs, args.max_length)
     t_tok0 = time.perf_counter()
-    full, _ = reward_modeling.tokenize_pairs(pairs, tokenizer, None, fmt["append_eos"])
+    full, _ = reward_modeling.tokenize_pairs(pairs, tokenizer, {**fmt, "max_length": None})
     tokenize_s = time.perf_counter() - t_tok0
     peer_chosen = tokenizer([r["chosen"] for r in raw])["input_ids"]
     peer_rejected = tokenizer([r["rejected"] for r in raw])["input_ids"]

@@ -58,7 +58,7 @@ def score_policy(path: str, prompts: list[dict], scorer_parts, args):
     utils.ensure_pad_token(tok, lm)
     encode = PromptEncoder(tok, 256)
     ids = [encode(p) for p in prompts]
-    scorer = RewardScorer(*scorer_parts, tok, reuse_ids=False)
+    scorer = RewardScorer(*scorer_parts, tok)
     stops = stop_token_ids(tok, None)
     rows = []
     for seed in range(args.seeds):
@@ -72,7 +72,7 @@ def score_policy(path: str, prompts: list[dict], scorer_parts, args):
             )
             resp, _, lengths, _ = ppo_math.truncate_after_stop(resp, stops, tok.pad_token_id)
             with torch.inference_mode():
-                scores.append(scorer(prompts[part], ids[part], resp, lengths))
+                scores.append(scorer(prompts[part], resp, lengths))
         rows.append(torch.cat(scores))
     return torch.stack(rows)
 

@@ -9,6 +9,7 @@ import pytest
 import torch
 from conftest import HH_HARMLESS_TEST, ROOT, learnable_pairs
 
+import reward_format
 import reward_modeling
 import utils
 
@@ -65,7 +66,8 @@ def make_trainer(model_dir, tmp_path, chunk_tokens, margins):
     torch.manual_seed(0)
     _, tok, model, info = reward_modeling.load_backbone(model_args, training_args)
     pairs, _ = utils.clean_preference_rows(learnable_pairs(12, seed=3), "test")
-    rows, _ = reward_modeling.tokenize_pairs(pairs, tok, 64, False)
+    fmt = reward_format.reward_format_for(tok, model, pairs, 64)
+    rows, _ = reward_modeling.tokenize_pairs(pairs, tok, fmt)
     if margins:
         rows["margin"] = [0.1 * i for i in range(len(pairs))]
     from datasets import Dataset

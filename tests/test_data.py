@@ -6,6 +6,7 @@ import json
 import pytest
 from conftest import HH_HARMLESS_TEST, learnable_pairs, write_jsonl
 
+import reward_format
 import utils
 
 
@@ -44,12 +45,6 @@ def test_split_prompt_backs_off_to_the_assistant_marker():
     )
     # Text without markers: split at the last whitespace of the common prefix.
     assert utils.split_prompt("Q: hi A: yes sir", "Q: hi A: yeah") == ("Q: hi A: ", "yes sir", "yeah")
-
-
-def test_format_reply_matches_hh_training_text():
-    prompt = "\n\nHuman: Hi\n\nAssistant:"
-    assert utils.format_reply(prompt, "  Hello there! \n") == "\n\nHuman: Hi\n\nAssistant: Hello there!"
-    assert utils.format_reply("Question: x\nAnswer: ", " y") == "Question: x\nAnswer: y"
 
 
 def test_parse_split():
@@ -166,11 +161,11 @@ def test_left_truncation_keeps_special_tokens_and_last_reply(tiny_distilbert):
         f"\n\nHuman: question number {i}\n\nAssistant: answer number {i}" for i in range(50)
     )
     text = long_prompt + "\n\nHuman: last one?\n\nAssistant: the final reply survives"
-    (ids,), (cut,) = utils.encode_left_truncated(tok, [text], max_length=32)
+    (ids,), (cut,) = reward_format.encode_left_truncated(tok, [text], max_length=32)
     assert cut and len(ids) == 32
     assert ids[0] == tok.cls_token_id and ids[-1] == tok.sep_token_id
     assert tok.decode(ids[1:-1]).endswith("the final reply survives")
-    (short,), (cut,) = utils.encode_left_truncated(tok, ["hello"], max_length=32)
+    (short,), (cut,) = reward_format.encode_left_truncated(tok, ["hello"], max_length=32)
     assert not cut and short == tok("hello")["input_ids"]
 
 
@@ -178,7 +173,7 @@ def test_left_truncation_gpt2_appends_eos_when_asked(tiny_gpt2):
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(str(tiny_gpt2))
-    (ids,), (cut,) = utils.encode_left_truncated(
+    (ids,), (cut,) = reward_format.encode_left_truncated(
         tok, ["one two three four five six"], max_length=4, append_eos=True
     )
     assert cut and len(ids) == 4 and ids[-1] == tok.eos_token_id

@@ -390,7 +390,7 @@ def test_cross_tokenizer_scoring_matches_direct_scoring(word_policy, kind_rm):
 
     policy_tok = AutoTokenizer.from_pretrained(str(word_policy))
     rm, rm_tok, fmt = ppo_models.load_reward_model(str(kind_rm), torch.device("cpu"), False)
-    scorer = ppo_models.RewardScorer(rm, rm_tok, fmt, policy_tok, reuse_ids=False)
+    scorer = ppo_models.RewardScorer(rm, rm_tok, fmt, policy_tok)
     prompts = [
         {"turns": [{"role": "user", "content": "hi"}], "text": None},
         {"turns": [{"role": "user", "content": "hey there"}], "text": "\n\nHuman: hey there\n\nAssistant:"},
@@ -402,7 +402,7 @@ def test_cross_tokenizer_scoring_matches_direct_scoring(word_policy, kind_rm):
         ids = policy_tok(r)["input_ids"] + [policy_tok.eos_token_id]
         responses[i, : len(ids)] = torch.tensor(ids)
         lengths.append(len(ids))
-    got = scorer(prompts, [[0], [0]], responses, torch.tensor(lengths))
+    got = scorer(prompts, responses, torch.tensor(lengths))
     model = AutoModelForSequenceClassification.from_pretrained(str(kind_rm)).eval()
     for i, reply in enumerate(replies):
         text = f"\n\nHuman: {prompts[i]['turns'][0]['content']}\n\nAssistant:{reply}"

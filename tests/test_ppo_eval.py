@@ -94,12 +94,11 @@ def test_ensemble_score_is_the_mean_of_standardised_members(word_policy, kind_rm
     for i, row in enumerate(ids):
         responses[i, : len(row)] = torch.tensor(row)
     lengths = torch.tensor([len(row) for row in ids])
-    prompt_ids = [policy_tok(ppo_models.utils.render_hh(p["turns"], True))["input_ids"] for p in prompts]
-    got = ensemble(prompts, prompt_ids, responses, lengths)
+    got = ensemble(prompts, responses, lengths)
     members = []
     for path in (kind_rm, gpt2_rm):
         m = ppo_models.load_scorer(str(path), cpu, False, policy_tok)
-        raw = m.scorer(prompts, prompt_ids, responses, lengths)
+        raw = m.scorer(prompts, responses, lengths)
         mean, std = m.fmt.get("reward_mean"), m.fmt.get("reward_std")
         members.append(raw if mean is None else (raw - mean) / std)
     fmt_kind = json.loads((kind_rm / "reward_format.json").read_text())

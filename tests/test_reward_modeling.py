@@ -9,6 +9,7 @@ import pytest
 import torch
 from conftest import HH_HARMLESS_TEST
 
+import reward_format
 import reward_modeling
 import utils
 
@@ -41,7 +42,7 @@ def check_saved_model(out, chosen_text, rejected_text):
     """The folder loads in pipeline() and AutoModel and prefers the chosen reply."""
     from transformers import AutoModelForSequenceClassification, pipeline
 
-    fmt = json.loads((out / utils.REWARD_FORMAT_FILE).read_text())
+    fmt = json.loads((out / reward_format.REWARD_FORMAT_FILE).read_text())
     assert fmt["format"] == "hh" and fmt["truncation_side"] == "left" and fmt["reward_std"] > 0
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["train_pairs"] == 160 and metrics["eval_pairs"] == 48
@@ -73,7 +74,7 @@ def test_tiny_gpt2_learns(tiny_gpt2, pref_dir, tmp_path):
     out = tmp_path / "rm"
     metrics = train(tiny_gpt2, pref_dir, out)
     assert metrics["accuracy"] >= 0.95, metrics
-    fmt = json.loads((out / utils.REWARD_FORMAT_FILE).read_text())
+    fmt = json.loads((out / reward_format.REWARD_FORMAT_FILE).read_text())
     assert fmt["append_eos"] is False  # GPT-2: pad == eos, so the score sits on the last reply token
     check_saved_model(out, CHOSEN, REJECTED)
 
