@@ -641,11 +641,12 @@ class Trainer:
         rewards, non_score, kl = ppo_math.compute_rewards(
             ro.scores, logprobs, ref_logprobs, mask, kl_coef, args.kl_estimator
         )
-        # 5. Optional reward whitening, GAE, advantage whitening (padding stays 0)
+        # 5. Optional reward whitening, GAE, advantage whitening (padding stays 0), with the statistics
+        # of every process's tokens together (acc.reduce sums over processes; one process: its own)
         if args.whiten_rewards:
-            rewards = ppo_math.masked_whiten(rewards, mask, shift_mean=False)
+            rewards = ppo_math.masked_whiten(rewards, mask, shift_mean=False, sum_across=self.acc.reduce)
         advantages, returns = ppo_math.gae(rewards, values, mask, args.gamma, args.lam)
-        advantages = ppo_math.masked_whiten(advantages, mask)
+        advantages = ppo_math.masked_whiten(advantages, mask, sum_across=self.acc.reduce)
         # 6. PPO epochs x minibatches x micro-batches
         if args.lr_decay:
             frac = 1.0 - self.update / s.updates

@@ -18,7 +18,7 @@ Sources, cited per function:
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Literal
 
 import torch
@@ -55,18 +55,35 @@ def masked_var(x: torch.Tensor, mask: torch.Tensor, unbiased: bool = True) -> to
     return var
 
 
-def masked_whiten(x: torch.Tensor, mask: torch.Tensor, shift_mean: bool = True) -> torch.Tensor:
+def masked_whiten(
+    x: torch.Tensor,
+    mask: torch.Tensor,
+    shift_mean: bool = True,
+    sum_across: Callable[[torch.Tensor], torch.Tensor] | None = None,
+) -> torch.Tensor:
     """(x - mean) / sqrt(var + 1e-8), mean and variance over real elements; padding is set to 0.
 
     The variance is the population one (no Bessel correction), as in [OAI] `utils.core.whiten`
     (`tf.nn.moments`) and `masked_whiten` in [SFFD]; TRL uses the unbiased one, which differs by a
     factor n / (n - 1). With shift_mean=False the mean is added back, so only the scale changes: that
-    is reward whitening (`whiten(rewards, shift_mean=False)` in [OAI] `train_policy.py`)."""
-    mean, var = masked_mean(x, mask), masked_var(x, mask, unbiased=False)
+    is reward whitening (`whiten(rewards, shift_mean=False)` in [OAI] `train_policy.py`).
+
+    `sum_across` sums a tensor over processes (an all-reduce): the statistics are then those of every
+    process's elements together, so N processes whiten a batch as one process holding all of it
+    would (OpenRLHF's `masked_normalize` all-reduces the same sums and counts). Without it, only the
+    local elements count, as `masked_mean` / `masked_var` compute them."""
+    maskf = mask.to(x.dtype)
+    local = torch.stack([(x * maskf).sum(), maskf.sum()])
+    total, count = sum_across(local) if sum_across is not None else local
+    count = count.clamp(min=1)
+    mean = total / count
+    # two passes (the mean first), as masked_var: sum(x^2) - n mean^2 cancels badly in float32
+    squares = ((x - mean) ** 2 * maskf).sum()
+    var = (sum_across(squares) if sum_across is not None else squares) / count
     whitened = (x - mean) * torch.rsqrt(var + 1e-8)
     if not shift_mean:
         whitened = whitened + mean
-    return whitened * mask.to(whitened.dtype)
+    return whitened * maskf
 
 
 # Log-probabilities and entropy ------------------------------------------------------------------------

@@ -114,6 +114,47 @@ def test_masked_whiten_matches_loop(seed, shift_mean):
     assert abs(naive_var(w, unbiased=False) - 1.0) < 1e-6
 
 
+def _whiten_on_rank(rank: int, world: int, init_file: str, x, mask, rows: list[slice], out: str) -> None:
+    """One of `world` gloo processes: whiten its rows of the batch with statistics summed over all."""
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+
+    def sum_across(t: torch.Tensor) -> torch.Tensor:
+        t = t.clone()
+        dist.all_reduce(t)
+        return t
+
+    mine = rows[rank]
+    result = {
+        shift: ppo_math.masked_whiten(x[mine], mask[mine], shift_mean=shift, sum_across=sum_across)
+        for shift in (True, False)
+    }
+    torch.save(result, f"{out}/rank{rank}.pt")
+    dist.destroy_process_group()
+
+
+def test_masked_whiten_on_two_processes_equals_one_process(tmp_path):
+    """Two processes holding parts of a batch (of different sizes and lengths) whiten it exactly as
+    one process holding all of it: the statistics are global, not each process's own."""
+    gen = torch.Generator().manual_seed(0)
+    B, T = 6, 7
+    mask = prefix_mask([1, 2, 7, 5, 6, 7], T)
+    x = rand(gen, B, T, scale=3.0)
+    x[:2] += 5.0  # the first process's tokens have another mean than the second's
+    rows = [slice(0, 2), slice(2, B)]
+    torch.multiprocessing.spawn(
+        _whiten_on_rank, args=(2, str(tmp_path / "init"), x, mask, rows, str(tmp_path)), nprocs=2
+    )
+    parts = [torch.load(tmp_path / f"rank{r}.pt") for r in range(2)]
+    for shift in (True, False):
+        expected = ppo_math.masked_whiten(x, mask, shift_mean=shift)
+        assert_close(torch.cat([part[shift] for part in parts]), expected, rtol=1e-12, atol=1e-12)
+        # what each process would get from its own statistics is far from it
+        local = ppo_math.masked_whiten(x[rows[0]], mask[rows[0]], shift_mean=shift)
+        assert (local - expected[rows[0]]).abs().max() > 0.5
+
+
 # Log-probabilities and entropy ------------------------------------------------------------------------
 
 
