@@ -144,13 +144,26 @@ class PPOArguments:
     ppo_epochs: int = field(default=4, metadata={"help": "Passes over each batch of episodes."})
     # --- optimisation ---
     learning_rate: float = field(
-        default=1.41e-5, metadata={"help": "AdamW learning rate, decayed linearly to 0."}
+        default=1.41e-5, metadata={"help": "AdamW learning rate of the policy, decayed linearly to 0."}
+    )
+    critic_learning_rate: float | None = field(
+        default=None,
+        metadata={
+            "help": "AdamW learning rate of the value function (critic or value head), decayed as the "
+            "policy's (default: --learning_rate)."
+        },
     )
     adam_eps: float = field(
         default=1e-5, metadata={"help": "AdamW epsilon (1e-5 as in OpenAI's and CleanRL's PPO)."}
     )
     weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay."})
-    max_grad_norm: float = field(default=1.0, metadata={"help": "Gradient clipping norm (<= 0: off)."})
+    max_grad_norm: float = field(
+        default=1.0,
+        metadata={
+            "help": "Gradient clipping norm, applied to the policy's and the value function's gradients "
+            "separately (<= 0: off)."
+        },
+    )
     lr_decay: bool = field(default=True, metadata={"help": "Linear learning-rate decay over the updates."})
     # --- PPO ---
     init_kl_coef: float = field(
@@ -417,11 +430,24 @@ class Trainer:
                 f"[ppo] {encoder.n_cut} prompts cut to --max_prompt_length={args.max_prompt_length} tokens "
                 "(oldest turns first)"
             )
-        params = [p for p in self.model.parameters() if p.requires_grad]
+        # Two parameter groups, policy then value function (the order of model.parameters(), so a
+        # default run steps exactly as with one group): each has its learning rate ("initial_lr", which
+        # the decay scales, as torch's LR schedulers name it) and is clipped on its own in train_on.
+        groups = [
+            {"params": [p for p in part.parameters() if p.requires_grad], "initial_lr": lr, "lr": lr}
+            for part, lr in (
+                (self.model.policy, args.learning_rate),
+                (
+                    self.model.value,
+                    args.learning_rate if args.critic_learning_rate is None else args.critic_learning_rate,
+                ),
+            )
+        ]
+        params = [p for g in groups for p in g["params"]]
         # The fused kernel updates each tensor in one pass (the foreach one makes several over
         # memory); same update rule. TRL's PPO used it too.
         self.optimizer = torch.optim.AdamW(
-            params,
+            groups,
             lr=args.learning_rate,
             eps=args.adam_eps,
             weight_decay=args.weight_decay,
@@ -651,7 +677,7 @@ class Trainer:
         if args.lr_decay:
             frac = 1.0 - self.update / s.updates
             for group in self.optimizer.param_groups:
-                group["lr"] = frac * args.learning_rate
+                group["lr"] = frac * group["initial_lr"]
         stats = self.train_on(ro, logprobs, values, advantages, returns)
         t_train = time.perf_counter()
         all_overflowed = stats["fp16_overflows"] == s.minibatches * args.ppo_epochs
@@ -693,6 +719,8 @@ class Trainer:
             "loss/policy": stats["pg_loss"],
             "loss/value": stats["vf_loss"],
             "val/clipfrac": stats["vf_clipfrac"],
+            "policy/grad_norm": stats["policy_grad_norm"],
+            "val/grad_norm": stats["value_grad_norm"],
             "val/explained_variance": mean(ppo_math.explained_variance(values, returns, mask)),
             "val/mean": mean(ppo_math.masked_mean(values, mask)),
             "val/advantage_mean_raw": mean(ppo_math.masked_mean(returns - values, mask)),
@@ -700,6 +728,7 @@ class Trainer:
             "rollout/response_length": mean(ro.lengths.float()),
             "objective/kl_coef": kl_coef,
             "lr": self.optimizer.param_groups[0]["lr"],
+            "val/lr": self.optimizer.param_groups[1]["lr"],
             "episodes": self.episodes,
             "update": self.update,
             "time/update_s": dt,
@@ -740,11 +769,17 @@ class Trainer:
         self.model.train()
         disable_dropout(self.model)
         totals: dict[str, list[float]] = {}
+        norms: dict[str, list[float]] = {"policy_grad_norm": [], "value_grad_norm": []}
         skipped = overflows = 0
+        limit = args.max_grad_norm if args.max_grad_norm > 0 else float("inf")
         for _ in range(args.ppo_epochs):
             perm = torch.randperm(s.batch, device=self.device)
             for mb_start in range(0, s.batch, s.minibatch):
                 mb = perm[mb_start : mb_start + s.minibatch]
+                # Every micro-batch divides its token sums by the minibatch's count of real tokens, so
+                # the accumulated gradient is that of one pass over the whole minibatch, whatever the
+                # micro-batches' lengths (with one micro-batch: the masked mean, as before)
+                n_tokens = ro.response_mask[mb].sum().clamp(min=1).float()
                 self.optimizer.zero_grad(set_to_none=True)
                 for micro_start in range(0, s.minibatch, s.micro):
                     idx = mb[micro_start : micro_start + s.micro]
@@ -754,20 +789,24 @@ class Trainer:
                     new_logprobs = ppo_math.logprobs_from_logits(logits, ro.responses[idx], args.temperature)
                     del logits  # the log-prob function keeps what its backward needs: free [B, T, V] now
                     pg_loss, pg_stats = ppo_math.policy_loss(
-                        new_logprobs, old_logprobs[idx], advantages[idx], mask, args.cliprange
+                        new_logprobs, old_logprobs[idx], advantages[idx], mask, args.cliprange, n_tokens
                     )
                     vf_loss, vf_stats = ppo_math.value_loss(
-                        new_values, old_values[idx], returns[idx], mask, args.cliprange_value
+                        new_values, old_values[idx], returns[idx], mask, args.cliprange_value, n_tokens
                     )
-                    loss = (pg_loss + args.vf_coef * vf_loss) * (s.micro / s.minibatch)
+                    loss = pg_loss + args.vf_coef * vf_loss
                     self.acc.backward(loss if self.scaler is None else self.scaler.scale(loss))
                     # (entropy is logged from phase 2, where it costs no extra pass over the logits)
-                    for k, v in {**pg_stats, **vf_stats, "pg_loss": pg_loss, "vf_loss": vf_loss}.items():
-                        totals.setdefault(k, []).append(float(v.detach()) if torch.is_tensor(v) else float(v))
+                    for k, v in {**pg_stats, **vf_stats}.items():
+                        totals.setdefault(k, []).append(float(v))
                 if self.scaler is not None:
                     self.scaler.unscale_(self.optimizer)  # clip the true gradients
-                norm = self.acc.clip_grad_norm_(
-                    self.model.parameters(), args.max_grad_norm if args.max_grad_norm > 0 else float("inf")
+                # Policy and value function clipped each to its own norm (as OpenRLHF, whose actor and
+                # critic have an optimizer each): one joint norm would let a large value-loss gradient
+                # shrink the policy's step. With a value head, the trunk is the policy's and also
+                # carries the value loss's gradient.
+                pg_norm, vf_norm = (
+                    self.acc.clip_grad_norm_(group["params"], limit) for group in self.optimizer.param_groups
                 )
                 if self.scaler is not None:
                     # An fp16 overflow is the loss scale's, not a fault: step() skips it, update() halves
@@ -775,16 +814,23 @@ class Trainer:
                     scale = self.scaler.get_scale()
                     self.scaler.step(self.optimizer)
                     self.scaler.update()
-                    overflows += int(self.scaler.get_scale() < scale)
-                    continue
-                if not torch.isfinite(torch.as_tensor(norm)):
+                    if self.scaler.get_scale() < scale:
+                        overflows += 1
+                        continue
+                elif not (torch.isfinite(pg_norm) and torch.isfinite(vf_norm)):
                     skipped += 1  # never step on NaN/inf: the weights (and checkpoints) stay finite
                     continue
-                self.optimizer.step()
+                else:
+                    self.optimizer.step()
+                norms["policy_grad_norm"].append(float(pg_norm))
+                norms["value_grad_norm"].append(float(vf_norm))
         self.optimizer.zero_grad(set_to_none=True)
+        # grad norms: the mean over the optimizer steps taken (NaN when every step was skipped)
         stats = {
-            k: self.acc.reduce(torch.tensor(sum(v) / len(v), device=self.device), "mean").item()
-            for k, v in totals.items()
+            k: self.acc.reduce(
+                torch.tensor(sum(v) / len(v) if v else float("nan"), device=self.device), "mean"
+            ).item()
+            for k, v in {**totals, **norms}.items()
         }
         stats["skipped_steps"] = self.acc.reduce(
             torch.tensor(float(skipped), device=self.device), "sum"

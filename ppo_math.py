@@ -40,6 +40,18 @@ def masked_mean(x: torch.Tensor, mask: torch.Tensor, dim: int | None = None) -> 
     return (x * mask).sum(dim) / mask.sum(dim).clamp(min=1)
 
 
+def token_mean(x: torch.Tensor, mask: torch.Tensor, n_tokens: torch.Tensor | None = None) -> torch.Tensor:
+    """Sum of `x` over real tokens divided by `n_tokens`, or by their own count (`masked_mean`) when
+    None. A minibatch split into micro-batches whose gradients add up must pass the minibatch's count
+    of real tokens: each token then weighs 1 / n_tokens, as in one pass over the whole minibatch. A
+    mean per micro-batch would weigh the tokens of short-response micro-batches more (the gradient
+    accumulation fix of transformers 4.46, `num_items_in_batch`; "Fixing Gradient Accumulation",
+    huggingface.co/blog/gradient_accumulation, 2024)."""
+    if n_tokens is None:
+        return masked_mean(x, mask)
+    return (x * mask.to(x.dtype)).sum() / n_tokens
+
+
 def masked_var(x: torch.Tensor, mask: torch.Tensor, unbiased: bool = True) -> torch.Tensor:
     """Variance of `x` over all elements where `mask` is 1.
 
@@ -290,20 +302,24 @@ def policy_loss(
     advantages: torch.Tensor,
     mask: torch.Tensor,
     cliprange: float,
+    n_tokens: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """PPO's clipped surrogate as a loss to minimise [PPO eq. 7]: masked mean of
-    max(-A * ratio, -A * clip(ratio, 1 - cliprange, 1 + cliprange)), ratio = exp(new - old).
+    """PPO's clipped surrogate as a loss to minimise [PPO eq. 7]: the `token_mean` (over `n_tokens`
+    when given) of max(-A * ratio, -A * clip(ratio, 1 - cliprange, 1 + cliprange)), ratio = exp(new - old).
 
-    Stats (0-d, detached), as [OAI] `PPOTrainer.loss` and [SFFD] log them: `clipfrac`, the share of
-    real tokens where the clipped term is chosen (strictly larger); `approxkl` = 0.5 * mean((new -
-    old)^2); `ratio_mean`; `ratio_var` (unbiased)."""
+    Stats (0-d, detached, means over this call's real tokens), as [OAI] `PPOTrainer.loss` and [SFFD]
+    log them: `pg_loss`, the masked mean of the loss; `clipfrac`, the share of real tokens where the
+    clipped term is chosen (strictly larger); `approxkl` = 0.5 * mean((new - old)^2); `ratio_mean`;
+    `ratio_var` (unbiased)."""
     log_ratio = new_logprobs - old_logprobs
     ratio = torch.exp(log_ratio)
     unclipped = -advantages * ratio
     clipped = -advantages * ratio.clamp(1.0 - cliprange, 1.0 + cliprange)
-    loss = masked_mean(torch.maximum(unclipped, clipped), mask)
+    per_token = torch.maximum(unclipped, clipped)
+    loss = token_mean(per_token, mask, n_tokens)
     with torch.no_grad():
         stats = {
+            "pg_loss": masked_mean(per_token, mask),
             "clipfrac": masked_mean((clipped > unclipped).to(ratio.dtype), mask),
             "approxkl": 0.5 * masked_mean(log_ratio**2, mask),
             "ratio_mean": masked_mean(ratio, mask),
@@ -318,17 +334,24 @@ def value_loss(
     returns: torch.Tensor,
     mask: torch.Tensor,
     cliprange_value: float,
+    n_tokens: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """Clipped value loss: 0.5 * masked mean of max((v - R)^2, (clip(v, v_old - c, v_old + c) - R)^2).
+    """Clipped value loss: 0.5 * `token_mean` (over `n_tokens` when given) of
+    max((v - R)^2, (clip(v, v_old - c, v_old + c) - R)^2).
 
-    As in [OAI] `PPOTrainer.loss` and [SFFD] (from OpenAI baselines ppo2). Stats: `vf_clipfrac`, the
-    share of real tokens where the clipped term is strictly larger (0-d, detached)."""
+    As in [OAI] `PPOTrainer.loss` and [SFFD] (from OpenAI baselines ppo2). Stats (0-d, detached,
+    means over this call's real tokens): `vf_loss`, the loss as a masked mean; `vf_clipfrac`, the
+    share of real tokens where the clipped term is strictly larger."""
     clipped_values = old_values + (new_values - old_values).clamp(-cliprange_value, cliprange_value)
     unclipped = (new_values - returns) ** 2
     clipped = (clipped_values - returns) ** 2
-    loss = 0.5 * masked_mean(torch.maximum(unclipped, clipped), mask)
+    per_token = torch.maximum(unclipped, clipped)
+    loss = 0.5 * token_mean(per_token, mask, n_tokens)
     with torch.no_grad():
-        stats = {"vf_clipfrac": masked_mean((clipped > unclipped).to(unclipped.dtype), mask)}
+        stats = {
+            "vf_loss": 0.5 * masked_mean(per_token, mask),
+            "vf_clipfrac": masked_mean((clipped > unclipped).to(unclipped.dtype), mask),
+        }
     return loss, stats
 
 

@@ -576,6 +576,42 @@ def test_value_loss_clipping_by_hand():
     assert_close(stats["vf_clipfrac"], t(1 / 3))
 
 
+def test_losses_of_micro_batches_add_up_to_the_minibatch_loss():
+    """Micro-batches of unequal lengths, each dividing by the minibatch's token count: their losses
+    and gradients sum to those of the whole minibatch in one call; the stats stay per micro-batch."""
+    gen = torch.Generator().manual_seed(0)
+    T = 6
+    mask = prefix_mask([1, 1, 6, 5, 6], T)
+    old_lp, adv = -rand(gen, 5, T).abs(), rand(gen, 5, T)
+    old_v, returns = rand(gen, 5, T), rand(gen, 5, T)
+    new_lp = (old_lp + rand(gen, 5, T, scale=0.3)).requires_grad_(True)
+    new_v = (old_v + rand(gen, 5, T, scale=0.4)).requires_grad_(True)
+
+    def losses(rows, n_tokens=None):
+        pg, pg_stats = ppo_math.policy_loss(new_lp[rows], old_lp[rows], adv[rows], mask[rows], 0.2, n_tokens)
+        vf, vf_stats = ppo_math.value_loss(new_v[rows], old_v[rows], returns[rows], mask[rows], 0.2, n_tokens)
+        return pg, vf, pg_stats, vf_stats
+
+    pg, vf, _, _ = losses(slice(None))
+    whole = torch.autograd.grad(pg + vf, (new_lp, new_v))
+    n = mask.sum()
+    parts = [losses(rows, n) for rows in (slice(0, 2), slice(2, 5))]
+    assert_close(sum(part[0] for part in parts), pg)
+    assert_close(sum(part[1] for part in parts), vf)
+    split = torch.autograd.grad(sum(part[0] + part[1] for part in parts), (new_lp, new_v))
+    for a, b in zip(split, whole):
+        assert_close(a, b)
+    for rows, (_, _, pg_stats, vf_stats) in zip((slice(0, 2), slice(2, 5)), parts):
+        alone = losses(rows)
+        assert_close(pg_stats["pg_loss"], alone[0].detach())
+        assert_close(vf_stats["vf_loss"], alone[1].detach())
+    # a mean per micro-batch, weighted equally, is another (wrong) gradient here
+    equal = torch.autograd.grad(
+        0.5 * sum(sum(losses(rows)[:2]) for rows in (slice(0, 2), slice(2, 5))), new_lp
+    )
+    assert (equal[0] - whole[0]).abs().max() > 1e-2
+
+
 @pytest.mark.parametrize("seed", SEEDS)
 def test_explained_variance_matches_loop(seed):
     gen = torch.Generator().manual_seed(seed)
