@@ -121,7 +121,11 @@ class PPOArguments:
     lora_r: int = field(default=16, metadata={"help": "LoRA rank."})
     lora_alpha: int = field(default=16, metadata={"help": "LoRA scaling numerator (scale = alpha / r)."})
     lora_dropout: float = field(
-        default=0.0, metadata={"help": "LoRA dropout (0: the first PPO ratio is exactly 1)."}
+        default=0.0,
+        metadata={
+            "help": "Must be 0 (any other value is refused): dropout is off in every model, so that the "
+            "first PPO ratio is exactly 1."
+        },
     )
     lora_target_modules: list[str] | None = field(
         default=None, metadata={"help": "Modules to adapt (default: peft's choice for the architecture)."}
@@ -331,6 +335,11 @@ def validate(args: PPOArguments) -> None:
         )
     if args.temperature <= 0:
         raise ValueError(f"--temperature must be > 0 (got {args.temperature}); sampling is required for PPO")
+    if args.lora_dropout:
+        raise ValueError(
+            f"--lora_dropout={args.lora_dropout}: dropout is disabled in every model (policy, reference, "
+            "value, reward), so that the first PPO ratio is exactly 1; use --lora_dropout=0"
+        )
     if args.response_length < 1 or args.max_prompt_length < 1:
         raise ValueError("--response_length and --max_prompt_length must be at least 1")
     if args.bf16 and args.fp16:

@@ -542,3 +542,8 @@ def test_critic_learning_rate_has_its_own_group_and_decays_with_the_policy(
     lrs = [(m["lr"], m["val/lr"]) for m in (tr.step(), tr.step())]  # 3 updates: decay 1, then 2/3
     assert lrs[0] == (1e-3, 4e-3)
     assert lrs[1] == pytest.approx((1e-3 * 2 / 3, 4e-3 * 2 / 3))
+
+
+def test_lora_dropout_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="--lora_dropout=0.05: dropout is disabled in every model"):
+        ppo.cli([f"--output_dir={tmp_path}", "--use_peft=True", "--lora_dropout=0.05"])
