@@ -196,6 +196,13 @@ class PPOArguments:
     temperature: float = field(
         default=0.7, metadata={"help": "Sampling temperature; log-probs use the same."}
     )
+    eval_temperature: float | None = field(
+        default=None,
+        metadata={
+            "help": "Sampling temperature of the evaluation, its log-probs and KL included (default: "
+            "--temperature; TRL and summarize_from_feedback_details evaluate near greedy, at 0.01)."
+        },
+    )
     stop_token: str | None = field(
         default=None,
         metadata={
@@ -335,6 +342,10 @@ def validate(args: PPOArguments) -> None:
         )
     if args.temperature <= 0:
         raise ValueError(f"--temperature must be > 0 (got {args.temperature}); sampling is required for PPO")
+    if args.eval_temperature is not None and args.eval_temperature <= 0:
+        raise ValueError(
+            f"--eval_temperature must be > 0 (got {args.eval_temperature}); for near-greedy answers use 0.01"
+        )
     if args.lora_dropout:
         raise ValueError(
             f"--lora_dropout={args.lora_dropout}: dropout is disabled in every model (policy, reference, "
@@ -547,8 +558,15 @@ class Trainer:
 
     # -- phase 1-3: rollout, log-probs, scores ---------------------------------------------------
     def rollout(
-        self, index: list[int], prompts_src=None, ids_src=None, generator=None, use_reference=False
+        self,
+        index: list[int],
+        prompts_src=None,
+        ids_src=None,
+        generator=None,
+        use_reference=False,
+        temperature: float | None = None,
     ) -> Rollout:
+        """Sample and score responses to the prompts at `index`, at `temperature` (default: --temperature)."""
         args = self.args
         prompts_src = prompts_src or self.train_prompts
         ids_src = ids_src or self.train_ids
@@ -566,7 +584,7 @@ class Trainer:
                     query,
                     qmask,
                     args.response_length,
-                    args.temperature,
+                    temperature or args.temperature,
                     self.stop_ids,
                     self.tok.pad_token_id,
                     generator,
@@ -625,9 +643,11 @@ class Trainer:
             scores = scores.clamp(-args.reward_clip, args.reward_clip)
         return scores
 
-    def forward_logprobs(self, ro: Rollout):
-        """Phase 2: old log-probs, values, reference log-probs and entropy, without gradients."""
+    def forward_logprobs(self, ro: Rollout, temperature: float | None = None):
+        """Phase 2: old log-probs, values, reference log-probs and entropy, without gradients, at the
+        temperature that sampled `ro` (default: --temperature)."""
         args = self.args
+        temperature = temperature or args.temperature
         input_ids = torch.cat([ro.query, ro.responses], dim=1)
         mask = torch.cat([ro.query_mask, ro.response_mask.long()], dim=1)
         P = ro.query.shape[1]
@@ -637,7 +657,7 @@ class Trainer:
             for s in range(0, input_ids.shape[0], self.sizes.micro):
                 sl = slice(s, s + self.sizes.micro)
                 logits, v = self.acc.unwrap_model(self.model)(input_ids[sl], mask[sl], P)
-                lp, ent = ppo_math.logprobs_and_entropy(logits, ro.responses[sl], args.temperature)
+                lp, ent = ppo_math.logprobs_and_entropy(logits, ro.responses[sl], temperature)
                 logprobs.append(lp)
                 entropy.append(ent)
                 values.append(v)
@@ -645,9 +665,7 @@ class Trainer:
                 ref, ctx = self.reference()
                 with ctx:
                     _, ref_logits = response_logits(ref, input_ids[sl], mask[sl], P)
-                ref_logprobs.append(
-                    ppo_math.logprobs_from_logits(ref_logits, ro.responses[sl], args.temperature)
-                )
+                ref_logprobs.append(ppo_math.logprobs_from_logits(ref_logits, ro.responses[sl], temperature))
                 del ref_logits
         return torch.cat(logprobs), torch.cat(ref_logprobs), torch.cat(values), torch.cat(entropy)
 
@@ -872,11 +890,12 @@ def evaluate(tr: Trainer, n_show: int = 0) -> dict:
     local = {"policy": [], "reference": [], "kl": [], "eos": [], "len": [], "ref_len": []}
     pol = ref = None
     if index:
+        T = args.eval_temperature
         g = torch.Generator(device=tr.device).manual_seed(args.seed + 7919 + tr.acc.process_index)
-        pol = tr.rollout(index, tr.eval_prompts, tr.eval_ids, generator=g)
+        pol = tr.rollout(index, tr.eval_prompts, tr.eval_ids, generator=g, temperature=T)
         g = torch.Generator(device=tr.device).manual_seed(args.seed + 7919 + tr.acc.process_index)
-        ref = tr.rollout(index, tr.eval_prompts, tr.eval_ids, generator=g, use_reference=True)
-        logprobs, ref_logprobs, _, _ = tr.forward_logprobs(pol)
+        ref = tr.rollout(index, tr.eval_prompts, tr.eval_ids, generator=g, use_reference=True, temperature=T)
+        logprobs, ref_logprobs, _, _ = tr.forward_logprobs(pol, T)
         local = {
             "policy": pol.raw_scores.tolist(),
             "reference": ref.raw_scores.tolist(),

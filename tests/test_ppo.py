@@ -547,3 +547,32 @@ def test_critic_learning_rate_has_its_own_group_and_decays_with_the_policy(
 def test_lora_dropout_is_refused(tmp_path):
     with pytest.raises(ValueError, match="--lora_dropout=0.05: dropout is disabled in every model"):
         ppo.cli([f"--output_dir={tmp_path}", "--use_peft=True", "--lora_dropout=0.05"])
+
+
+def test_eval_temperature_samples_and_scores_at_its_own_temperature(
+    tiny_gpt2, kind_rm, kind_data, tmp_path, monkeypatch
+):
+    """At the training temperature the evaluation's answers depend on its seed; near greedy
+    (--eval_temperature=1e-4) they do not, and every log-prob of the evaluation (policy and reference,
+    for its KL) is taken at that temperature."""
+    tr = make_trainer(tiny_gpt2, kind_rm, kind_data, tmp_path, response_length=4, eval_samples=2)
+    temperatures = []
+    logprobs_and_entropy = ppo.ppo_math.logprobs_and_entropy
+
+    def recording(logits, labels, temperature=1.0, **kw):
+        temperatures.append(temperature)
+        return logprobs_and_entropy(logits, labels, temperature, **kw)
+
+    monkeypatch.setattr(ppo.ppo_math, "logprobs_and_entropy", recording)
+
+    def answers(seed, eval_temperature):
+        tr.args.seed, tr.args.eval_temperature = seed, eval_temperature
+        return [row["response"] for row in ppo.evaluate(tr, n_show=2)["samples"]]
+
+    assert answers(0, None) != answers(1, None)
+    assert set(temperatures) == {1.0}
+    temperatures.clear()
+    assert answers(0, 1e-4) == answers(1, 1e-4)
+    assert set(temperatures) == {1e-4}
+    with pytest.raises(ValueError, match="--eval_temperature must be > 0"):
+        ppo.validate(ppo.PPOArguments(eval_temperature=0.0))
