@@ -150,7 +150,11 @@ class PPOArguments:
     lora_r: int = field(default=16, metadata={"help": "LoRA rank."})
     lora_alpha: int = field(default=16, metadata={"help": "LoRA scaling numerator (scale = alpha / r)."})
     lora_dropout: float = field(
-        default=0.0, metadata={"help": "LoRA dropout (0: the first PPO ratio is exactly 1)."}
+        default=0.0,
+        metadata={
+            "help": "Must be 0 (any other value is refused): dropout is off in every model, so that the "
+            "first PPO ratio is exactly 1."
+        },
     )
     lora_target_modules: list[str] | None = field(
         default=None,
@@ -177,13 +181,26 @@ class PPOArguments:
     ppo_epochs: int = field(default=4, metadata={"help": "Passes over each batch of episodes."})
     # --- optimisation ---
     learning_rate: float = field(
-        default=1.41e-5, metadata={"help": "AdamW learning rate, decayed linearly to 0."}
+        default=1.41e-5, metadata={"help": "AdamW learning rate of the policy, decayed linearly to 0."}
+    )
+    critic_learning_rate: float | None = field(
+        default=None,
+        metadata={
+            "help": "AdamW learning rate of the value function (critic or value head), decayed as the "
+            "policy's (default: --learning_rate)."
+        },
     )
     adam_eps: float = field(
         default=1e-5, metadata={"help": "AdamW epsilon (1e-5 as in OpenAI's and CleanRL's PPO)."}
     )
     weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay."})
-    max_grad_norm: float = field(default=1.0, metadata={"help": "Gradient clipping norm (<= 0: off)."})
+    max_grad_norm: float = field(
+        default=1.0,
+        metadata={
+            "help": "Gradient clipping norm, applied to the policy's and the value function's gradients "
+            "separately (<= 0: off)."
+        },
+    )
     lr_decay: bool = field(default=True, metadata={"help": "Linear learning-rate decay over the updates."})
     # --- PPO ---
     init_kl_coef: float = field(
@@ -211,6 +228,13 @@ class PPOArguments:
     response_length: int = field(default=48, metadata={"help": "Most tokens generated per response."})
     temperature: float = field(
         default=0.7, metadata={"help": "Sampling temperature; log-probs use the same."}
+    )
+    eval_temperature: float | None = field(
+        default=None,
+        metadata={
+            "help": "Sampling temperature of the evaluation, its log-probs and KL included (default: "
+            "--temperature; TRL and summarize_from_feedback_details evaluate near greedy, at 0.01)."
+        },
     )
     stop_token: str | None = field(
         default=None,
@@ -360,6 +384,15 @@ def validate(args: PPOArguments) -> None:
         raise utils.UsageError(
             f"--temperature must be > 0 (got {args.temperature}); sampling is required for PPO"
         )
+    if args.eval_temperature is not None and args.eval_temperature <= 0:
+        raise utils.UsageError(
+            f"--eval_temperature must be > 0 (got {args.eval_temperature}); for near-greedy answers use 0.01"
+        )
+    if args.lora_dropout:
+        raise utils.UsageError(
+            f"--lora_dropout={args.lora_dropout}: dropout is disabled in every model (policy, reference, "
+            "value, reward), so that the first PPO ratio is exactly 1; use --lora_dropout=0"
+        )
     if args.response_length < 1 or args.max_prompt_length < 1:
         raise utils.UsageError("--response_length and --max_prompt_length must be at least 1")
     if args.bf16 and args.fp16:
@@ -479,11 +512,24 @@ class Trainer:
                 f"[ppo] {encoder.n_cut} prompts cut to --max_prompt_length={args.max_prompt_length} tokens "
                 "(oldest turns first)"
             )
-        params = [p for p in self.model.parameters() if p.requires_grad]
+        # Two parameter groups, policy then value function (the order of model.parameters(), so a
+        # default run steps exactly as with one group): each has its learning rate ("initial_lr", which
+        # the decay scales, as torch's LR schedulers name it) and is clipped on its own in train_on.
+        groups = [
+            {"params": [p for p in part.parameters() if p.requires_grad], "initial_lr": lr, "lr": lr}
+            for part, lr in (
+                (self.model.policy, args.learning_rate),
+                (
+                    self.model.value,
+                    args.learning_rate if args.critic_learning_rate is None else args.critic_learning_rate,
+                ),
+            )
+        ]
+        params = [p for g in groups for p in g["params"]]
         # The fused kernel updates each tensor in one pass (the foreach one makes several over
         # memory); same update rule. TRL's PPO used it too.
         self.optimizer = torch.optim.AdamW(
-            params,
+            groups,
             lr=args.learning_rate,
             eps=args.adam_eps,
             weight_decay=args.weight_decay,
@@ -588,8 +634,15 @@ class Trainer:
 
     # -- phase 1-3: rollout, log-probs, scores ---------------------------------------------------
     def rollout(
-        self, index: list[int], prompts_src=None, ids_src=None, generator=None, use_reference=False
+        self,
+        index: list[int],
+        prompts_src=None,
+        ids_src=None,
+        generator=None,
+        use_reference=False,
+        temperature: float | None = None,
     ) -> Rollout:
+        """Sample and score responses to the prompts at `index`, at `temperature` (default: --temperature)."""
         args = self.args
         prompts_src = prompts_src or self.train_prompts
         ids_src = ids_src or self.train_ids
@@ -607,7 +660,7 @@ class Trainer:
                     query,
                     qmask,
                     args.response_length,
-                    args.temperature,
+                    temperature or args.temperature,
                     self.stop_ids,
                     self.tok.pad_token_id,
                     generator,
@@ -666,9 +719,11 @@ class Trainer:
             scores = scores.clamp(-args.reward_clip, args.reward_clip)
         return scores
 
-    def forward_logprobs(self, ro: Rollout):
-        """Phase 2: old log-probs, values, reference log-probs and entropy, without gradients."""
+    def forward_logprobs(self, ro: Rollout, temperature: float | None = None):
+        """Phase 2: old log-probs, values, reference log-probs and entropy, without gradients, at the
+        temperature that sampled `ro` (default: --temperature)."""
         args = self.args
+        temperature = temperature or args.temperature
         input_ids = torch.cat([ro.query, ro.responses], dim=1)
         mask = torch.cat([ro.query_mask, ro.response_mask.long()], dim=1)
         P = ro.query.shape[1]
@@ -678,7 +733,7 @@ class Trainer:
             for s in range(0, input_ids.shape[0], self.sizes.micro):
                 sl = slice(s, s + self.sizes.micro)
                 logits, v = self.acc.unwrap_model(self.model)(input_ids[sl], mask[sl], P)
-                lp, ent = ppo_math.logprobs_and_entropy(logits, ro.responses[sl], args.temperature)
+                lp, ent = ppo_math.logprobs_and_entropy(logits, ro.responses[sl], temperature)
                 logprobs.append(lp)
                 entropy.append(ent)
                 values.append(v)
@@ -686,9 +741,7 @@ class Trainer:
                 ref, ctx = self.reference()
                 with ctx:
                     _, ref_logits = response_logits(ref, input_ids[sl], mask[sl], P)
-                ref_logprobs.append(
-                    ppo_math.logprobs_from_logits(ref_logits, ro.responses[sl], args.temperature)
-                )
+                ref_logprobs.append(ppo_math.logprobs_from_logits(ref_logits, ro.responses[sl], temperature))
                 del ref_logits
         return torch.cat(logprobs), torch.cat(ref_logprobs), torch.cat(values), torch.cat(entropy)
 
@@ -717,16 +770,17 @@ class Trainer:
         rewards, non_score, kl = ppo_math.compute_rewards(
             ro.scores, logprobs, ref_logprobs, mask, kl_coef, args.kl_estimator
         )
-        # 5. Optional reward whitening, GAE, advantage whitening (padding stays 0)
+        # 5. Optional reward whitening, GAE, advantage whitening (padding stays 0), with the statistics
+        # of every process's tokens together (acc.reduce sums over processes; one process: its own)
         if args.whiten_rewards:
-            rewards = ppo_math.masked_whiten(rewards, mask, shift_mean=False)
+            rewards = ppo_math.masked_whiten(rewards, mask, shift_mean=False, sum_across=self.acc.reduce)
         advantages, returns = ppo_math.gae(rewards, values, mask, args.gamma, args.lam)
-        advantages = ppo_math.masked_whiten(advantages, mask)
+        advantages = ppo_math.masked_whiten(advantages, mask, sum_across=self.acc.reduce)
         # 6. PPO epochs x minibatches x micro-batches
         if args.lr_decay:
             frac = 1.0 - self.update / s.updates
             for group in self.optimizer.param_groups:
-                group["lr"] = frac * args.learning_rate
+                group["lr"] = frac * group["initial_lr"]
         stats = self.train_on(ro, logprobs, values, advantages, returns)
         t_train = time.perf_counter()
         all_overflowed = stats["fp16_overflows"] == s.minibatches * args.ppo_epochs
@@ -768,6 +822,8 @@ class Trainer:
             "loss/policy": stats["pg_loss"],
             "loss/value": stats["vf_loss"],
             "val/clipfrac": stats["vf_clipfrac"],
+            "policy/grad_norm": stats["policy_grad_norm"],
+            "val/grad_norm": stats["value_grad_norm"],
             "val/explained_variance": mean(ppo_math.explained_variance(values, returns, mask)),
             "val/mean": mean(ppo_math.masked_mean(values, mask)),
             "val/advantage_mean_raw": mean(ppo_math.masked_mean(returns - values, mask)),
@@ -775,6 +831,7 @@ class Trainer:
             "rollout/response_length": mean(ro.lengths.float()),
             "objective/kl_coef": kl_coef,
             "lr": self.optimizer.param_groups[0]["lr"],
+            "val/lr": self.optimizer.param_groups[1]["lr"],
             "episodes": self.episodes,
             "update": self.update,
             "time/update_s": dt,
@@ -815,11 +872,17 @@ class Trainer:
         self.model.train()
         disable_dropout(self.model)
         totals: dict[str, list[float]] = {}
+        norms: dict[str, list[float]] = {"policy_grad_norm": [], "value_grad_norm": []}
         skipped = overflows = 0
+        limit = args.max_grad_norm if args.max_grad_norm > 0 else float("inf")
         for _ in range(args.ppo_epochs):
             perm = torch.randperm(s.batch, device=self.device)
             for mb_start in range(0, s.batch, s.minibatch):
                 mb = perm[mb_start : mb_start + s.minibatch]
+                # Every micro-batch divides its token sums by the minibatch's count of real tokens, so
+                # the accumulated gradient is that of one pass over the whole minibatch, whatever the
+                # micro-batches' lengths (with one micro-batch: the masked mean, as before)
+                n_tokens = ro.response_mask[mb].sum().clamp(min=1).float()
                 self.optimizer.zero_grad(set_to_none=True)
                 for micro_start in range(0, s.minibatch, s.micro):
                     idx = mb[micro_start : micro_start + s.micro]
@@ -829,20 +892,24 @@ class Trainer:
                     new_logprobs = ppo_math.logprobs_from_logits(logits, ro.responses[idx], args.temperature)
                     del logits  # the log-prob function keeps what its backward needs: free [B, T, V] now
                     pg_loss, pg_stats = ppo_math.policy_loss(
-                        new_logprobs, old_logprobs[idx], advantages[idx], mask, args.cliprange
+                        new_logprobs, old_logprobs[idx], advantages[idx], mask, args.cliprange, n_tokens
                     )
                     vf_loss, vf_stats = ppo_math.value_loss(
-                        new_values, old_values[idx], returns[idx], mask, args.cliprange_value
+                        new_values, old_values[idx], returns[idx], mask, args.cliprange_value, n_tokens
                     )
-                    loss = (pg_loss + args.vf_coef * vf_loss) * (s.micro / s.minibatch)
+                    loss = pg_loss + args.vf_coef * vf_loss
                     self.acc.backward(loss if self.scaler is None else self.scaler.scale(loss))
                     # (entropy is logged from phase 2, where it costs no extra pass over the logits)
-                    for k, v in {**pg_stats, **vf_stats, "pg_loss": pg_loss, "vf_loss": vf_loss}.items():
-                        totals.setdefault(k, []).append(float(v.detach()) if torch.is_tensor(v) else float(v))
+                    for k, v in {**pg_stats, **vf_stats}.items():
+                        totals.setdefault(k, []).append(float(v))
                 if self.scaler is not None:
                     self.scaler.unscale_(self.optimizer)  # clip the true gradients
-                norm = self.acc.clip_grad_norm_(
-                    self.model.parameters(), args.max_grad_norm if args.max_grad_norm > 0 else float("inf")
+                # Policy and value function clipped each to its own norm (as OpenRLHF, whose actor and
+                # critic have an optimizer each): one joint norm would let a large value-loss gradient
+                # shrink the policy's step. With a value head, the trunk is the policy's and also
+                # carries the value loss's gradient.
+                pg_norm, vf_norm = (
+                    self.acc.clip_grad_norm_(group["params"], limit) for group in self.optimizer.param_groups
                 )
                 if self.scaler is not None:
                     # An fp16 overflow is the loss scale's, not a fault: step() skips it, update() halves
@@ -850,16 +917,23 @@ class Trainer:
                     scale = self.scaler.get_scale()
                     self.scaler.step(self.optimizer)
                     self.scaler.update()
-                    overflows += int(self.scaler.get_scale() < scale)
-                    continue
-                if not torch.isfinite(torch.as_tensor(norm)):
+                    if self.scaler.get_scale() < scale:
+                        overflows += 1
+                        continue
+                elif not (torch.isfinite(pg_norm) and torch.isfinite(vf_norm)):
                     skipped += 1  # never step on NaN/inf: the weights (and checkpoints) stay finite
                     continue
-                self.optimizer.step()
+                else:
+                    self.optimizer.step()
+                norms["policy_grad_norm"].append(float(pg_norm))
+                norms["value_grad_norm"].append(float(vf_norm))
         self.optimizer.zero_grad(set_to_none=True)
+        # grad norms: the mean over the optimizer steps taken (NaN when every step was skipped)
         stats = {
-            k: self.acc.reduce(torch.tensor(sum(v) / len(v), device=self.device), "mean").item()
-            for k, v in totals.items()
+            k: self.acc.reduce(
+                torch.tensor(sum(v) / len(v) if v else float("nan"), device=self.device), "mean"
+            ).item()
+            for k, v in {**totals, **norms}.items()
         }
         stats["skipped_steps"] = self.acc.reduce(
             torch.tensor(float(skipped), device=self.device), "sum"
@@ -897,13 +971,16 @@ def evaluate(tr: Trainer, n_show: int = 0) -> dict:
     index = list(range(tr.acc.process_index, len(tr.eval_ids), tr.acc.num_processes))
     local = [{"index": i, "seeds": []} for i in index]
     pol = ref = None
+    T = args.eval_temperature
     for k in range(args.eval_seeds if index else 0):
         seed = args.seed + 7919 + tr.acc.process_index + k * EVAL_SEED_STRIDE
         g = torch.Generator(device=tr.device).manual_seed(seed)
-        pol_k = tr.rollout(index, tr.eval_prompts, tr.eval_ids, generator=g)
+        pol_k = tr.rollout(index, tr.eval_prompts, tr.eval_ids, generator=g, temperature=T)
         g = torch.Generator(device=tr.device).manual_seed(seed)
-        ref_k = tr.rollout(index, tr.eval_prompts, tr.eval_ids, generator=g, use_reference=True)
-        logprobs, ref_logprobs, _, _ = tr.forward_logprobs(pol_k)
+        ref_k = tr.rollout(
+            index, tr.eval_prompts, tr.eval_ids, generator=g, use_reference=True, temperature=T
+        )
+        logprobs, ref_logprobs, _, _ = tr.forward_logprobs(pol_k, T)
         kl = ((logprobs - ref_logprobs) * pol_k.response_mask.float()).sum(1).tolist()
         sides = {"policy": pol_k, "reference": ref_k}
         with torch.inference_mode():

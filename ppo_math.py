@@ -18,7 +18,7 @@ Sources, cited per function:
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Literal
 
 import torch
@@ -40,6 +40,18 @@ def masked_mean(x: torch.Tensor, mask: torch.Tensor, dim: int | None = None) -> 
     return (x * mask).sum(dim) / mask.sum(dim).clamp(min=1)
 
 
+def token_mean(x: torch.Tensor, mask: torch.Tensor, n_tokens: torch.Tensor | None = None) -> torch.Tensor:
+    """Sum of `x` over real tokens divided by `n_tokens`, or by their own count (`masked_mean`) when
+    None. A minibatch split into micro-batches whose gradients add up must pass the minibatch's count
+    of real tokens: each token then weighs 1 / n_tokens, as in one pass over the whole minibatch. A
+    mean per micro-batch would weigh the tokens of short-response micro-batches more (the gradient
+    accumulation fix of transformers 4.46, `num_items_in_batch`; "Fixing Gradient Accumulation",
+    huggingface.co/blog/gradient_accumulation, 2024)."""
+    if n_tokens is None:
+        return masked_mean(x, mask)
+    return (x * mask.to(x.dtype)).sum() / n_tokens
+
+
 def masked_var(x: torch.Tensor, mask: torch.Tensor, unbiased: bool = True) -> torch.Tensor:
     """Variance of `x` over all elements where `mask` is 1.
 
@@ -55,18 +67,35 @@ def masked_var(x: torch.Tensor, mask: torch.Tensor, unbiased: bool = True) -> to
     return var
 
 
-def masked_whiten(x: torch.Tensor, mask: torch.Tensor, shift_mean: bool = True) -> torch.Tensor:
+def masked_whiten(
+    x: torch.Tensor,
+    mask: torch.Tensor,
+    shift_mean: bool = True,
+    sum_across: Callable[[torch.Tensor], torch.Tensor] | None = None,
+) -> torch.Tensor:
     """(x - mean) / sqrt(var + 1e-8), mean and variance over real elements; padding is set to 0.
 
     The variance is the population one (no Bessel correction), as in [OAI] `utils.core.whiten`
     (`tf.nn.moments`) and `masked_whiten` in [SFFD]; TRL uses the unbiased one, which differs by a
     factor n / (n - 1). With shift_mean=False the mean is added back, so only the scale changes: that
-    is reward whitening (`whiten(rewards, shift_mean=False)` in [OAI] `train_policy.py`)."""
-    mean, var = masked_mean(x, mask), masked_var(x, mask, unbiased=False)
+    is reward whitening (`whiten(rewards, shift_mean=False)` in [OAI] `train_policy.py`).
+
+    `sum_across` sums a tensor over processes (an all-reduce): the statistics are then those of every
+    process's elements together, so N processes whiten a batch as one process holding all of it
+    would (OpenRLHF's `masked_normalize` all-reduces the same sums and counts). Without it, only the
+    local elements count, as `masked_mean` / `masked_var` compute them."""
+    maskf = mask.to(x.dtype)
+    local = torch.stack([(x * maskf).sum(), maskf.sum()])
+    total, count = sum_across(local) if sum_across is not None else local
+    count = count.clamp(min=1)
+    mean = total / count
+    # two passes (the mean first), as masked_var: sum(x^2) - n mean^2 cancels badly in float32
+    squares = ((x - mean) ** 2 * maskf).sum()
+    var = (sum_across(squares) if sum_across is not None else squares) / count
     whitened = (x - mean) * torch.rsqrt(var + 1e-8)
     if not shift_mean:
         whitened = whitened + mean
-    return whitened * mask.to(whitened.dtype)
+    return whitened * maskf
 
 
 # Log-probabilities and entropy ------------------------------------------------------------------------
@@ -273,20 +302,24 @@ def policy_loss(
     advantages: torch.Tensor,
     mask: torch.Tensor,
     cliprange: float,
+    n_tokens: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """PPO's clipped surrogate as a loss to minimise [PPO eq. 7]: masked mean of
-    max(-A * ratio, -A * clip(ratio, 1 - cliprange, 1 + cliprange)), ratio = exp(new - old).
+    """PPO's clipped surrogate as a loss to minimise [PPO eq. 7]: the `token_mean` (over `n_tokens`
+    when given) of max(-A * ratio, -A * clip(ratio, 1 - cliprange, 1 + cliprange)), ratio = exp(new - old).
 
-    Stats (0-d, detached), as [OAI] `PPOTrainer.loss` and [SFFD] log them: `clipfrac`, the share of
-    real tokens where the clipped term is chosen (strictly larger); `approxkl` = 0.5 * mean((new -
-    old)^2); `ratio_mean`; `ratio_var` (unbiased)."""
+    Stats (0-d, detached, means over this call's real tokens), as [OAI] `PPOTrainer.loss` and [SFFD]
+    log them: `pg_loss`, the masked mean of the loss; `clipfrac`, the share of real tokens where the
+    clipped term is chosen (strictly larger); `approxkl` = 0.5 * mean((new - old)^2); `ratio_mean`;
+    `ratio_var` (unbiased)."""
     log_ratio = new_logprobs - old_logprobs
     ratio = torch.exp(log_ratio)
     unclipped = -advantages * ratio
     clipped = -advantages * ratio.clamp(1.0 - cliprange, 1.0 + cliprange)
-    loss = masked_mean(torch.maximum(unclipped, clipped), mask)
+    per_token = torch.maximum(unclipped, clipped)
+    loss = token_mean(per_token, mask, n_tokens)
     with torch.no_grad():
         stats = {
+            "pg_loss": masked_mean(per_token, mask),
             "clipfrac": masked_mean((clipped > unclipped).to(ratio.dtype), mask),
             "approxkl": 0.5 * masked_mean(log_ratio**2, mask),
             "ratio_mean": masked_mean(ratio, mask),
@@ -301,17 +334,24 @@ def value_loss(
     returns: torch.Tensor,
     mask: torch.Tensor,
     cliprange_value: float,
+    n_tokens: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """Clipped value loss: 0.5 * masked mean of max((v - R)^2, (clip(v, v_old - c, v_old + c) - R)^2).
+    """Clipped value loss: 0.5 * `token_mean` (over `n_tokens` when given) of
+    max((v - R)^2, (clip(v, v_old - c, v_old + c) - R)^2).
 
-    As in [OAI] `PPOTrainer.loss` and [SFFD] (from OpenAI baselines ppo2). Stats: `vf_clipfrac`, the
-    share of real tokens where the clipped term is strictly larger (0-d, detached)."""
+    As in [OAI] `PPOTrainer.loss` and [SFFD] (from OpenAI baselines ppo2). Stats (0-d, detached,
+    means over this call's real tokens): `vf_loss`, the loss as a masked mean; `vf_clipfrac`, the
+    share of real tokens where the clipped term is strictly larger."""
     clipped_values = old_values + (new_values - old_values).clamp(-cliprange_value, cliprange_value)
     unclipped = (new_values - returns) ** 2
     clipped = (clipped_values - returns) ** 2
-    loss = 0.5 * masked_mean(torch.maximum(unclipped, clipped), mask)
+    per_token = torch.maximum(unclipped, clipped)
+    loss = 0.5 * token_mean(per_token, mask, n_tokens)
     with torch.no_grad():
-        stats = {"vf_clipfrac": masked_mean((clipped > unclipped).to(unclipped.dtype), mask)}
+        stats = {
+            "vf_loss": 0.5 * masked_mean(per_token, mask),
+            "vf_clipfrac": masked_mean((clipped > unclipped).to(unclipped.dtype), mask),
+        }
     return loss, stats
 
 

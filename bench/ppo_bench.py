@@ -2,8 +2,10 @@
 
 Same presets, tokenizer (built by the peer's own code), prompts, model shapes and counts (policy,
 frozen reference, separate value model, same-tokenizer reward model), batch/minibatch/epoch
-settings, response length with no early stop, fp32, same seed. Prints one JSON line with the
-peer's fields plus a phase breakdown:
+settings, response length with no early stop, fp32, same seed. Our side runs ppo.py's default
+algorithm, gradient clipping included (max norm 1, policy and value each; TRL's loop does not clip,
+which saves it two norm computations per optimizer step). Prints one JSON line with the peer's
+fields plus a phase breakdown:
 
     python bench/ppo_bench.py                       # preset small
     python bench/ppo_bench.py --preset tiny --lora  # LoRA policy, reference = adapters off
@@ -122,7 +124,6 @@ def main(argv=None):
         lam=0.95,
         seed=args.seed,
         ignore_eos=True,
-        max_grad_norm=0.0,
         adam_eps=1e-8,
         max_prompt_length=args.prompt_length,
         value_model="head" if args.lora else "critic",

@@ -77,6 +77,7 @@ def test_ppo_raises_the_reward(word_policy, kind_rm, kind_data, tmp_path, monkey
     assert result["win_rate"] > 0.7
     kls = [m["objective/kl"] for m in history]
     assert all(math.isfinite(k) for k in kls) and sum(kls) / len(kls) >= 0
+    assert all(m["policy/grad_norm"] > 0 and m["val/grad_norm"] > 0 for m in history)
     assert first_log_ratio[0].abs().max().item() < 1e-5
     assert history[0]["objective/kl"] == 0.0  # the reference is the starting policy
     # eval.json is this run's final evaluation: the 32 held-out prompts after the last update
@@ -515,3 +516,144 @@ def test_trl07_config_sets_trl_0_7_defaults():
             assert float(note) == getattr(ours, key), key
     sizes = ppo.derive_sizes(args, world=1)
     assert (sizes.minibatch, sizes.minibatches) == (1, 256)  # TRL 0.7: one optimizer step per episode
+
+
+def make_trainer(policy, rm, data, out, **overrides):
+    """A Trainer on the tiny models, float32, 8 episodes of 8 tokens (EOS ignored, so all are 8 long)."""
+    from accelerate import Accelerator
+
+    settings = dict(
+        model_name=str(policy),
+        reward_model=str(rm),
+        query_dataset=str(data),
+        output_dir=str(out),
+        batch_size=8,
+        mini_batch_size=8,
+        ppo_epochs=1,
+        steps=24,
+        response_length=8,
+        ignore_eos=True,
+        temperature=1.0,
+        eval_samples=4,
+        bf16=False,
+        seed=0,
+    )
+    args = ppo.PPOArguments(**{**settings, **overrides})
+    ppo.validate(args)
+    torch.manual_seed(0)
+    return ppo.Trainer(args, Accelerator(cpu=True))
+
+
+def rollout_with_lengths(tr, lengths):
+    """A rollout whose responses have `lengths` real tokens, its log-probs and values, and random
+    advantages and returns: the inputs of train_on."""
+    ro = tr.rollout(list(range(len(lengths))))
+    T = ro.responses.shape[1]
+    ro.response_mask = torch.arange(T)[None, :] < torch.tensor(lengths)[:, None]
+    logprobs, _, values, _ = tr.forward_logprobs(ro)
+    gen = torch.Generator().manual_seed(0)
+    advantages = torch.randn(len(lengths), T, generator=gen) * ro.response_mask
+    returns = values + torch.randn(len(lengths), T, generator=gen)
+    return ro, logprobs, values, advantages, returns
+
+
+def minibatch_gradients(tr, inputs):
+    """(policy grads, value grads, stats) of train_on's one optimizer step (the optimizer does not step)."""
+    model = tr.acc.unwrap_model(tr.model)
+    steps = []
+    tr.optimizer.step = lambda: steps.append(
+        [
+            torch.cat([p.grad.flatten() for p in part.parameters() if p.grad is not None])
+            for part in (model.policy, model.value)
+        ]
+    )
+    torch.manual_seed(1)  # the same minibatch order every call
+    stats = tr.train_on(*inputs)
+    ((policy_grad, value_grad),) = steps
+    return policy_grad, value_grad, stats
+
+
+def test_gradient_accumulation_gives_the_gradient_of_one_micro_batch(
+    word_policy, kind_rm, kind_data, tmp_path
+):
+    """Micro-batches of 4 with 1 + 1 + 1 + 8 and 1 + 1 + 1 + 1 real tokens (whatever the shuffle, the
+    long response sits in one of them): accumulating them gives the gradient of the whole minibatch
+    of 8 in one pass, every token weighing 1 / 15."""
+    import dataclasses
+
+    tr = make_trainer(word_policy, kind_rm, kind_data, tmp_path, max_grad_norm=0.0)
+    inputs = rollout_with_lengths(tr, [1] * 7 + [8])
+    one = minibatch_gradients(tr, inputs)
+    tr.sizes = dataclasses.replace(tr.sizes, micro=4)  # gradient_accumulation_steps 2
+    two = minibatch_gradients(tr, inputs)
+    for a, b in zip(one[:2], two[:2]):
+        assert a.abs().max() > 0
+        torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-6)
+
+
+def test_policy_and_value_gradients_are_clipped_separately(word_policy, kind_rm, kind_data, tmp_path):
+    """A value loss 1000x heavier makes the value gradient huge: it is clipped to --max_grad_norm alone,
+    and the policy's gradient is the same as with the light value loss (one joint norm would shrink it)."""
+    tr = make_trainer(word_policy, kind_rm, kind_data, tmp_path, max_grad_norm=1.0, vf_coef=0.1)
+    inputs = rollout_with_lengths(tr, [8, 5, 3, 8, 2, 8, 7, 1])
+    light = minibatch_gradients(tr, inputs)
+    tr.args.vf_coef = 100.0
+    heavy = minibatch_gradients(tr, inputs)
+    torch.testing.assert_close(heavy[0], light[0], rtol=1e-5, atol=1e-7)
+    assert heavy[2]["value_grad_norm"] > 10 * max(1.0, heavy[2]["policy_grad_norm"])
+    assert heavy[1].norm().item() == pytest.approx(1.0, rel=1e-4)
+    assert heavy[2]["policy_grad_norm"] == pytest.approx(light[2]["policy_grad_norm"], rel=1e-5)
+    # the norms logged are those before clipping
+    assert light[0].norm().item() == pytest.approx(min(1.0, light[2]["policy_grad_norm"]), rel=1e-4)
+
+
+def test_critic_learning_rate_has_its_own_group_and_decays_with_the_policy(
+    word_policy, kind_rm, kind_data, tmp_path
+):
+    tr = make_trainer(
+        word_policy, kind_rm, kind_data, tmp_path, learning_rate=1e-3, critic_learning_rate=4e-3
+    )
+    policy_params = {id(p) for p in tr.policy.parameters()}
+    groups = tr.optimizer.param_groups
+    assert all(id(p) in policy_params for p in groups[0]["params"])
+    assert not any(id(p) in policy_params for p in groups[1]["params"])
+    assert len(groups[0]["params"]) + len(groups[1]["params"]) == sum(
+        p.requires_grad for p in tr.model.parameters()
+    )
+    lrs = [(m["lr"], m["val/lr"]) for m in (tr.step(), tr.step())]  # 3 updates: decay 1, then 2/3
+    assert lrs[0] == (1e-3, 4e-3)
+    assert lrs[1] == pytest.approx((1e-3 * 2 / 3, 4e-3 * 2 / 3))
+
+
+def test_lora_dropout_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="--lora_dropout=0.05: dropout is disabled in every model"):
+        ppo.cli([f"--output_dir={tmp_path}", "--use_peft=True", "--lora_dropout=0.05"])
+
+
+def test_eval_temperature_samples_and_scores_at_its_own_temperature(
+    tiny_gpt2, kind_rm, kind_data, tmp_path, monkeypatch
+):
+    """At the training temperature the evaluation's answers depend on its seed; near greedy
+    (--eval_temperature=1e-4) they do not, and every log-prob of the evaluation (policy and reference,
+    for its KL) is taken at that temperature."""
+    tr = make_trainer(tiny_gpt2, kind_rm, kind_data, tmp_path, response_length=4, eval_samples=2)
+    temperatures = []
+    logprobs_and_entropy = ppo.ppo_math.logprobs_and_entropy
+
+    def recording(logits, labels, temperature=1.0, **kw):
+        temperatures.append(temperature)
+        return logprobs_and_entropy(logits, labels, temperature, **kw)
+
+    monkeypatch.setattr(ppo.ppo_math, "logprobs_and_entropy", recording)
+
+    def answers(seed, eval_temperature):
+        tr.args.seed, tr.args.eval_temperature = seed, eval_temperature
+        return [row["response"] for row in ppo.evaluate(tr, n_show=2)["samples"]]
+
+    assert answers(0, None) != answers(1, None)
+    assert set(temperatures) == {1.0}
+    temperatures.clear()
+    assert answers(0, 1e-4) == answers(1, 1e-4)
+    assert set(temperatures) == {1e-4}
+    with pytest.raises(ValueError, match="--eval_temperature must be > 0"):
+        ppo.validate(ppo.PPOArguments(eval_temperature=0.0))

@@ -114,6 +114,47 @@ def test_masked_whiten_matches_loop(seed, shift_mean):
     assert abs(naive_var(w, unbiased=False) - 1.0) < 1e-6
 
 
+def _whiten_on_rank(rank: int, world: int, init_file: str, x, mask, rows: list[slice], out: str) -> None:
+    """One of `world` gloo processes: whiten its rows of the batch with statistics summed over all."""
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+
+    def sum_across(t: torch.Tensor) -> torch.Tensor:
+        t = t.clone()
+        dist.all_reduce(t)
+        return t
+
+    mine = rows[rank]
+    result = {
+        shift: ppo_math.masked_whiten(x[mine], mask[mine], shift_mean=shift, sum_across=sum_across)
+        for shift in (True, False)
+    }
+    torch.save(result, f"{out}/rank{rank}.pt")
+    dist.destroy_process_group()
+
+
+def test_masked_whiten_on_two_processes_equals_one_process(tmp_path):
+    """Two processes holding parts of a batch (of different sizes and lengths) whiten it exactly as
+    one process holding all of it: the statistics are global, not each process's own."""
+    gen = torch.Generator().manual_seed(0)
+    B, T = 6, 7
+    mask = prefix_mask([1, 2, 7, 5, 6, 7], T)
+    x = rand(gen, B, T, scale=3.0)
+    x[:2] += 5.0  # the first process's tokens have another mean than the second's
+    rows = [slice(0, 2), slice(2, B)]
+    torch.multiprocessing.spawn(
+        _whiten_on_rank, args=(2, str(tmp_path / "init"), x, mask, rows, str(tmp_path)), nprocs=2
+    )
+    parts = [torch.load(tmp_path / f"rank{r}.pt") for r in range(2)]
+    for shift in (True, False):
+        expected = ppo_math.masked_whiten(x, mask, shift_mean=shift)
+        assert_close(torch.cat([part[shift] for part in parts]), expected, rtol=1e-12, atol=1e-12)
+        # what each process would get from its own statistics is far from it
+        local = ppo_math.masked_whiten(x[rows[0]], mask[rows[0]], shift_mean=shift)
+        assert (local - expected[rows[0]]).abs().max() > 0.5
+
+
 # Log-probabilities and entropy ------------------------------------------------------------------------
 
 
@@ -533,6 +574,42 @@ def test_value_loss_clipping_by_hand():
     loss, stats = ppo_math.value_loss(new, old, returns, mask, c)
     assert_close(loss, t(0.5 * (3.24 + 4.0 + 0.81) / 3))
     assert_close(stats["vf_clipfrac"], t(1 / 3))
+
+
+def test_losses_of_micro_batches_add_up_to_the_minibatch_loss():
+    """Micro-batches of unequal lengths, each dividing by the minibatch's token count: their losses
+    and gradients sum to those of the whole minibatch in one call; the stats stay per micro-batch."""
+    gen = torch.Generator().manual_seed(0)
+    T = 6
+    mask = prefix_mask([1, 1, 6, 5, 6], T)
+    old_lp, adv = -rand(gen, 5, T).abs(), rand(gen, 5, T)
+    old_v, returns = rand(gen, 5, T), rand(gen, 5, T)
+    new_lp = (old_lp + rand(gen, 5, T, scale=0.3)).requires_grad_(True)
+    new_v = (old_v + rand(gen, 5, T, scale=0.4)).requires_grad_(True)
+
+    def losses(rows, n_tokens=None):
+        pg, pg_stats = ppo_math.policy_loss(new_lp[rows], old_lp[rows], adv[rows], mask[rows], 0.2, n_tokens)
+        vf, vf_stats = ppo_math.value_loss(new_v[rows], old_v[rows], returns[rows], mask[rows], 0.2, n_tokens)
+        return pg, vf, pg_stats, vf_stats
+
+    pg, vf, _, _ = losses(slice(None))
+    whole = torch.autograd.grad(pg + vf, (new_lp, new_v))
+    n = mask.sum()
+    parts = [losses(rows, n) for rows in (slice(0, 2), slice(2, 5))]
+    assert_close(sum(part[0] for part in parts), pg)
+    assert_close(sum(part[1] for part in parts), vf)
+    split = torch.autograd.grad(sum(part[0] + part[1] for part in parts), (new_lp, new_v))
+    for a, b in zip(split, whole):
+        assert_close(a, b)
+    for rows, (_, _, pg_stats, vf_stats) in zip((slice(0, 2), slice(2, 5)), parts):
+        alone = losses(rows)
+        assert_close(pg_stats["pg_loss"], alone[0].detach())
+        assert_close(vf_stats["vf_loss"], alone[1].detach())
+    # a mean per micro-batch, weighted equally, is another (wrong) gradient here
+    equal = torch.autograd.grad(
+        0.5 * sum(sum(losses(rows)[:2]) for rows in (slice(0, 2), slice(2, 5))), new_lp
+    )
+    assert (equal[0] - whole[0]).abs().max() > 1e-2
 
 
 @pytest.mark.parametrize("seed", SEEDS)

@@ -27,6 +27,7 @@ def ppo_argv(policy, rm, data, out, *extra):
         "--response_length=6",
         "--temperature=1.0",
         "--learning_rate=3e-3",
+        "--critic_learning_rate=1e-3",  # two optimizer groups, two learning rates, one resume
         "--eval_samples=8",
         "--sample_every=0",
         "--seed=3",

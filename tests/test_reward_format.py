@@ -96,7 +96,7 @@ def tokenizers(tiny_distilbert, tiny_gpt2):
 
 def training_side(row, tmp_path, tok, model, max_length):
     """What reward_modeling.py builds from the row: its pair, reward_format.json and the chosen ids."""
-    pairs, _ = utils.load_preference_pairs(str(write_jsonl(tmp_path / "train.jsonl", [row])), "train")
+    pairs, _, _ = utils.load_preference_pairs(str(write_jsonl(tmp_path / "train.jsonl", [row])), "train")
     fmt = reward_format.reward_format_for(tok, model, pairs, max_length)
     rows, _ = reward_modeling.tokenize_pairs(pairs, tok, fmt)
     (pair,) = pairs
@@ -107,9 +107,11 @@ def ppo_prompt(form, row, tmp_path):
     """The prompt ppo.py loads for the same row (or the .txt line), after the policy's encoding."""
     if form.startswith("txt"):
         (tmp_path / "prompts.txt").write_text("What is 2+2?\n")
-        (prompt,) = ppo_data.load_prompts(str(tmp_path / "prompts.txt"), "train", None)
+        (prompt,), _ = ppo_data.load_prompts(str(tmp_path / "prompts.txt"), "train", None)
     else:
-        (prompt,) = ppo_data.load_prompts(str(write_jsonl(tmp_path / "prompts.jsonl", [row])), "train", None)
+        (prompt,), _ = ppo_data.load_prompts(
+            str(write_jsonl(tmp_path / "prompts.jsonl", [row])), "train", None
+        )
     return prompt
 
 
