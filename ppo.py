@@ -33,6 +33,7 @@ from pathlib import Path
 
 import torch
 
+import lora
 import ppo_eval
 import ppo_math
 import reward_format
@@ -472,7 +473,14 @@ class Trainer:
         self.args, self.acc = args, accelerator
         self.device = accelerator.device
         self.sizes = derive_sizes(args, accelerator.num_processes)
-        # Before any model loads: a run whose evaluation overlaps its training data stops at once.
+        if args.use_peft:  # a misspelt module name fails before the data and the weights load
+            args.lora_target_modules = lora.resolve_target_modules_from_config(
+                utils.resolve_model_path(args.model_name),
+                args.lora_target_modules,
+                "causal",
+                args.trust_remote_code,
+            )
+        # Before any weights load: a run whose evaluation overlaps its training data stops at once.
         self.train_prompts, self.eval_prompts = self._load_prompts()
         policy_path = utils.resolve_model_path(args.model_name)
         self.tok = AutoTokenizer.from_pretrained(policy_path, trust_remote_code=args.trust_remote_code)
@@ -1143,8 +1151,8 @@ def main(args: PPOArguments) -> dict:
     from accelerate.utils import set_seed
     from tqdm.auto import tqdm
 
-    validate(args)
     refuse_unsupported_launch(os.environ)
+    validate(args)
     out = Path(args.output_dir or Path("outputs") / args.exp_name)
     check_output_dir(out)
     if args.log_with == "wandb":

@@ -424,6 +424,15 @@ def main(script_args: ScriptArguments, training_args: RewardConfig, model_args: 
         utils.wandb_offline_if_unreachable()
     out = Path(training_args.output_dir)
 
+    if model_args.use_peft and not script_args.eval_only:
+        # Before the data and the weights load: a misspelt module name fails in seconds. The resolved
+        # names, not None, go to args.json.
+        model_args.lora_target_modules = lora.resolve_target_modules_from_config(
+            utils.resolve_model_path(model_args.model_name_or_path),
+            model_args.lora_target_modules,
+            "reward",
+            training_args.trust_remote_code,
+        )
     # Data first: a run whose evaluation rows overlap its training rows stops before any model loads.
     eval_data_dir = script_args.eval_data_dir or script_args.data_dir
     eval_pairs, eval_counts, eval_origins = utils.load_preference_pairs(
@@ -456,8 +465,6 @@ def main(script_args: ScriptArguments, training_args: RewardConfig, model_args: 
         max_length = limit
     training_args.max_length = max_length
     if model_args.use_peft and not script_args.eval_only:
-        # Before the data loads: a misspelt module name fails in seconds. The resolved names, not None,
-        # go to args.json.
         model_args.lora_target_modules = lora.resolve_target_modules(model, model_args.lora_target_modules)
         print(f"[rm] LoRA r={model_args.lora_r} on {model_args.lora_target_modules}")
 
