@@ -1253,9 +1253,11 @@ def main(args: PPOArguments) -> dict:
     # Evaluation on held-out prompts, then save
     result = evaluate(tr, n_show=args.num_samples)
     if acc.is_main_process:
-        print_samples(
-            result["samples"], f"held-out prompts after {tr.update} updates (reference = the starting policy)"
-        )
+        if result.get("samples"):  # --num_samples=0 shows none
+            print_samples(
+                result["samples"],
+                f"held-out prompts after {tr.update} updates (reference = the starting policy)",
+            )
         summary = {k: v for k, v in result.items() if isinstance(v, (int, float))}
         print(
             "[ppo] evaluation: "
