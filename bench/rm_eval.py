@@ -42,7 +42,9 @@ def parse_args(argv=None):
     p.add_argument("--data_root", default=str(ROOT.parent / "shared" / "data"), help="the sets' folder")
     p.add_argument("--sets", default=",".join(preference_sets.SETS), help="comma-separated sets to report")
     p.add_argument(
-        "--out", default=str(ROOT / "bench" / "results" / "rm-eval.jsonl"), help="append the line here"
+        "--out",
+        default=str(ROOT / "bench" / "results" / "rm-eval.jsonl"),
+        help="append the JSON line to this file",
     )
     p.add_argument("--dump", default=None, help="also write every pair's scores to this jsonl file")
     p.add_argument("--label", default=None, help="free text copied into the JSON")
