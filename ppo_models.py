@@ -327,10 +327,14 @@ class RewardScorer:
         texts = [reward_format.prompt_text(p, self.fmt) for p in prompts]
         return reward_format.encode(self.tok, self.fmt, texts, replies)[0]
 
+    def score_texts(self, prompts: list[dict], replies: list[str]) -> torch.Tensor:
+        """Scores [B] of reply texts (bench/rm_eval.py scores the replies of preference pairs)."""
+        ids = self.ids(prompts, replies)
+        return utils.score_sequences(self.model, ids, self.tok.pad_token_id, self.batch_tokens)
+
     def __call__(self, prompts: list[dict], responses, lengths) -> torch.Tensor:
         """Scores [B] of responses [B, T] (policy ids, the first `lengths` of each row real)."""
-        ids = self.ids(prompts, decode(self.policy_tok, responses, lengths))
-        return utils.score_sequences(self.model, ids, self.tok.pad_token_id, self.batch_tokens)
+        return self.score_texts(prompts, decode(self.policy_tok, responses, lengths))
 
 
 @dataclass
@@ -342,11 +346,13 @@ class LoadedScorer:
 
 
 def load_scorer(name: str, device, trust_remote_code: bool, policy_tokenizer) -> LoadedScorer:
-    """One reward model with its scorer, in its own training format and tokenizer."""
+    """One reward model with its scorer, in its own training format and tokenizer. Without a policy
+    tokenizer (None) it scores reply texts only (`score_texts`)."""
     model, tok, fmt = load_reward_model(name, device, trust_remote_code)
     scorer = RewardScorer(model, tok, fmt, policy_tokenizer)
     causal = model.config.model_type not in reward_format.ENCODER_MODEL_TYPES
-    return LoadedScorer(scorer, fmt, same_tokenizer(policy_tokenizer, tok), causal)
+    same = policy_tokenizer is not None and same_tokenizer(policy_tokenizer, tok)
+    return LoadedScorer(scorer, fmt, same, causal)
 
 
 def standardize(scores: torch.Tensor, fmt: dict) -> torch.Tensor:
@@ -364,15 +370,20 @@ class EnsembleScorer:
     def __init__(self, members: list[LoadedScorer]):
         self.members = members
 
-    def __call__(self, prompts, responses, lengths) -> torch.Tensor:
-        scores = [standardize(m.scorer(prompts, responses, lengths).float(), m.fmt) for m in self.members]
+    def score_texts(self, prompts: list[dict], replies: list[str]) -> torch.Tensor:
+        scores = [standardize(m.scorer.score_texts(prompts, replies).float(), m.fmt) for m in self.members]
         return torch.stack(scores).mean(0)
+
+    def __call__(self, prompts, responses, lengths) -> torch.Tensor:
+        # The members share the policy's tokenizer (load_proxy_reward): decode once.
+        return self.score_texts(prompts, decode(self.members[0].scorer.policy_tok, responses, lengths))
 
 
 def load_proxy_reward(spec: str, device, trust_remote_code: bool, policy_tokenizer):
     """--reward_model: one model, or a comma-separated ensemble (`EnsembleScorer`).
 
-    Returns (scorer, format, path of a reward model the critic can start from or None, a note). An
+    Returns (scorer, format, path of a reward model the critic can start from or None, a note); with
+    policy_tokenizer None the scorer scores reply texts only (`score_texts`, bench/rm_eval.py). An
     ensemble's format carries reward_mean 0 and reward_std 1 when every member was standardised
     (--normalize_reward then changes nothing), else no statistics (--normalize_reward is refused)."""
     names = split_reward_models(spec)
