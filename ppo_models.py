@@ -46,10 +46,7 @@ def reward_model_key(name: str) -> str:
 def reward_model_path(name: str) -> str:
     """The local folder (or hub id) of a reward-model name: TRL 0.x pipeline-style prefixes dropped
     ("text-classification:<path>"), offline names resolved (`pypi:...`), a missing folder refused."""
-    reward_model_key(name)
-    for prefix in PIPELINE_PREFIXES:
-        name = name.removeprefix(prefix)
-    return utils.resolve_model_path(name)
+    return utils.resolve_model_path(reward_model_key(name))
 
 
 def load_reward_model(name: str, device, trust_remote_code: bool):
@@ -390,7 +387,7 @@ def load_proxy_reward(spec: str, device, trust_remote_code: bool, policy_tokeniz
     members = [load_scorer(name, device, trust_remote_code, policy_tokenizer) for name in names]
     if len(members) == 1:
         (m,) = members
-        critic = utils.resolve_model_path(reward_model_key(names[0])) if m.same_tokens and m.causal else None
+        critic = reward_model_path(names[0]) if m.same_tokens and m.causal else None
         return m.scorer, m.fmt, critic, f"{'same' if m.same_tokens else 'own'} tokenizer, text round trip"
     standardized = all(m.fmt.get("reward_mean") is not None and m.fmt.get("reward_std") for m in members)
     fmt = {"reward_mean": 0.0, "reward_std": 1.0} if standardized else {}

@@ -433,6 +433,7 @@ def main(script_args: ScriptArguments, training_args: RewardConfig, model_args: 
             "reward",
             training_args.trust_remote_code,
         )
+        print(f"[rm] LoRA r={model_args.lora_r} on {model_args.lora_target_modules}")
     # Data first: a run whose evaluation rows overlap its training rows stops before any model loads.
     eval_data_dir = script_args.eval_data_dir or script_args.data_dir
     eval_pairs, eval_counts, eval_origins = utils.load_preference_pairs(
@@ -464,9 +465,6 @@ def main(script_args: ScriptArguments, training_args: RewardConfig, model_args: 
         print(f"[rm] max_length {max_length} -> {limit} (the backbone's limit)")
         max_length = limit
     training_args.max_length = max_length
-    if model_args.use_peft and not script_args.eval_only:
-        model_args.lora_target_modules = lora.resolve_target_modules(model, model_args.lora_target_modules)
-        print(f"[rm] LoRA r={model_args.lora_r} on {model_args.lora_target_modules}")
 
     if script_args.eval_only:
         fmt_path = Path(path) / reward_format.REWARD_FORMAT_FILE

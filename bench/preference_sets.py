@@ -21,6 +21,7 @@ from collections import Counter
 from pathlib import Path
 
 import utils
+from ppo_data import row_to_prompt
 
 SETS = ("hh-rlhf", "pandalm", "hhh")
 HH_HELDOUT = ("harmless-base[1800:]", "helpful-base[1800:]")  # --data_dir slices of hh-rlhf's test split
@@ -43,10 +44,7 @@ def hh_pairs(pairs: list[dict], group: str) -> list[dict]:
         {
             "group": group,
             "id": f"{group}:{k}",
-            "prompt": {
-                "turns": utils.parse_hh(p["prompt"].removesuffix(utils.ASSISTANT)),
-                "text": p["prompt"],
-            },
+            "prompt": row_to_prompt({"prompt": p["prompt"]}),
             "chosen": p["chosen"],
             "rejected": p["rejected"],
         }
