@@ -299,6 +299,20 @@ def preference_metrics(r_chosen, r_rejected, bins=5):
     }
 
 
+def reward_statistics(model, tokenizer, rows, batch_tokens: int, n_pairs: int = 512) -> dict:
+    """reward_mean / reward_std of the scores of up to n_pairs training pairs (both replies), evenly
+    spaced over the training rows: the statistics PPO standardises this model's scores with."""
+    n = len(rows["chosen_ids"])
+    pick = sorted({i * n // min(n, n_pairs) for i in range(min(n, n_pairs))})
+    ids = [rows["chosen_ids"][i] for i in pick] + [rows["rejected_ids"][i] for i in pick]
+    scores = utils.score_sequences(model, ids, tokenizer.pad_token_id, batch_tokens)
+    return {
+        "reward_mean": scores.mean().item(),
+        "reward_std": scores.std().item() if len(scores) > 1 else 0.0,
+        "reward_stats_pairs": len(pick),
+    }
+
+
 def print_metrics(title, metrics):
     print(f"\n{title}: {metrics['pairs']} pairs")
     print(
@@ -510,12 +524,15 @@ def main(script_args: ScriptArguments, training_args: RewardConfig, model_args: 
     scores = utils.score_sequences(model, eval_ids, tokenizer.pad_token_id, script_args.eval_batch_tokens)
     metrics = preference_metrics(scores[: len(eval_pairs)], scores[len(eval_pairs) :])
     print_metrics("held-out evaluation", metrics)
+    # PPO standardises rewards (--normalize_reward, ensembles, routing) with these statistics: they
+    # come from training rows, so nothing about the held-out rows reaches a PPO run.
+    norm = reward_statistics(model, tokenizer, train_rows, script_args.eval_batch_tokens)
 
     if trainer.accelerator.is_main_process:
         model.config.id2label, model.config.label2id = {0: "reward"}, {"reward": 0}
         model.save_pretrained(out)
         tokenizer.save_pretrained(out)
-        fmt.update(reward_mean=metrics["reward_mean"], reward_std=metrics["reward_std"], base_model=path)
+        fmt.update(norm, base_model=path)
         utils.write_json(out / reward_format.REWARD_FORMAT_FILE, fmt)
         summary = {
             "eval": metrics,

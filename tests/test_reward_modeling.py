@@ -2,12 +2,13 @@
 
 import json
 import os
+import shutil
 import time
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import HH_HARMLESS_TEST
+from conftest import HH_HARMLESS_TEST, write_jsonl
 
 import reward_format
 import reward_modeling
@@ -77,6 +78,29 @@ def test_tiny_gpt2_learns(tiny_gpt2, pref_dir, tmp_path):
     fmt = json.loads((out / reward_format.REWARD_FORMAT_FILE).read_text())
     assert fmt["append_eos"] is False  # GPT-2: pad == eos, so the score sits on the last reply token
     check_saved_model(out, CHOSEN, REJECTED)
+
+
+def test_reward_statistics_come_from_the_training_rows(tiny_distilbert, pref_dir, tmp_path):
+    """PPO standardises with reward_mean/reward_std: they are the saved model's scores on training
+    pairs, never on the held-out rows the run reports accuracy on."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    data = tmp_path / "data"  # the training rows, and held-out rows unlike them
+    data.mkdir()
+    shutil.copy(pref_dir / "train.jsonl", data / "train.jsonl")
+    write_jsonl(data / "test.jsonl", [{"chosen": CHOSEN, "rejected": REJECTED}] * 4)
+    out = tmp_path / "rm"
+    held_out = train(tiny_distilbert, data, out)
+    fmt = json.loads((out / reward_format.REWARD_FORMAT_FILE).read_text())
+    model = AutoModelForSequenceClassification.from_pretrained(str(out)).eval()
+    tok = AutoTokenizer.from_pretrained(str(out))
+    pairs = utils.load_preference_pairs(str(pref_dir), "train")[0]
+    rows, _ = reward_modeling.tokenize_pairs(pairs, tok, fmt)
+    scores = utils.score_sequences(model, rows["chosen_ids"] + rows["rejected_ids"], tok.pad_token_id)
+    assert fmt["reward_stats_pairs"] == len(pairs) == 160
+    assert fmt["reward_mean"] == pytest.approx(scores.mean().item(), abs=1e-4)
+    assert fmt["reward_std"] == pytest.approx(scores.std().item(), abs=1e-4)
+    assert abs(fmt["reward_std"] - held_out["reward_std"]) > 0.05  # not the held-out rows' statistics
 
 
 def test_lora_trains_adapters_and_the_new_head(tiny_distilbert, pref_dir, tmp_path):
