@@ -50,7 +50,6 @@ from ppo_data import PromptEncoder, PromptStream, load_prompts, stop_token_ids
 from ppo_models import (
     build_policy_and_value,
     decode,
-    disable_dropout,
     left_pad,
     load_proxy_reward,
     load_scorer,
@@ -873,12 +872,14 @@ class Trainer:
         return None
 
     def train_on(self, ro: Rollout, old_logprobs, old_values, advantages, returns) -> dict:
+        from trl.trainer.utils import disable_dropout_in_model
+
         args, s = self.args, self.sizes
         input_ids = torch.cat([ro.query, ro.responses], dim=1)
         attn = torch.cat([ro.query_mask, ro.response_mask.long()], dim=1)
         P = ro.query.shape[1]
         self.model.train()
-        disable_dropout(self.model)
+        disable_dropout_in_model(self.model)
         totals: dict[str, list[float]] = {}
         norms: dict[str, list[float]] = {"policy_grad_norm": [], "value_grad_norm": []}
         skipped = overflows = 0

@@ -150,10 +150,12 @@ def build_policy_and_value(args: PPOArguments, policy_path: str, rm_path: str, r
             value["trunk"].gradient_checkpointing_enable(
                 gradient_checkpointing_kwargs={"use_reentrant": False}
             )
+    from trl.trainer.utils import disable_dropout_in_model
+
     model = PolicyAndValue(policy, value, kind)
     for m in (model, ref):
         if m is not None:
-            disable_dropout(m)
+            disable_dropout_in_model(m)  # with dropout on, the first PPO ratio is not 1 (PPO-NOTES.md)
             fuse_gelu(m)
     return model, ref, kind, source
 
@@ -173,13 +175,6 @@ def fuse_gelu(module) -> int:
                 setattr(parent, name, GELUTanh())
                 swapped += 1
     return swapped
-
-
-def disable_dropout(module) -> None:
-    """Dropout off everywhere: with it on, the first PPO ratio is not 1 (PPO-NOTES.md)."""
-    for m in module.modules():
-        if isinstance(m, nn.Dropout):
-            m.p = 0.0
 
 
 def scored_inputs(input_ids, attention_mask) -> dict:
@@ -233,12 +228,12 @@ class PolicyAndValue(nn.Module):
 
 
 def left_pad(seqs: list[list[int]], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:
-    width = max(len(s) for s in seqs)
-    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(seqs), width), dtype=torch.long)
-    for i, s in enumerate(seqs):
-        ids[i, width - len(s) :] = torch.tensor(s, dtype=torch.long)
-        mask[i, width - len(s) :] = 1
+    """Token-id lists left-padded to the longest: (ids [B, W], attention mask [B, W], 1 on real tokens)."""
+    rows = [torch.tensor(s, dtype=torch.long) for s in seqs]
+    ids = nn.utils.rnn.pad_sequence(rows, batch_first=True, padding_value=pad_id, padding_side="left")
+    mask = nn.utils.rnn.pad_sequence(
+        [torch.ones_like(r) for r in rows], batch_first=True, padding_side="left"
+    )
     return ids.to(device), mask.to(device)
 
 

@@ -99,22 +99,25 @@ def encode_left_truncated(
     """Tokenize with the backbone's special tokens; keep the *end* of over-long texts.
 
     Preference pairs differ in their last reply, so truncation drops the oldest turns and keeps the
-    special tokens at both ends intact."""
+    special tokens at both ends intact: the tokenizer's own `truncation_side="left"` (set on it, so a
+    saved tokenizer cuts as its model was trained), which equals cutting the text's ids to their last
+    `max_length - len(special tokens)` (tests/test_libraries.py)."""
     prefix, suffix = special_token_wrap(tokenizer)
-    if append_eos:
-        suffix = suffix + [tokenizer.eos_token_id]
-    bodies = tokenizer(texts, add_special_tokens=False)["input_ids"]
-    out, truncated = [], []
-    for body in bodies:
-        room = None if max_length is None else max_length - len(prefix) - len(suffix)
-        if room is not None and room < 1:
-            raise utils.UsageError(
-                f"max_length={max_length} leaves no room for text between the special tokens"
-            )
-        cut = room is not None and len(body) > room
-        out.append(prefix + (body[-room:] if cut else body) + suffix)
-        truncated.append(cut)
-    return out, truncated
+    eos = [tokenizer.eos_token_id] if append_eos else []
+    limit = None if max_length is None else max_length - len(eos)
+    if limit is not None and limit - len(prefix) - len(suffix) < 1:
+        raise utils.UsageError(f"max_length={max_length} leaves no room for text between the special tokens")
+    tokenizer.truncation_side = "left"
+    enc = tokenizer(texts, truncation=limit is not None, max_length=limit)
+    if enc.encodings is not None:  # a Rust tokenizer keeps the ids it cut
+        truncated = [bool(e.overflowing) for e in enc.encodings]
+    else:
+        truncated = (
+            [len(ids) > limit for ids in tokenizer(texts)["input_ids"]]
+            if limit is not None
+            else [False] * len(texts)
+        )
+    return [ids + eos for ids in enc["input_ids"]], truncated
 
 
 def encode(

@@ -51,13 +51,13 @@ def main(argv=None):
     args = parse_args(argv)
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from trl.trainer.utils import disable_dropout_in_model
 
     import ppo_math
     import utils
     from ppo_data import PromptEncoder, stop_token_ids
     from ppo_models import (
         PolicyAndValue,
-        disable_dropout,
         fuse_gelu,
         left_pad,
         response_logits,
@@ -77,7 +77,7 @@ def main(argv=None):
         AutoModelForSequenceClassification.from_pretrained(path, num_labels=1, dtype=torch.float32)
     )
     model = PolicyAndValue(policy, torch.nn.ModuleDict({"trunk": trunk, "head": head}), "critic")
-    disable_dropout(model)
+    disable_dropout_in_model(model)
     fuse_gelu(model)
     model.eval()
 
@@ -109,7 +109,7 @@ def main(argv=None):
         ref = AutoModelForCausalLM.from_pretrained(
             utils.resolve_model_path(args.reference), dtype=torch.float32
         )
-        disable_dropout(ref)
+        disable_dropout_in_model(ref)
         fuse_gelu(ref)
         ref.eval()
         for name, bf16 in (("fp32", False), ("bf16", True)):
