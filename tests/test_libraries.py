@@ -99,3 +99,28 @@ def test_left_truncation_by_the_tokenizer_equals_cutting_the_ids(backbone, reque
         got = reward_format.encode_left_truncated(tok, texts, max_length, eos)
         assert got == expected, (max_length, eos)
         assert max_length is None or 0 < sum(got[1]) < len(texts)
+
+
+def test_library_check_bench_runs_and_both_logprob_paths_agree(capsys):
+    """bench/library_check.py at a tiny size: both samplers make every token, and our closed-form
+    log-prob backward gives autograd's values and gradients."""
+    import sys
+
+    from conftest import ROOT
+
+    sys.path.insert(0, str(ROOT / "bench"))
+    import library_check
+
+    result = library_check.main(
+        ["--shapes=gpt2", "--gpt2_layers=1", "--gpt2_width=32", "--n=2", "--response_length=3", "--repeats=1"]
+    )
+    row = result["shapes"]["gpt2"]
+    assert (
+        row["sampler"]["new_tokens"] == 3
+        and row["sampler"]["ours_s"] > 0
+        and row["sampler"]["generate_s"] > 0
+    )
+    assert row["logprob_backward"]["shape"] == [2, 3, 50257]
+    assert row["logprob_backward"]["max_abs_logprob_diff"] < 1e-5
+    assert row["logprob_backward"]["max_abs_grad_diff"] < 1e-6
+    assert '"harness": "library_check"' in capsys.readouterr().out
