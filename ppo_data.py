@@ -75,7 +75,9 @@ def load_prompts(source: str, split: str, data_dir: str | None) -> tuple[list[di
 
 class PromptEncoder:
     """Renders a conversation for the policy (its chat template, else hh-rlhf text) and tokenizes it,
-    dropping whole turns from the left, then tokens, to fit `max_length`."""
+    dropping whole turns from the left, then tokens, to fit `max_length`. Not the tokenizer's
+    `truncation_side="left"`: that would cut the template's own opening tokens (a chat model's
+    system turn and role markers) along with the oldest words."""
 
     def __init__(self, tokenizer, max_length: int):
         self.tok, self.max_length = tokenizer, max_length

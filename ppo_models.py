@@ -164,7 +164,9 @@ def fuse_gelu(module) -> int:
     """Swap GPT-2's tanh-GELU written as seven tensor ops (`gelu_new`, `gelu_fast`) for torch's
     one-kernel `gelu(approximate="tanh")`: the same function, equal up to float rounding
     (transformers' GELUTanh docstring), ~10% of a small GPT-2's training step on a CPU
-    (bench/ppo_bench.py). The config is untouched, so saved models keep their activation name.
+    (bench/ppo_bench.py). The config is untouched, so saved models keep their activation name; that
+    is why this is not `from_pretrained(..., activation_function="gelu_pytorch_tanh")`, which builds
+    the same modules but saves the new name, and whose key differs by architecture (`hidden_act`).
     Returns the number of modules swapped."""
     from transformers.activations import FastGELUActivation, GELUTanh, NewGELUActivation
 
