@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from torch import nn
 
-import utils
+import cmdline
 
 # peft's shorthand for every Linear layer but the output layer (LoraConfig.target_modules docs)
 ALL_LINEAR = "all-linear"
@@ -56,7 +56,7 @@ def default_target_modules(model: nn.Module) -> list[str]:
     for fused in FUSED_QKV:
         if fused in leaves:
             return [fused]
-    raise utils.UsageError(
+    raise cmdline.UsageError(
         f"{model_type}: no default LoRA target modules (peft has none and no attention query/value "
         f"projection was recognised); name them with --lora_target_modules, from: {' '.join(sorted(leaves))}"
     )
@@ -75,7 +75,7 @@ def resolve_target_modules(model: nn.Module, requested: list[str] | str | None) 
     found = adaptable_modules(model)
     missing = [name for name in names if not any(f == name or f.endswith("." + name) for f in found)]
     if missing:
-        raise utils.UsageError(
+        raise cmdline.UsageError(
             f"--lora_target_modules {' '.join(missing)}: no such Linear/Conv1D/Embedding module in this "
             f"{model.config.model_type} model; its modules are: {' '.join(leaf_names(found))}"
         )

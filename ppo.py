@@ -33,11 +33,15 @@ from pathlib import Path
 
 import torch
 
+import cmdline
+import hh_data
 import lora
+import offline
 import ppo_eval
 import ppo_math
 import reward_format
-import utils
+import runtime
+import scoring
 from ppo_checkpoint import (
     check_disk_space,
     check_output_dir,
@@ -348,16 +352,16 @@ def derive_sizes(args: PPOArguments, world: int) -> Sizes:
     """All batch arithmetic in one place; impossible combinations are refused, naming the flags."""
     for name in ("batch_size", "mini_batch_size", "gradient_accumulation_steps", "ppo_epochs", "steps"):
         if getattr(args, name) < 1:
-            raise utils.UsageError(f"--{name} must be at least 1 (got {getattr(args, name)})")
+            raise cmdline.UsageError(f"--{name} must be at least 1 (got {getattr(args, name)})")
     minibatch = args.mini_batch_size * args.gradient_accumulation_steps
     if args.batch_size % minibatch:
-        raise utils.UsageError(
+        raise cmdline.UsageError(
             f"--batch_size={args.batch_size} is not a multiple of --mini_batch_size x --gradient_accumulation_steps "
             f"= {args.mini_batch_size} x {args.gradient_accumulation_steps} = {minibatch}; no episode may be dropped"
         )
     rollout = args.rollout_batch_size or args.batch_size
     if args.batch_size % rollout:
-        raise utils.UsageError(
+        raise cmdline.UsageError(
             f"--batch_size={args.batch_size} is not a multiple of --rollout_batch_size={rollout}"
         )
     global_batch = args.batch_size * world
@@ -376,27 +380,27 @@ def derive_sizes(args: PPOArguments, world: int) -> Sizes:
 
 def validate(args: PPOArguments) -> None:
     if args.use_seq2seq:
-        raise utils.UsageError(
+        raise cmdline.UsageError(
             "--use_seq2seq=True: seq2seq (encoder-decoder) policies are not supported; "
             "use a causal language model (GPT-2, Llama, SmolLM2, ...)"
         )
     if args.temperature <= 0:
-        raise utils.UsageError(
+        raise cmdline.UsageError(
             f"--temperature must be > 0 (got {args.temperature}); sampling is required for PPO"
         )
     if args.eval_temperature is not None and args.eval_temperature <= 0:
-        raise utils.UsageError(
+        raise cmdline.UsageError(
             f"--eval_temperature must be > 0 (got {args.eval_temperature}); for near-greedy answers use 0.01"
         )
     if args.lora_dropout:
-        raise utils.UsageError(
+        raise cmdline.UsageError(
             f"--lora_dropout={args.lora_dropout}: dropout is disabled in every model (policy, reference, "
             "value, reward), so that the first PPO ratio is exactly 1; use --lora_dropout=0"
         )
     if args.response_length < 1 or args.max_prompt_length < 1:
-        raise utils.UsageError("--response_length and --max_prompt_length must be at least 1")
+        raise cmdline.UsageError("--response_length and --max_prompt_length must be at least 1")
     if args.bf16 and args.fp16:
-        raise utils.UsageError("--bf16 and --fp16 are exclusive")
+        raise cmdline.UsageError("--bf16 and --fp16 are exclusive")
     if args.log_with == "none":
         args.log_with = None
     check_reward_models(args)
@@ -406,7 +410,7 @@ def check_reward_models(args: PPOArguments) -> None:
     """Before any model is loaded: every reward model exists, and no gold model is one the policy
     is trained against (its gold curve would be the proxy's)."""
     if args.eval_seeds < 1:
-        raise utils.UsageError(f"--eval_seeds must be at least 1 (got {args.eval_seeds})")
+        raise cmdline.UsageError(f"--eval_seeds must be at least 1 (got {args.eval_seeds})")
     proxy = {reward_model_key(name) for name in split_reward_models(args.reward_model)}
     if not args.gold_reward_model:
         return
@@ -415,25 +419,25 @@ def check_reward_models(args: PPOArguments) -> None:
         try:
             key = reward_model_key(name)
         except FileNotFoundError as e:
-            raise utils.MissingInputError(f"--gold_reward_model: {e}") from None
+            raise cmdline.MissingInputError(f"--gold_reward_model: {e}") from None
         if key in proxy:
-            raise utils.UsageError(
+            raise cmdline.UsageError(
                 f"--gold_reward_model {name} is the --reward_model the policy is trained against; "
                 "a gold model must be another one"
             )
         if key in seen:
-            raise utils.UsageError(f"--gold_reward_model lists {name} twice")
+            raise cmdline.UsageError(f"--gold_reward_model lists {name} twice")
         seen.add(key)
 
 
 def resolve_precision(args: PPOArguments, device_type: str, launcher: str = "no") -> None:
     """Decide --bf16 when it was not given: what `accelerate launch --mixed_precision` asked for
     (`launcher`: "no", "bf16" or "fp16"), else bf16 where the device multiplies it natively
-    (`utils.native_bf16`), else float32."""
+    (`runtime.native_bf16`), else float32."""
     if args.bf16 is not None:
         return
     args.fp16 = args.fp16 or launcher == "fp16"
-    args.bf16 = not args.fp16 and utils.default_bf16(device_type, launcher)
+    args.bf16 = not args.fp16 and runtime.default_bf16(device_type, launcher)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -474,16 +478,16 @@ class Trainer:
         self.sizes = derive_sizes(args, accelerator.num_processes)
         if args.use_peft:  # a misspelt module name fails before the data and the weights load
             args.lora_target_modules = lora.resolve_target_modules_from_config(
-                utils.resolve_model_path(args.model_name),
+                offline.resolve_model_path(args.model_name),
                 args.lora_target_modules,
                 "causal",
                 args.trust_remote_code,
             )
         # Before any weights load: a run whose evaluation overlaps its training data stops at once.
         self.train_prompts, self.eval_prompts = self._load_prompts()
-        policy_path = utils.resolve_model_path(args.model_name)
+        policy_path = offline.resolve_model_path(args.model_name)
         self.tok = AutoTokenizer.from_pretrained(policy_path, trust_remote_code=args.trust_remote_code)
-        utils.ensure_pad_token(self.tok)
+        scoring.ensure_pad_token(self.tok)
         self.stop_ids = set() if args.ignore_eos else stop_token_ids(self.tok, args.stop_token)
         self.scorer, self.rm_format, critic_rm, rm_note = load_proxy_reward(
             args.reward_model, self.device, args.trust_remote_code, self.tok
@@ -497,10 +501,10 @@ class Trainer:
             args, policy_path, critic_rm, reuse_rm=critic_rm is not None
         )
         self.model.policy.config.pad_token_id = self.tok.pad_token_id
-        limit = utils.model_max_length(self.tok, self.model.policy.config)
+        limit = scoring.model_max_length(self.tok, self.model.policy.config)
         max_prompt = args.max_prompt_length
         if limit is not None and args.response_length >= limit:
-            raise utils.UsageError(
+            raise cmdline.UsageError(
                 f"--response_length={args.response_length} leaves no room for a prompt in the "
                 f"policy's context of {limit} tokens"
             )
@@ -610,7 +614,7 @@ class Trainer:
                 no_test = type(e).__name__
         if no_test:  # no test split: hold out the tail of the training prompts
             if len(train) <= args.eval_samples:
-                raise utils.UsageError(
+                raise cmdline.UsageError(
                     f"{args.query_dataset}: {len(train)} prompts and no test split; need more than "
                     f"--eval_samples={args.eval_samples} to hold some out"
                 )
@@ -618,7 +622,7 @@ class Trainer:
                 f"[ppo] no test split ({no_test}); holding out the last {args.eval_samples} prompts"
             )
             return train[: -args.eval_samples], train[-args.eval_samples :]
-        utils.refuse_overlap(
+        hh_data.refuse_overlap(
             train_rows,
             eval_rows,
             f"--query_dataset={args.query_dataset} --data_dir={args.data_dir} --query_split={args.query_split}",
@@ -715,7 +719,7 @@ class Trainer:
         if args.normalize_reward:
             mean, std = self.rm_format.get("reward_mean"), self.rm_format.get("reward_std")
             if mean is None or not std:
-                raise utils.UsageError(
+                raise cmdline.UsageError(
                     f"--normalize_reward: {args.reward_model} has no reward_mean/reward_std in "
                     f"{reward_format.REWARD_FORMAT_FILE} (train it with reward_modeling.py)"
                 )
@@ -1138,7 +1142,7 @@ def refuse_unsupported_launch(environ) -> None:
     a run that looks hung)."""
     for var, name in UNSUPPORTED_LAUNCH.items():
         if environ.get(var, "false").lower() == "true":
-            raise utils.UsageError(
+            raise cmdline.UsageError(
                 f"ppo.py does not run under {name}: launch it with configs/accelerate/multi_gpu_ddp.yaml "
                 "(DDP; cpu_2proc.yaml on CPUs), with --use_peft=True for the least memory"
             )
@@ -1157,14 +1161,14 @@ def main(args: PPOArguments) -> dict:
     out = Path(args.output_dir or Path("outputs") / args.exp_name)
     check_output_dir(out)
     if args.log_with == "wandb":
-        utils.wandb_offline_if_unreachable()
+        runtime.wandb_offline_if_unreachable()
     # ppo.py autocasts its own forward passes and scales the fp16 loss itself: what `accelerate launch
     # --mixed_precision` asked for becomes the default of --bf16/--fp16, and accelerate (which would
     # wrap the prepared model alone in autocast and scale the loss a second time) is told "no".
     launcher = os.environ.get("ACCELERATE_MIXED_PRECISION", "no")
     if launcher != "no":
         os.environ["ACCELERATE_MIXED_PRECISION"] = "no"
-    acc = Accelerator(log_with=args.log_with, project_dir=str(out), cpu=utils.cpu_processes_without_gpu())
+    acc = Accelerator(log_with=args.log_with, project_dir=str(out), cpu=runtime.cpu_processes_without_gpu())
     resolve_precision(args, acc.device.type, launcher)  # before args.json is written: the run records it
     if args.num_threads:
         torch.set_num_threads(args.num_threads)
@@ -1190,10 +1194,10 @@ def main(args: PPOArguments) -> dict:
                 points = [p for p in saved if p["update"] <= tr.update]
     if acc.is_main_process:
         metrics_path.write_text("".join(json.dumps(m) + "\n" for m in history))
-        utils.write_json(out / "args.json", args)
+        runtime.write_json(out / "args.json", args)
     if args.log_with:
         acc.init_trackers(
-            args.exp_name, config=utils.to_jsonable(args), init_kwargs={"wandb": {"name": args.exp_name}}
+            args.exp_name, config=runtime.to_jsonable(args), init_kwargs={"wandb": {"name": args.exp_name}}
         )
 
     stop = {"signal": None}
@@ -1228,7 +1232,7 @@ def main(args: PPOArguments) -> dict:
                 result = evaluate(tr)
                 points.append(result)
                 if acc.is_main_process:  # the curve so far, readable (and plottable) during the run
-                    utils.write_json(out / "eval.json", {**result, "points": points})
+                    runtime.write_json(out / "eval.json", {**result, "points": points})
                 if args.log_with:
                     acc.log(tracker_metrics(result), step=tr.update)
             if args.save_steps and (tr.update % args.save_steps == 0 or stop["signal"] is not None):
@@ -1268,7 +1272,7 @@ def main(args: PPOArguments) -> dict:
     points.append({k: v for k, v in result.items() if k != "samples"})
     result["points"] = points
     if acc.is_main_process:
-        utils.write_json(out / "eval.json", result)
+        runtime.write_json(out / "eval.json", result)
     if args.log_with:
         acc.log(tracker_metrics(result), step=tr.update)
     save_final(tr, out)
@@ -1313,9 +1317,9 @@ def log_samples(tr: Trainer, acc) -> None:
 
 
 def cli(argv: list[str] | None = None) -> dict:
-    (args,) = utils.parse_args((PPOArguments,), argv, renamed=ALIASES)
+    (args,) = cmdline.parse_args((PPOArguments,), argv, renamed=ALIASES)
     return main(args)
 
 
 if __name__ == "__main__":
-    utils.run_script(cli)
+    cmdline.run_script(cli)

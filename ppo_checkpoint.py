@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-import utils
+import cmdline
+import runtime
 
 if TYPE_CHECKING:
     from ppo import Trainer
@@ -51,7 +52,7 @@ def save_checkpoint(tr: Trainer, out: Path) -> Path:
     torch.save(rng, tmp / f"rng_state_{tr.acc.process_index}.pt")
     if tr.acc.is_main_process:
         torch.save(state, tmp / "trainer_state.pt")
-        utils.write_json(
+        runtime.write_json(
             tmp / "trainer_state.json",
             {"update": tr.update, "episodes": tr.episodes, "world": tr.sizes.world, "args": tr.args},
         )
@@ -68,14 +69,14 @@ def save_checkpoint(tr: Trainer, out: Path) -> Path:
 
 
 def complete_checkpoints(out: Path) -> list[Path]:
-    return utils.complete_checkpoints(out, CHECKPOINT_FILES)
+    return runtime.complete_checkpoints(out, CHECKPOINT_FILES)
 
 
 def find_checkpoint(spec: str, out: Path) -> Path | None:
     if spec != "auto":
         path = Path(spec)
         if not all((path / f).is_file() for f in CHECKPOINT_FILES):
-            raise utils.MissingInputError(
+            raise cmdline.MissingInputError(
                 f"--resume_from_checkpoint={spec}: not a complete checkpoint folder"
             )
         return path
@@ -85,16 +86,16 @@ def find_checkpoint(spec: str, out: Path) -> Path | None:
 
 def load_checkpoint(tr: Trainer, path: Path) -> None:
     state = torch.load(path / "trainer_state.pt", weights_only=False)
-    saved_world = utils.read_json(path / "trainer_state.json")["world"]
+    saved_world = runtime.read_json(path / "trainer_state.json")["world"]
     if saved_world != tr.sizes.world:
-        raise utils.UsageError(
+        raise cmdline.UsageError(
             f"{path} was written by {saved_world} process(es); resume with the same number "
             f"(now {tr.sizes.world}) to continue identically"
         )
     model = tr.acc.unwrap_model(tr.model)
     missing = set(state["model"]) - set(model.state_dict())
     if missing:
-        raise utils.UsageError(
+        raise cmdline.UsageError(
             f"{path}: checkpoint does not match this model ({len(missing)} unknown tensors)"
         )
     model.load_state_dict(state["model"], strict=False)
@@ -148,11 +149,11 @@ def check_disk_space(tr: Trainer, out: Path) -> None:
     save holds the whole policy (LoRA merged) and value function."""
     model = tr.acc.unwrap_model(tr.model)
     trainable = [p for p in model.parameters() if p.requires_grad]
-    checkpoint = 3 * utils.tensor_bytes(trainable)
+    checkpoint = 3 * runtime.tensor_bytes(trainable)
     kept = (tr.args.save_total_limit or tr.sizes.updates // max(tr.args.save_steps, 1)) + 1
     checkpoints = kept * checkpoint if tr.args.save_steps else 0
-    final = utils.tensor_bytes(model.parameters())
-    utils.require_free_space(
+    final = runtime.tensor_bytes(model.parameters())
+    runtime.require_free_space(
         out,
         checkpoints + final,
         f"{kept if tr.args.save_steps else 0} checkpoints of {checkpoint / 2**20:,.0f} MiB "

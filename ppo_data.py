@@ -11,7 +11,8 @@ from pathlib import Path
 
 import torch
 
-import utils
+import cmdline
+import hh_data
 
 PROMPT_COLUMNS = ("prompt", "query", "user", "question", "instruction")
 
@@ -21,19 +22,19 @@ def row_to_prompt(row: dict) -> dict | None:
     reads; `text` is the prompt string reward_modeling.py trains on for the same row (hh-rlhf text, a
     plain prompt verbatim, message lists rendered in hh-rlhf form), which `reward_format.prompt_text`
     gives the reward model."""
-    chosen, rejected = utils.as_text(row.get("chosen")), utils.as_text(row.get("rejected"))
+    chosen, rejected = hh_data.as_text(row.get("chosen")), hh_data.as_text(row.get("rejected"))
     if row.get("prompt") is None and chosen is not None and rejected is not None:
-        # As utils.clean_preference_rows: without a prompt column, the prompt is the shared conversation.
-        prompt_text, _, _ = utils.split_prompt(chosen, rejected)
-        if not prompt_text.endswith(utils.ASSISTANT):
+        # As hh_data.clean_preference_rows: without a prompt column, the prompt is the shared conversation.
+        prompt_text, _, _ = hh_data.split_prompt(chosen, rejected)
+        if not prompt_text.endswith(hh_data.ASSISTANT):
             return None
-        return {"turns": utils.parse_hh(prompt_text[: -len(utils.ASSISTANT)]), "text": prompt_text}
+        return {"turns": hh_data.parse_hh(prompt_text[: -len(hh_data.ASSISTANT)]), "text": prompt_text}
     for col in PROMPT_COLUMNS:
         value = row.get(col)
         if isinstance(value, str) and value.strip():
-            if utils.is_hh(value):
-                text = value if value.endswith(utils.ASSISTANT) else value + utils.ASSISTANT
-                return {"turns": utils.parse_hh(text[: -len(utils.ASSISTANT)]), "text": text}
+            if hh_data.is_hh(value):
+                text = value if value.endswith(hh_data.ASSISTANT) else value + hh_data.ASSISTANT
+                return {"turns": hh_data.parse_hh(text[: -len(hh_data.ASSISTANT)]), "text": text}
             return {"turns": [{"role": "user", "content": value.strip()}], "text": value}
         if isinstance(value, list) and value and all(isinstance(m, dict) for m in value):
             turns = [{"role": m["role"], "content": str(m["content"])} for m in value]
@@ -41,35 +42,35 @@ def row_to_prompt(row: dict) -> dict | None:
                 turns.pop()
             if not turns:
                 return None
-            hh = all(t["role"] in utils.MARKER_OF_ROLE for t in turns)  # hh-rlhf has no system turn
+            hh = all(t["role"] in hh_data.MARKER_OF_ROLE for t in turns)  # hh-rlhf has no system turn
             return {
                 "turns": turns,
-                "text": utils.render_hh(turns, add_generation_prompt=True) if hh else None,
+                "text": hh_data.render_hh(turns, add_generation_prompt=True) if hh else None,
             }
     return None
 
 
-def load_prompts(source: str, split: str, data_dir: str | None) -> tuple[list[dict], list[utils.Origin]]:
-    """The prompts of a split, and the origins of the rows selected (see `utils.load_rows`)."""
+def load_prompts(source: str, split: str, data_dir: str | None) -> tuple[list[dict], list[hh_data.Origin]]:
+    """The prompts of a split, and the origins of the rows selected (see `hh_data.load_rows`)."""
     path = Path(source)
     if path.is_file() and path.suffix == ".txt":
         if data_dir:
-            raise utils.UsageError(f"--data_dir={data_dir} names subset folders, but {source} is a file")
+            raise cmdline.UsageError(f"--data_dir={data_dir} names subset folders, but {source} is a file")
         lines = [line.strip() for line in path.read_text().splitlines() if line.strip()]
-        _, sl = utils.parse_split(split)
-        taken = utils._apply_slice(len(lines), sl)
+        _, sl = hh_data.parse_split(split)
+        taken = hh_data.apply_slice(len(lines), sl)
         prompts = [{"turns": [{"role": "user", "content": lines[i]}], "text": lines[i]} for i in taken]
         origins = [(str(path.resolve()), i) for i in taken]
         where = str(path)
     else:
-        rows, where, origins = utils.load_rows(source, split, data_dir)
+        rows, where, origins = hh_data.load_rows(source, split, data_dir)
         prompts = [p for p in map(row_to_prompt, rows) if p is not None]
         if rows and not prompts:
-            raise utils.UsageError(
+            raise cmdline.UsageError(
                 f"{where}: no prompts found; expected chosen/rejected or one of the columns {PROMPT_COLUMNS}"
             )
     if not prompts:
-        raise utils.UsageError(f"{where}: the prompt set is empty")
+        raise cmdline.UsageError(f"{where}: the prompt set is empty")
     return prompts, origins
 
 
@@ -87,7 +88,7 @@ class PromptEncoder:
     def render(self, turns) -> str:
         if self.chat:
             return self.tok.apply_chat_template(turns, add_generation_prompt=True, tokenize=False)
-        return utils.render_hh(turns, add_generation_prompt=True)
+        return hh_data.render_hh(turns, add_generation_prompt=True)
 
     def ids(self, text: str) -> list[int]:
         return self.tok(text, add_special_tokens=not self.chat)["input_ids"]
@@ -112,7 +113,7 @@ class PromptEncoder:
                     break
                 keep -= max(1, len(ids) - self.max_length)
             if keep <= 0:
-                raise utils.UsageError(
+                raise cmdline.UsageError(
                     f"--max_prompt_length={self.max_length} is shorter than the policy's prompt "
                     f"template itself ({overhead} tokens)"
                 )
@@ -162,10 +163,10 @@ def stop_token_ids(tokenizer, extra: str | None) -> set[int]:
     if extra:
         extra_ids = tokenizer(extra, add_special_tokens=False)["input_ids"]
         if len(extra_ids) != 1:
-            raise utils.UsageError(
+            raise cmdline.UsageError(
                 f"--stop_token={extra!r} is {len(extra_ids)} tokens for this tokenizer; it must be one"
             )
         ids.add(extra_ids[0])
     if not ids:
-        raise utils.UsageError("the policy tokenizer has no EOS token; set --stop_token")
+        raise cmdline.UsageError("the policy tokenizer has no EOS token; set --stop_token")
     return ids

@@ -12,9 +12,11 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
+import cmdline
 import lora
+import offline
 import reward_format
-import utils
+import scoring
 
 if TYPE_CHECKING:
     from ppo import PPOArguments
@@ -27,7 +29,7 @@ def split_reward_models(spec: str) -> list[str]:
     """`a,b` -> ["a", "b"]. Commas only: a name may hold a colon (`pypi:...`, `text-classification:...`)."""
     names = [name.strip() for name in spec.split(",")]
     if not all(names):
-        raise utils.UsageError(f"empty reward model name in {spec!r} (comma-separated list expected)")
+        raise cmdline.UsageError(f"empty reward model name in {spec!r} (comma-separated list expected)")
     return names
 
 
@@ -39,14 +41,14 @@ def reward_model_key(name: str) -> str:
         name = name.removeprefix(prefix)
     local = Path(name).expanduser()
     if name.startswith((".", "/", "~")) and not local.exists():
-        raise utils.MissingInputError(f"reward model not found: {name} (train one with reward_modeling.py)")
+        raise cmdline.MissingInputError(f"reward model not found: {name} (train one with reward_modeling.py)")
     return str(local.resolve()) if local.exists() else name
 
 
 def reward_model_path(name: str) -> str:
     """The local folder (or hub id) of a reward-model name: TRL 0.x pipeline-style prefixes dropped
     ("text-classification:<path>"), offline names resolved (`pypi:...`), a missing folder refused."""
-    return utils.resolve_model_path(reward_model_key(name))
+    return offline.resolve_model_path(reward_model_key(name))
 
 
 def load_reward_model(name: str, device, trust_remote_code: bool):
@@ -60,10 +62,10 @@ def load_reward_model(name: str, device, trust_remote_code: bool):
         path, trust_remote_code=trust_remote_code, dtype=torch.float32
     )
     if model.config.num_labels != 1:
-        raise utils.UsageError(
+        raise cmdline.UsageError(
             f"{path}: a reward model has one output (num_labels=1), this one has {model.config.num_labels}"
         )
-    utils.ensure_pad_token(tok, model)
+    scoring.ensure_pad_token(tok, model)
     fmt = reward_format.load_reward_format(path, tok, model.config)
     fuse_gelu(model)
     model.to(device).eval().requires_grad_(False)
@@ -100,7 +102,7 @@ def build_policy_and_value(args: PPOArguments, policy_path: str, rm_path: str, r
         policy_path, trust_remote_code=args.trust_remote_code, dtype=torch.float32
     )
     if getattr(policy.config, "is_encoder_decoder", False):
-        raise utils.UsageError(
+        raise cmdline.UsageError(
             f"{policy_path} is an encoder-decoder model; --use_seq2seq policies are not supported"
         )
     ref = None
@@ -324,7 +326,7 @@ class RewardScorer:
     def score_texts(self, prompts: list[dict], replies: list[str]) -> torch.Tensor:
         """Scores [B] of reply texts (bench/rm_eval.py scores the replies of preference pairs)."""
         ids = self.ids(prompts, replies)
-        return utils.score_sequences(self.model, ids, self.tok.pad_token_id, self.batch_tokens)
+        return scoring.score_sequences(self.model, ids, self.tok.pad_token_id, self.batch_tokens)
 
     def __call__(self, prompts: list[dict], responses, lengths) -> torch.Tensor:
         """Scores [B] of responses [B, T] (policy ids, the first `lengths` of each row real)."""

@@ -27,7 +27,10 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import utils
+import cmdline
+import hh_data
+import runtime
+import scoring
 
 REWARD_FORMAT_FILE = "reward_format.json"
 # 1: replies stripped and appended to plain prompts with nothing between ("What is 2+2?It is 4.").
@@ -47,12 +50,12 @@ def reward_text(prompt: str, reply: str, version: int = FORMAT_VERSION) -> str:
     (prompts split off a whole text keep the text's own space). An empty reply leaves the prompt alone."""
     if version < 2:
         return _reward_text_v1(prompt, reply)
-    if utils.is_hh(prompt) and not prompt.endswith(utils.ASSISTANT):
-        prompt, reply = prompt + utils.ASSISTANT, reply.removeprefix(utils.ASSISTANT)
+    if hh_data.is_hh(prompt) and not prompt.endswith(hh_data.ASSISTANT):
+        prompt, reply = prompt + hh_data.ASSISTANT, reply.removeprefix(hh_data.ASSISTANT)
     reply = reply.strip()
     if not reply:
         return prompt
-    if prompt.endswith(utils.ASSISTANT):
+    if prompt.endswith(hh_data.ASSISTANT):
         return f"{prompt} {reply}"
     if not prompt or prompt[-1].isspace():
         return prompt + reply
@@ -62,7 +65,7 @@ def reward_text(prompt: str, reply: str, version: int = FORMAT_VERSION) -> str:
 def _reward_text_v1(prompt: str, reply: str) -> str:
     """Before version 2: the stripped reply after the prompt, one space after an Assistant marker."""
     reply = reply.strip()
-    if prompt.endswith(utils.ASSISTANT):
+    if prompt.endswith(hh_data.ASSISTANT):
         return f"{prompt} {reply}" if reply else prompt
     return prompt + reply
 
@@ -76,9 +79,9 @@ def prompt_text(prompt: dict, fmt: dict) -> str:
     prompt string, else the last turn's words."""
     text = prompt.get("text")
     if fmt.get("format", "hh") == "hh":
-        if text is not None and utils.is_hh(text):
+        if text is not None and hh_data.is_hh(text):
             return text
-        return utils.render_hh(prompt["turns"], add_generation_prompt=True)
+        return hh_data.render_hh(prompt["turns"], add_generation_prompt=True)
     return text if text is not None else prompt["turns"][-1]["content"]
 
 
@@ -106,7 +109,9 @@ def encode_left_truncated(
     eos = [tokenizer.eos_token_id] if append_eos else []
     limit = None if max_length is None else max_length - len(eos)
     if limit is not None and limit - len(prefix) - len(suffix) < 1:
-        raise utils.UsageError(f"max_length={max_length} leaves no room for text between the special tokens")
+        raise cmdline.UsageError(
+            f"max_length={max_length} leaves no room for text between the special tokens"
+        )
     tokenizer.truncation_side = "left"
     enc = tokenizer(texts, truncation=limit is not None, max_length=limit)
     if enc.encodings is not None:  # a Rust tokenizer keeps the ids it cut
@@ -140,7 +145,7 @@ def reward_format_for(tokenizer, model, pairs: list[dict], max_length: int | Non
         and tokenizer.eos_token_id != tokenizer.pad_token_id
         and tokenizer.eos_token_id not in suffix
     )
-    hh = all(utils.is_hh(p["prompt"]) for p in pairs[:200])
+    hh = all(hh_data.is_hh(p["prompt"]) for p in pairs[:200])
     return {
         "version": FORMAT_VERSION,
         "format": "hh" if hh else "plain",
@@ -156,7 +161,7 @@ def load_reward_format(folder: str | Path, tokenizer, config) -> dict:
     hh-rlhf text of the current version, cut from the left to the backbone's limit, no EOS."""
     path = Path(folder) / REWARD_FORMAT_FILE
     if path.is_file():
-        return utils.read_json(path)
+        return runtime.read_json(path)
     print(
         f"[reward] {folder} has no {REWARD_FORMAT_FILE}: assuming hh-rlhf text, left truncation",
         file=sys.stderr,
@@ -164,6 +169,6 @@ def load_reward_format(folder: str | Path, tokenizer, config) -> dict:
     return {
         "version": FORMAT_VERSION,
         "format": "hh",
-        "max_length": utils.model_max_length(tokenizer, config),
+        "max_length": scoring.model_max_length(tokenizer, config),
         "append_eos": False,
     }

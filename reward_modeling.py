@@ -35,9 +35,13 @@ from pathlib import Path
 
 from trl import ModelConfig, RewardConfig
 
+import cmdline
+import hh_data
 import lora
+import offline
 import reward_format
-import utils
+import runtime
+import scoring
 
 
 @dataclass
@@ -106,7 +110,7 @@ def default_flags() -> dict:
     """Defaults that differ from the libraries' own."""
     import torch
 
-    use_cpu = utils.cpu_processes_without_gpu() or not torch.accelerator.is_available()
+    use_cpu = runtime.cpu_processes_without_gpu() or not torch.accelerator.is_available()
     launcher = os.environ.get("ACCELERATE_MIXED_PRECISION", "no")
     return {
         # Several processes on a machine without a GPU: train on the CPU with gloo. With no accelerator at
@@ -117,7 +121,7 @@ def default_flags() -> dict:
         # 0.678 vs 0.680, train loss 0.6402 vs 0.6399) in half the time. `accelerate launch
         # --mixed_precision=bf16|fp16` decides instead (transformers reads the variable it sets when
         # --bf16 is off), as in ppo.py.
-        "bf16": utils.default_bf16(
+        "bf16": runtime.default_bf16(
             "cpu" if use_cpu else torch.accelerator.current_accelerator().type, launcher
         ),
         # Batches of similar lengths: fewer, fuller chunks in the chunked training step. transformers sorts
@@ -305,7 +309,7 @@ def reward_statistics(model, tokenizer, rows, batch_tokens: int, n_pairs: int = 
     n = len(rows["chosen_ids"])
     pick = sorted({i * n // min(n, n_pairs) for i in range(min(n, n_pairs))})
     ids = [rows["chosen_ids"][i] for i in pick] + [rows["rejected_ids"][i] for i in pick]
-    scores = utils.score_sequences(model, ids, tokenizer.pad_token_id, batch_tokens)
+    scores = scoring.score_sequences(model, ids, tokenizer.pad_token_id, batch_tokens)
     return {
         "reward_mean": scores.mean().item(),
         "reward_std": scores.std().item() if len(scores) > 1 else 0.0,
@@ -340,7 +344,7 @@ def load_backbone(model_args, training_args):
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    path = utils.resolve_model_path(model_args.model_name_or_path)
+    path = offline.resolve_model_path(model_args.model_name_or_path)
     tokenizer = AutoTokenizer.from_pretrained(
         path, revision=model_args.model_revision, trust_remote_code=training_args.trust_remote_code
     )
@@ -354,7 +358,7 @@ def load_backbone(model_args, training_args):
         dtype=dtype,
         output_loading_info=True,
     )
-    utils.ensure_pad_token(tokenizer, model)
+    scoring.ensure_pad_token(tokenizer, model)
     return path, tokenizer, model, info
 
 
@@ -415,10 +419,10 @@ def check_disk_space(trainer, n_train: int, out: Path) -> None:
         every = args.save_steps if args.save_steps >= 1 else math.ceil(args.save_steps * steps)
         saves = math.ceil(steps / every)
     kept = min(saves, args.save_total_limit) if args.save_total_limit else saves
-    model_bytes = utils.tensor_bytes(trainer.model.parameters())
-    trainable = utils.tensor_bytes(p for p in trainer.model.parameters() if p.requires_grad)
+    model_bytes = runtime.tensor_bytes(trainer.model.parameters())
+    trainable = runtime.tensor_bytes(p for p in trainer.model.parameters() if p.requires_grad)
     checkpoint = model_bytes + 2 * trainable
-    utils.require_free_space(
+    runtime.require_free_space(
         out,
         kept * checkpoint + model_bytes,
         f"{kept} checkpoints of {checkpoint / 2**20:,.0f} MiB and a final model of {model_bytes / 2**20:,.0f} MiB",
@@ -435,14 +439,14 @@ def main(script_args: ScriptArguments, training_args: RewardConfig, model_args: 
         training_args.report_to if isinstance(training_args.report_to, list) else [training_args.report_to]
     )
     if "wandb" in report_to or "all" in report_to:
-        utils.wandb_offline_if_unreachable()
+        runtime.wandb_offline_if_unreachable()
     out = Path(training_args.output_dir)
 
     if model_args.use_peft and not script_args.eval_only:
         # Before the data and the weights load: a misspelt module name fails in seconds. The resolved
         # names, not None, go to args.json.
         model_args.lora_target_modules = lora.resolve_target_modules_from_config(
-            utils.resolve_model_path(model_args.model_name_or_path),
+            offline.resolve_model_path(model_args.model_name_or_path),
             model_args.lora_target_modules,
             "reward",
             training_args.trust_remote_code,
@@ -450,20 +454,20 @@ def main(script_args: ScriptArguments, training_args: RewardConfig, model_args: 
         print(f"[rm] LoRA r={model_args.lora_r} on {model_args.lora_target_modules}")
     # Data first: a run whose evaluation rows overlap its training rows stops before any model loads.
     eval_data_dir = script_args.eval_data_dir or script_args.data_dir
-    eval_pairs, eval_counts, eval_origins = utils.load_preference_pairs(
+    eval_pairs, eval_counts, eval_origins = hh_data.load_preference_pairs(
         script_args.dataset_name,
         script_args.dataset_test_split,
         eval_data_dir,
         script_args.max_eval_samples,
     )
     if not script_args.eval_only:
-        train_pairs, train_counts, train_origins = utils.load_preference_pairs(
+        train_pairs, train_counts, train_origins = hh_data.load_preference_pairs(
             script_args.dataset_name,
             script_args.dataset_train_split,
             script_args.data_dir,
             script_args.max_train_samples,
         )
-        utils.refuse_overlap(
+        hh_data.refuse_overlap(
             train_origins,
             eval_origins,
             f"--data_dir={script_args.data_dir} --dataset_train_split={script_args.dataset_train_split}",
@@ -473,7 +477,7 @@ def main(script_args: ScriptArguments, training_args: RewardConfig, model_args: 
     # The reward head is new: seed its initialisation, so that runs (and resumed runs) repeat.
     set_seed(training_args.seed)
     path, tokenizer, model, info = load_backbone(model_args, training_args)
-    limit = utils.model_max_length(tokenizer, model.config)
+    limit = scoring.model_max_length(tokenizer, model.config)
     max_length = training_args.max_length
     if limit is not None and (max_length is None or max_length > limit):
         print(f"[rm] max_length {max_length} -> {limit} (the backbone's limit)")
@@ -483,7 +487,7 @@ def main(script_args: ScriptArguments, training_args: RewardConfig, model_args: 
     if script_args.eval_only:
         fmt_path = Path(path) / reward_format.REWARD_FORMAT_FILE
         fmt = (
-            utils.read_json(fmt_path)
+            runtime.read_json(fmt_path)
             if fmt_path.is_file()
             else reward_format.reward_format_for(tokenizer, model, eval_pairs, max_length)
         )
@@ -507,7 +511,7 @@ def main(script_args: ScriptArguments, training_args: RewardConfig, model_args: 
     resume = training_args.resume_from_checkpoint
     if resume == "auto":
         # trainer_state.json is the last file the Trainer writes into a checkpoint
-        found = utils.complete_checkpoints(out, ("trainer_state.json",)) if out.is_dir() else []
+        found = runtime.complete_checkpoints(out, ("trainer_state.json",)) if out.is_dir() else []
         resume = str(found[-1]) if found else None
         print(
             f"[rm] resuming from {resume}" if resume else "[rm] no checkpoint to resume from; starting fresh"
@@ -521,7 +525,7 @@ def main(script_args: ScriptArguments, training_args: RewardConfig, model_args: 
         model = model.merge_and_unload()
     model.eval()
     eval_ids = eval_rows["chosen_ids"] + eval_rows["rejected_ids"]
-    scores = utils.score_sequences(model, eval_ids, tokenizer.pad_token_id, script_args.eval_batch_tokens)
+    scores = scoring.score_sequences(model, eval_ids, tokenizer.pad_token_id, script_args.eval_batch_tokens)
     metrics = preference_metrics(scores[: len(eval_pairs)], scores[len(eval_pairs) :])
     print_metrics("held-out evaluation", metrics)
     # PPO standardises rewards (--normalize_reward, ensembles, routing) with these statistics: they
@@ -533,7 +537,7 @@ def main(script_args: ScriptArguments, training_args: RewardConfig, model_args: 
         model.save_pretrained(out)
         tokenizer.save_pretrained(out)
         fmt.update(norm, base_model=path)
-        utils.write_json(out / reward_format.REWARD_FORMAT_FILE, fmt)
+        runtime.write_json(out / reward_format.REWARD_FORMAT_FILE, fmt)
         summary = {
             "eval": metrics,
             "train_loss": train_result.training_loss,
@@ -548,8 +552,8 @@ def main(script_args: ScriptArguments, training_args: RewardConfig, model_args: 
             # only written into checkpoints)
             "log_history": trainer.state.log_history,
         }
-        utils.write_json(out / "metrics.json", summary)
-        utils.write_json(
+        runtime.write_json(out / "metrics.json", summary)
+        runtime.write_json(
             out / "args.json", {"script": script_args, "training": training_args, "model": model_args}
         )
         print(f"[rm] saved to {out} ({summary['total_time_s']:.0f} s in all)")
@@ -571,7 +575,7 @@ def evaluate_only(script_args, model, tokenizer, pairs, fmt, out, t0):
 
     model.eval()
     rows, n_cut = tokenize_pairs(pairs, tokenizer, fmt)
-    scores = utils.score_sequences(
+    scores = scoring.score_sequences(
         model,
         rows["chosen_ids"] + rows["rejected_ids"],
         tokenizer.pad_token_id,
@@ -581,7 +585,7 @@ def evaluate_only(script_args, model, tokenizer, pairs, fmt, out, t0):
     metrics.update(truncated=n_cut, time_s=time.time() - t0)
     print_metrics(f"evaluation of {script_args.dataset_name} [{script_args.dataset_test_split}]", metrics)
     if out:
-        utils.write_json(out / "eval_results.json", metrics)
+        runtime.write_json(out / "eval_results.json", metrics)
         plots.plot_safely(out)
     if not math.isfinite(metrics["accuracy"]):
         sys.exit("evaluation produced no finite scores")
@@ -590,9 +594,11 @@ def evaluate_only(script_args, model, tokenizer, pairs, fmt, out, t0):
 
 def cli(argv: list[str] | None = None):
     return main(
-        *utils.parse_args((ScriptArguments, RewardConfig, ModelConfig), argv, RENAMED_FLAGS, default_flags())
+        *cmdline.parse_args(
+            (ScriptArguments, RewardConfig, ModelConfig), argv, RENAMED_FLAGS, default_flags()
+        )
     )
 
 
 if __name__ == "__main__":
-    utils.run_script(cli)
+    cmdline.run_script(cli)

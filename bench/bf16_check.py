@@ -53,8 +53,10 @@ def main(argv=None):
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
     from trl.trainer.utils import disable_dropout_in_model
 
+    import hh_data
+    import offline
     import ppo_math
-    import utils
+    import scoring
     from ppo_data import PromptEncoder, stop_token_ids
     from ppo_models import (
         PolicyAndValue,
@@ -67,12 +69,12 @@ def main(argv=None):
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
-    path = utils.resolve_model_path(args.model)
+    path = offline.resolve_model_path(args.model)
     tok = AutoTokenizer.from_pretrained(path)
     from transformers import AutoModelForCausalLM
 
     policy = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)  # as ppo.py loads it
-    utils.ensure_pad_token(tok, policy)
+    scoring.ensure_pad_token(tok, policy)
     trunk, head = split_trunk_and_head(
         AutoModelForSequenceClassification.from_pretrained(path, num_labels=1, dtype=torch.float32)
     )
@@ -81,7 +83,7 @@ def main(argv=None):
     fuse_gelu(model)
     model.eval()
 
-    rows = utils.read_records(Path(args.prompts))[: args.n]
+    rows = hh_data.read_records(Path(args.prompts))[: args.n]
     encode = PromptEncoder(tok, 256)
     prompts = [encode({"turns": [{"role": "user", "content": r["prompt"]}]}) for r in rows]
     query, qmask = left_pad(prompts, tok.pad_token_id, "cpu")
@@ -107,7 +109,7 @@ def main(argv=None):
     kl_terms = {}
     if args.reference:
         ref = AutoModelForCausalLM.from_pretrained(
-            utils.resolve_model_path(args.reference), dtype=torch.float32
+            offline.resolve_model_path(args.reference), dtype=torch.float32
         )
         disable_dropout_in_model(ref)
         fuse_gelu(ref)

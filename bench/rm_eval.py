@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 import preference_sets  # noqa: E402
 from jsonline import emit  # noqa: E402
 
-import utils  # noqa: E402
+import cmdline  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -89,7 +89,7 @@ def main(argv=None):
     with contextlib.redirect_stdout(sys.stderr):  # stdout holds the JSON line only
         sets, skipped = preference_sets.load_sets(Path(args.data_root), args.sets)
     if not sets:
-        raise utils.UsageError(f"none of the sets {', '.join(args.sets)} found under {args.data_root}")
+        raise cmdline.UsageError(f"none of the sets {', '.join(args.sets)} found under {args.data_root}")
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     scorer, fmt, _, _ = ppo_models.load_proxy_reward(args.reward_model, device, False, None)
     report, dump = {}, []
@@ -134,4 +134,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    utils.run_script(main)
+    cmdline.run_script(main)

@@ -47,15 +47,16 @@ def score_policy(path: str, prompts: list[dict], scorer_parts, args):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    import offline
     import ppo_math
-    import utils
+    import scoring
     from ppo_data import PromptEncoder, stop_token_ids
     from ppo_models import RewardScorer, left_pad, sample
 
-    path = utils.resolve_model_path(path)
+    path = offline.resolve_model_path(path)
     tok = AutoTokenizer.from_pretrained(path)
     lm = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
-    utils.ensure_pad_token(tok, lm)
+    scoring.ensure_pad_token(tok, lm)
     encode = PromptEncoder(tok, 256)
     ids = [encode(p) for p in prompts]
     scorer = RewardScorer(*scorer_parts, tok)
@@ -81,13 +82,13 @@ def main(argv=None):
     args = parse_args(argv)
     import torch
 
-    import utils
+    import hh_data
     from ppo_models import load_reward_model
 
     torch.set_num_threads(args.threads)
     prompts = [
         {"turns": [{"role": "user", "content": r["prompt"]}], "text": None}
-        for r in utils.read_records(Path(args.prompts))[: args.n]
+        for r in hh_data.read_records(Path(args.prompts))[: args.n]
     ]
     rm, rm_tok, fmt = load_reward_model(args.reward_model, torch.device("cpu"), False)
     specs = [spec.split("=", 1) for spec in args.policies]

@@ -90,9 +90,9 @@ def tiny_gpt2(tmp_path_factory) -> Path:
     """A 2-layer, 32-wide random GPT-2 with the real GPT-2 BPE vocabulary (pad == eos, no pad set)."""
     from transformers import AutoTokenizer, GPT2Config, GPT2LMHeadModel
 
-    import utils
+    import offline
 
-    tok = AutoTokenizer.from_pretrained(str(utils.gpt2_tokenizer_dir()))
+    tok = AutoTokenizer.from_pretrained(str(offline.gpt2_tokenizer_dir()))
     config = GPT2Config(
         vocab_size=len(tok),
         n_positions=256,
@@ -210,10 +210,10 @@ def word_policy(tmp_path_factory):
     """Tiny GPT-2 whose head puts ~99% of the probability on GOOD + BAD words and EOS, evenly."""
     from transformers import AutoTokenizer, GPT2Config, GPT2LMHeadModel
 
-    import utils
+    import offline
 
     out = tmp_path_factory.mktemp("word-policy")
-    tok = AutoTokenizer.from_pretrained(str(utils.gpt2_tokenizer_dir()))
+    tok = AutoTokenizer.from_pretrained(str(offline.gpt2_tokenizer_dir()))
     ids = [tok(w)["input_ids"][0] for w in GOOD + BAD] + [tok.eos_token_id]
     assert all(len(tok(w)["input_ids"]) == 1 for w in GOOD + BAD)
     torch.manual_seed(0)

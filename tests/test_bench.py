@@ -9,9 +9,10 @@ import pytest
 import torch
 from conftest import HH_HARMLESS_TEST, ROOT, learnable_pairs
 
+import cmdline
+import hh_data
 import reward_format
 import reward_modeling
-import utils
 
 sys.path.insert(0, str(ROOT / "bench"))
 
@@ -50,7 +51,7 @@ def test_plan_chunks_single_long_pair_and_huge_budget():
 
 
 def make_trainer(model_dir, tmp_path, chunk_tokens, margins):
-    script_args, training_args, model_args = utils.parse_args(
+    script_args, training_args, model_args = cmdline.parse_args(
         (reward_modeling.ScriptArguments, reward_modeling.RewardConfig, reward_modeling.ModelConfig),
         [
             f"--model_name_or_path={model_dir}",
@@ -65,7 +66,7 @@ def make_trainer(model_dir, tmp_path, chunk_tokens, margins):
     )
     torch.manual_seed(0)
     _, tok, model, info = reward_modeling.load_backbone(model_args, training_args)
-    pairs, _ = utils.clean_preference_rows(learnable_pairs(12, seed=3), "test")
+    pairs, _ = hh_data.clean_preference_rows(learnable_pairs(12, seed=3), "test")
     fmt = reward_format.reward_format_for(tok, model, pairs, 64)
     rows, _ = reward_modeling.tokenize_pairs(pairs, tok, fmt)
     if margins:

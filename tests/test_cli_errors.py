@@ -10,9 +10,9 @@ import sys
 import pytest
 from conftest import ROOT
 
+import cmdline
 import ppo
 import reward_modeling
-import utils
 
 
 def run_script(script: str, argv: list[str], cwd) -> subprocess.CompletedProcess:
@@ -106,13 +106,13 @@ def test_internal_errors_keep_their_traceback(script, monkeypatch, capsys):
     monkeypatch.setattr(sys, "argv", [script.__file__])
     monkeypatch.setattr(script, "main", bug)
     with pytest.raises(KeyError, match="a bug"):
-        utils.run_script(script.cli)
+        cmdline.run_script(script.cli)
 
     def user_error(*args):
-        raise utils.MissingInputError("data file not found: x.jsonl")
+        raise cmdline.MissingInputError("data file not found: x.jsonl")
 
     monkeypatch.setattr(script, "main", user_error)
     with pytest.raises(SystemExit) as exit_info:
-        utils.run_script(script.cli)
+        cmdline.run_script(script.cli)
     assert exit_info.value.code == 2
     assert capsys.readouterr().err == "error: data file not found: x.jsonl\n"

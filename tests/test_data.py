@@ -6,28 +6,30 @@ import json
 import pytest
 from conftest import HH_HARMLESS_TEST, learnable_pairs, write_jsonl
 
+import cmdline
+import hh_data
+import offline
 import reward_format
-import utils
 
 
 def test_parse_render_round_trip_and_turns():
     text = "\n\nHuman: Hi there\n\nAssistant: Hello!\n\nHuman: What is 2+2?\n\nAssistant: 4."
-    turns = utils.parse_hh(text)
+    turns = hh_data.parse_hh(text)
     assert [t["role"] for t in turns] == ["user", "assistant", "user", "assistant"]
     assert turns[2]["content"] == "What is 2+2?"
-    assert utils.render_hh(turns) == text
-    assert utils.render_hh(turns[:3], add_generation_prompt=True) == text[: text.rindex(" 4.")]
+    assert hh_data.render_hh(turns) == text
+    assert hh_data.render_hh(turns[:3], add_generation_prompt=True) == text[: text.rindex(" 4.")]
     with pytest.raises(ValueError, match="not hh-rlhf"):
-        utils.parse_hh("plain text")
+        hh_data.parse_hh("plain text")
 
 
 @pytest.mark.skipif(not HH_HARMLESS_TEST.exists(), reason=f"real hh-rlhf data absent: {HH_HARMLESS_TEST}")
 def test_round_trip_on_real_hh_rlhf_rows():
-    rows = utils.read_records(HH_HARMLESS_TEST)[:300]
+    rows = hh_data.read_records(HH_HARMLESS_TEST)[:300]
     for r in rows:
         for side in ("chosen", "rejected"):
-            assert utils.render_hh(utils.parse_hh(r[side])) == r[side]
-        prompt, chosen, rejected = utils.split_prompt(r["chosen"], r["rejected"])
+            assert hh_data.render_hh(hh_data.parse_hh(r[side])) == r[side]
+        prompt, chosen, rejected = hh_data.split_prompt(r["chosen"], r["rejected"])
         assert prompt.endswith("\n\nAssistant:")
         assert prompt + chosen == r["chosen"] and prompt + rejected == r["rejected"]
         # The replies are the last assistant turn: no further turn markers inside them.
@@ -38,21 +40,21 @@ def test_split_prompt_backs_off_to_the_assistant_marker():
     # The replies share their first words; the split must not cut inside the reply.
     c = "\n\nHuman: Hi\n\nAssistant: Sure, I can help with that."
     r = "\n\nHuman: Hi\n\nAssistant: Sure, go away."
-    assert utils.split_prompt(c, r) == (
+    assert hh_data.split_prompt(c, r) == (
         "\n\nHuman: Hi\n\nAssistant:",
         " Sure, I can help with that.",
         " Sure, go away.",
     )
     # Text without markers: split at the last whitespace of the common prefix.
-    assert utils.split_prompt("Q: hi A: yes sir", "Q: hi A: yeah") == ("Q: hi A: ", "yes sir", "yeah")
+    assert hh_data.split_prompt("Q: hi A: yes sir", "Q: hi A: yeah") == ("Q: hi A: ", "yes sir", "yeah")
 
 
 def test_parse_split():
-    assert utils.parse_split("test[1800:]") == ("test", slice(1800, None))
-    assert utils.parse_split("train[:10%]") == ("train", slice(None, "10%"))
-    assert utils.parse_split("train") == ("train", slice(None, None))
+    assert hh_data.parse_split("test[1800:]") == ("test", slice(1800, None))
+    assert hh_data.parse_split("train[:10%]") == ("train", slice(None, "10%"))
+    assert hh_data.parse_split("train") == ("train", slice(None, None))
     with pytest.raises(ValueError, match="bad split"):
-        utils.parse_split("test[a:b]")
+        hh_data.parse_split("test[a:b]")
 
 
 def test_every_input_form_gives_the_same_pairs(tmp_path):
@@ -68,7 +70,7 @@ def test_every_input_form_gives_the_same_pairs(tmp_path):
     import pyarrow.parquet as pq
 
     pq.write_table(pa.Table.from_pylist(rows), tmp_path / "pairs.parquet")
-    expected, _, _ = utils.load_preference_pairs(str(jsonl), "train")
+    expected, _, _ = hh_data.load_preference_pairs(str(jsonl), "train")
     assert len(expected) == 20
     for name, data_dir in [
         (tmp_path / "hh", "a-base,b-base"),
@@ -76,13 +78,13 @@ def test_every_input_form_gives_the_same_pairs(tmp_path):
         (tmp_path / "pairs.json", None),
         (tmp_path / "pairs.parquet", None),
     ]:
-        got, _, _ = utils.load_preference_pairs(str(name), "train", data_dir)
+        got, _, _ = hh_data.load_preference_pairs(str(name), "train", data_dir)
         assert got == expected, name
-    one, _, _ = utils.load_preference_pairs(str(tmp_path / "hh"), "train", "b-base")
+    one, _, _ = hh_data.load_preference_pairs(str(tmp_path / "hh"), "train", "b-base")
     assert one == expected[10:]
-    sliced, _, _ = utils.load_preference_pairs(str(jsonl), "train[5:8]")
+    sliced, _, _ = hh_data.load_preference_pairs(str(jsonl), "train[5:8]")
     assert sliced == expected[5:8]
-    pct, _, _ = utils.load_preference_pairs(str(jsonl), "train[:50%]")
+    pct, _, _ = hh_data.load_preference_pairs(str(jsonl), "train[:50%]")
     assert pct == expected[:10]
 
 
@@ -95,7 +97,7 @@ def test_bad_rows_are_counted_and_dropped(tmp_path, capsys):
         {"chosen": good[1]["chosen"], "rejected": good[1]["chosen"]},  # identical
     ]
     path = write_jsonl(tmp_path / "mixed.jsonl", good + bad)
-    pairs, counts, _ = utils.load_preference_pairs(str(path), "train")
+    pairs, counts, _ = hh_data.load_preference_pairs(str(path), "train")
     assert len(pairs) == 3
     assert {k: counts[k] for k in ("missing", "not_text", "empty", "identical")} == {
         "missing": 1,
@@ -108,36 +110,36 @@ def test_bad_rows_are_counted_and_dropped(tmp_path, capsys):
 
 def test_clear_errors_for_bad_sources(tmp_path):
     with pytest.raises(FileNotFoundError, match="dataset not found"):
-        utils.load_rows(str(tmp_path / "nope.jsonl"), "train")
+        hh_data.load_rows(str(tmp_path / "nope.jsonl"), "train")
     (tmp_path / "broken.jsonl").write_text('{"chosen": "a", "rejected": "b"}\n{oops\n')
     with pytest.raises(ValueError, match=r"broken.jsonl, line 2: not valid JSON"):
-        utils.load_rows(str(tmp_path / "broken.jsonl"), "train")
+        hh_data.load_rows(str(tmp_path / "broken.jsonl"), "train")
     write_jsonl(tmp_path / "cols.jsonl", [{"question": "a", "answer": "b"}])
     with pytest.raises(
         ValueError, match=r"no 'chosen' and 'rejected' columns \(columns found: \['answer', 'question'\]\)"
     ):
-        utils.load_preference_pairs(str(tmp_path / "cols.jsonl"), "train")
+        hh_data.load_preference_pairs(str(tmp_path / "cols.jsonl"), "train")
     write_jsonl(tmp_path / "empty.jsonl", [{"chosen": "same", "rejected": "same"}])
     with pytest.raises(ValueError, match="empty.jsonl.*no valid preference pairs"):
-        utils.load_preference_pairs(str(tmp_path / "empty.jsonl"), "train")
+        hh_data.load_preference_pairs(str(tmp_path / "empty.jsonl"), "train")
     (tmp_path / "folder").mkdir()
     with pytest.raises(FileNotFoundError, match="no 'train' file"):
-        utils.load_rows(str(tmp_path / "folder"), "train")
+        hh_data.load_rows(str(tmp_path / "folder"), "train")
 
 
 def test_explicit_and_implicit_prompt(tmp_path):
     implicit = learnable_pairs(4, seed=5)
     explicit = []
     for r in implicit:
-        prompt, c, rj = utils.split_prompt(r["chosen"], r["rejected"])
+        prompt, c, rj = hh_data.split_prompt(r["chosen"], r["rejected"])
         explicit.append({"prompt": prompt, "chosen": c, "rejected": rj})
     whole = [
         {"prompt": e["prompt"], "chosen": i["chosen"], "rejected": i["rejected"]}
         for e, i in zip(explicit, implicit)
     ]
-    a, _, _ = utils.load_preference_pairs(str(write_jsonl(tmp_path / "i.jsonl", implicit)), "train")
-    b, _, _ = utils.load_preference_pairs(str(write_jsonl(tmp_path / "e.jsonl", explicit)), "train")
-    c, _, _ = utils.load_preference_pairs(str(write_jsonl(tmp_path / "w.jsonl", whole)), "train")
+    a, _, _ = hh_data.load_preference_pairs(str(write_jsonl(tmp_path / "i.jsonl", implicit)), "train")
+    b, _, _ = hh_data.load_preference_pairs(str(write_jsonl(tmp_path / "e.jsonl", explicit)), "train")
+    c, _, _ = hh_data.load_preference_pairs(str(write_jsonl(tmp_path / "w.jsonl", whole)), "train")
     assert a == b == c
     # Conversational (TRL-style) messages are rendered as hh-rlhf text.
     conv = [
@@ -147,7 +149,7 @@ def test_explicit_and_implicit_prompt(tmp_path):
             "rejected": [{"role": "assistant", "content": "Bye."}],
         }
     ]
-    d, _, _ = utils.load_preference_pairs(str(write_jsonl(tmp_path / "c.jsonl", conv)), "train")
+    d, _, _ = hh_data.load_preference_pairs(str(write_jsonl(tmp_path / "c.jsonl", conv)), "train")
     assert d == [
         {"prompt": "\n\nHuman: Hi", "chosen": "\n\nAssistant: Hello!", "rejected": "\n\nAssistant: Bye."}
     ]
@@ -194,7 +196,7 @@ def test_quickstart_data_is_reproduced_byte_for_byte(tmp_path, monkeypatch):
     gen.main()
     for name in ("train.jsonl", "test.jsonl", "prompts.jsonl"):
         assert (tmp_path / name).read_bytes() == (ROOT / "data" / "quickstart" / name).read_bytes(), name
-    pairs, counts, _ = utils.load_preference_pairs(str(ROOT / "data" / "quickstart"), "test", None, None)
+    pairs, counts, _ = hh_data.load_preference_pairs(str(ROOT / "data" / "quickstart"), "test", None, None)
     assert len(pairs) == 400 and counts["kept"] == 400
 
 
@@ -206,28 +208,28 @@ def test_quickstart_configs_parse_and_point_at_real_files(tmp_path):
     import reward_modeling
 
     qs = ROOT / "configs" / "quickstart"
-    script, training, model = utils.parse_args(
+    script, training, model = cmdline.parse_args(
         (reward_modeling.ScriptArguments, RewardConfig, ModelConfig),
         [str(qs / "reward_model.yaml")],
         renamed=reward_modeling.RENAMED_FLAGS,
         defaults=reward_modeling.default_flags(),
     )
-    assert model.model_name_or_path in utils.OFFLINE_MODELS and (ROOT / script.dataset_name).is_dir()
-    (args,) = utils.parse_args((ppo.PPOArguments,), [str(qs / "ppo.yaml")], renamed=ppo.ALIASES)
-    assert args.model_name in utils.OFFLINE_MODELS and args.reward_model == training.output_dir
+    assert model.model_name_or_path in offline.OFFLINE_MODELS and (ROOT / script.dataset_name).is_dir()
+    (args,) = cmdline.parse_args((ppo.PPOArguments,), [str(qs / "ppo.yaml")], renamed=ppo.ALIASES)
+    assert args.model_name in offline.OFFLINE_MODELS and args.reward_model == training.output_dir
     assert (ROOT / args.query_dataset).is_dir() and (ROOT / args.eval_dataset).is_file()
     assert args.use_peft and ppo.derive_sizes(args, world=1).updates == 6
     # Flags after the config file override it; a misspelt key is refused by name.
-    (short,) = utils.parse_args(
+    (short,) = cmdline.parse_args(
         (ppo.PPOArguments,), [str(qs / "ppo.yaml"), "--steps=32", "--bf16=True"], renamed=ppo.ALIASES
     )
     assert (short.steps, short.bf16, short.lora_r, short.model_name) == (32, True, 16, args.model_name)
     typo = tmp_path / "typo.yaml"
     typo.write_text("model_name: gpt2\nlerning_rate: 1.0e-5\nlora_target_modules: [q_proj, v_proj]\n")
     with pytest.raises(ValueError, match="lerning_rate"):
-        utils.parse_args((ppo.PPOArguments,), [str(typo)])
+        cmdline.parse_args((ppo.PPOArguments,), [str(typo)])
     typo.write_text("model_name: gpt2\nlora_target_modules: [q_proj, v_proj]\n")
-    (listed,) = utils.parse_args((ppo.PPOArguments,), [str(typo)])
+    (listed,) = cmdline.parse_args((ppo.PPOArguments,), [str(typo)])
     assert listed.lora_target_modules == ["q_proj", "v_proj"]
 
 
@@ -262,18 +264,18 @@ def hh_layout(tmp_path):
 
 
 def test_per_subset_slices_select_exactly_those_rows_in_order(hh_layout):
-    rows, where, origins = utils.load_rows(str(hh_layout), "test", "a[:3], b[2:4],c")
+    rows, where, origins = hh_data.load_rows(str(hh_layout), "test", "a[:3], b[2:4],c")
     assert [r["id"] for r in rows] == ["a0", "a1", "a2", "b2", "b3", "c0", "c1"]
     a, b, c = (str((hh_layout / s / "test.jsonl.gz").resolve()) for s in "abc")
     assert origins == [(a, 0), (a, 1), (a, 2), (b, 2), (b, 3), (c, 0), (c, 1)]
     assert "a/test.jsonl.gz[:3]" in where and "b/test.jsonl.gz[2:4]" in where
     # Percent and negative slices per subset; a slice on the split applies to the concatenation.
-    rows, _, _ = utils.load_rows(str(hh_layout), "test", "a[50%:],b[-1:]")
+    rows, _, _ = hh_data.load_rows(str(hh_layout), "test", "a[50%:],b[-1:]")
     assert [r["id"] for r in rows] == ["a3", "a4", "a5", "b3"]
-    rows, _, origins = utils.load_rows(str(hh_layout), "test[1:-1]", "a[:3],c")
+    rows, _, origins = hh_data.load_rows(str(hh_layout), "test[1:-1]", "a[:3],c")
     assert [r["id"] for r in rows] == ["a1", "a2", "c0"] and origins[-1] == (c, 0)
     # No --data_dir: every subset, whole.
-    rows, _, _ = utils.load_rows(str(hh_layout), "test")
+    rows, _, _ = hh_data.load_rows(str(hh_layout), "test")
     assert len(rows) == 12
 
 
@@ -287,7 +289,7 @@ def test_hub_datasets_take_per_subset_slices_after_loading(monkeypatch):
         return datasets.Dataset.from_list(subset_rows(data_dir, 5))
 
     monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)
-    rows, _, origins = utils.load_rows("org/hh", "test", "x[:2],y[3:]")
+    rows, _, origins = hh_data.load_rows("org/hh", "test", "x[:2],y[3:]")
     assert [r["id"] for r in rows] == ["x0", "x1", "y3", "y4"]
     assert loaded == [("org/hh", "x", "test"), ("org/hh", "y", "test")]
     assert origins == [("org/hh/x/test", 0), ("org/hh/x/test", 1), ("org/hh/y/test", 3), ("org/hh/y/test", 4)]
@@ -297,27 +299,27 @@ def test_bad_subsets_are_refused_clearly(hh_layout):
     with pytest.raises(
         FileNotFoundError, match=r"subset folder not found: .*zz \(subset folders in .*: a, b, c\)"
     ):
-        utils.load_rows(str(hh_layout), "test", "a[:3],zz[:5]")
+        hh_data.load_rows(str(hh_layout), "test", "a[:3],zz[:5]")
     with pytest.raises(ValueError, match=r"bad --data_dir subset 'a\[:x\]'"):
-        utils.load_rows(str(hh_layout), "test", "a[:x],b")
+        hh_data.load_rows(str(hh_layout), "test", "a[:x],b")
     with pytest.raises(ValueError, match="names subset folders, but .*test.jsonl.gz is a file"):
-        utils.load_rows(str(hh_layout / "a" / "test.jsonl.gz"), "test", "a[:3]")
+        hh_data.load_rows(str(hh_layout / "a" / "test.jsonl.gz"), "test", "a[:3]")
 
 
 def test_overlap_is_refused_naming_file_and_rows(hh_layout):
-    _, _, train = utils.load_rows(str(hh_layout), "test", "a[:4],b")
-    _, _, held_out = utils.load_rows(str(hh_layout), "test", "a[4:]")
-    utils.refuse_overlap(train, held_out, "train flags", "eval flags")  # same file, disjoint rows
-    _, _, overlapping = utils.load_rows(str(hh_layout), "test", "a[2:5],c")
+    _, _, train = hh_data.load_rows(str(hh_layout), "test", "a[:4],b")
+    _, _, held_out = hh_data.load_rows(str(hh_layout), "test", "a[4:]")
+    hh_data.refuse_overlap(train, held_out, "train flags", "eval flags")  # same file, disjoint rows
+    _, _, overlapping = hh_data.load_rows(str(hh_layout), "test", "a[2:5],c")
     a = str((hh_layout / "a" / "test.jsonl.gz").resolve())
     with pytest.raises(ValueError) as e:
-        utils.refuse_overlap(train, overlapping, "train flags", "eval flags")
+        hh_data.refuse_overlap(train, overlapping, "train flags", "eval flags")
     assert str(e.value).startswith(
         f"the evaluation rows (eval flags) overlap the training rows (train flags): {a} rows [2:4] in both "
         "(training [0:4], evaluation [2:5])."
     )
     assert "b/test" not in str(e.value) and "c/test" not in str(e.value)
-    assert utils.row_spans([7, 0, 2, 1, 8]) == "[0:3], [7:9]"
+    assert hh_data.row_spans([7, 0, 2, 1, 8]) == "[0:3], [7:9]"
 
 
 def test_reward_modeling_refuses_overlap_before_loading_a_model(hh_layout, tmp_path):
@@ -347,7 +349,7 @@ def test_ppo_eval_prompts_take_their_own_subsets_and_never_training_rows(hh_layo
     import ppo
 
     def load(*flags):
-        (args,) = utils.parse_args((ppo.PPOArguments,), [f"--query_dataset={hh_layout}", *flags])
+        (args,) = cmdline.parse_args((ppo.PPOArguments,), [f"--query_dataset={hh_layout}", *flags])
         return ppo.Trainer._load_prompts(SimpleNamespace(args=args, acc=SimpleNamespace(print=print)))
 
     def questions(prompts):
@@ -366,7 +368,7 @@ def test_ppo_eval_prompts_take_their_own_subsets_and_never_training_rows(hh_layo
     # A .txt prompt file has no test split: its last --eval_samples prompts are held out, not trained on.
     txt = tmp_path / "prompts.txt"
     txt.write_text("".join(f"q{i}\n" for i in range(10)))
-    (args,) = utils.parse_args((ppo.PPOArguments,), [f"--query_dataset={txt}", "--eval_samples=4"])
+    (args,) = cmdline.parse_args((ppo.PPOArguments,), [f"--query_dataset={txt}", "--eval_samples=4"])
     train, evals = ppo.Trainer._load_prompts(SimpleNamespace(args=args, acc=SimpleNamespace(print=print)))
     assert [p["turns"][0]["content"] for p in evals] == ["q6", "q7", "q8", "q9"] and len(train) == 6
     # And the refusal comes before any model loads (the policy here does not exist, the reward model
@@ -387,14 +389,14 @@ def test_ppo_eval_prompts_take_their_own_subsets_and_never_training_rows(hh_layo
 
 @pytest.mark.skipif(not HH_HARMLESS_TEST.exists(), reason=f"real hh-rlhf data absent: {HH_RLHF}")
 def test_real_hh_rlhf_selection_trains_on_7486_rows_and_holds_out_1066():
-    train, _, train_origins = utils.load_rows(str(HH_RLHF), "test", HH_TRAIN_SUBSETS)
-    held_out, _, held_out_origins = utils.load_rows(str(HH_RLHF), "test", HH_HELD_OUT)
+    train, _, train_origins = hh_data.load_rows(str(HH_RLHF), "test", HH_TRAIN_SUBSETS)
+    held_out, _, held_out_origins = hh_data.load_rows(str(HH_RLHF), "test", HH_HELD_OUT)
     assert (len(train), len(held_out)) == (7486, 512 + 554)
-    harmless = utils.read_records(HH_HARMLESS_TEST)
+    harmless = hh_data.read_records(HH_HARMLESS_TEST)
     assert train[:1800] == harmless[:1800] and held_out[:512] == harmless[1800:]
     assert max(i for f, i in train_origins if "/harmless-base/" in f or "/helpful-base/" in f) == 1799
     assert min(i for _, i in held_out_origins) == 1800
-    utils.refuse_overlap(train_origins, held_out_origins, HH_TRAIN_SUBSETS, HH_HELD_OUT)
-    _, _, everything = utils.load_rows(str(HH_RLHF), "test")
+    hh_data.refuse_overlap(train_origins, held_out_origins, HH_TRAIN_SUBSETS, HH_HELD_OUT)
+    _, _, everything = hh_data.load_rows(str(HH_RLHF), "test")
     with pytest.raises(ValueError, match=r"harmless-base/test.jsonl.gz rows \[0:1800\] in both"):
-        utils.refuse_overlap(train_origins, everything, HH_TRAIN_SUBSETS, "all subsets")
+        hh_data.refuse_overlap(train_origins, everything, HH_TRAIN_SUBSETS, "all subsets")

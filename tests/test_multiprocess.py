@@ -115,12 +115,12 @@ def launch_env(config: Path) -> dict[str, str]:
 def test_ppo_runs_under_the_ddp_configs_and_refuses_the_others(config: Path):
     """Each shipped config, as accelerate launch reads it: ppo.py accepts the DDP ones (cpu_2proc,
     multi_gpu_ddp) and refuses DeepSpeed and FSDP with one line naming the DDP config."""
+    import cmdline
     import ppo
-    import utils
 
     env = launch_env(config)
     if config.stem.startswith(("deepspeed", "fsdp")):
-        with pytest.raises(utils.UsageError, match="multi_gpu_ddp.yaml"):
+        with pytest.raises(cmdline.UsageError, match="multi_gpu_ddp.yaml"):
             ppo.refuse_unsupported_launch(env)
     else:
         ppo.refuse_unsupported_launch(env)

@@ -13,9 +13,10 @@ import pytest
 import torch
 from conftest import ROOT, write_jsonl
 
+import cmdline
 import ppo
 import ppo_models
-import utils
+import runtime
 
 
 def run_ppo(policy, rm, data, out, *extra):
@@ -69,7 +70,7 @@ def test_ppo_raises_the_reward(word_policy, kind_rm, kind_data, tmp_path, monkey
     history = read_metrics(out)
     assert len(history) == 10
     bf16 = json.loads((out / "args.json").read_text())["bf16"]
-    assert bf16 is (bool(not precision) and utils.native_bf16("cpu"))  # resolved, then recorded
+    assert bf16 is (bool(not precision) and runtime.native_bf16("cpu"))  # resolved, then recorded
     first = sum(m["objective/scores"] for m in history[:2]) / 2
     last = sum(m["objective/scores"] for m in history[-2:]) / 2
     assert last > first + 0.5, (first, last)
@@ -109,8 +110,8 @@ def test_ppo_raises_the_reward(word_policy, kind_rm, kind_data, tmp_path, monkey
 def test_precision_default_follows_flags_then_launcher_then_hardware(
     monkeypatch, flags, launcher, native, expected
 ):
-    monkeypatch.setattr(ppo.utils, "native_bf16", lambda device_type: native)
-    (args,) = utils.parse_args((ppo.PPOArguments,), flags, renamed=ppo.ALIASES)
+    monkeypatch.setattr(ppo.runtime, "native_bf16", lambda device_type: native)
+    (args,) = cmdline.parse_args((ppo.PPOArguments,), flags, renamed=ppo.ALIASES)
     ppo.resolve_precision(args, "cpu", launcher or "no")
     assert (args.bf16, args.fp16) == expected
 
@@ -476,7 +477,7 @@ def test_ppo_refuses_deepspeed_and_fsdp_before_loading_anything(var, tmp_path, m
     monkeypatch.setenv(var, "true")
     out = tmp_path / "ppo"
     args = ppo.PPOArguments(model_name="./no-such-model", output_dir=str(out))
-    with pytest.raises(utils.UsageError, match=r"multi_gpu_ddp\.yaml .*--use_peft=True"):
+    with pytest.raises(cmdline.UsageError, match=r"multi_gpu_ddp\.yaml .*--use_peft=True"):
         ppo.main(args)
     assert not out.exists()
     monkeypatch.setenv(var, "false")
@@ -489,7 +490,7 @@ def test_trl07_config_sets_trl_0_7_defaults():
     import re
 
     path = ROOT / "configs" / "trl07.yaml"
-    (args,) = utils.parse_args((ppo.PPOArguments,), [str(path)], renamed=ppo.ALIASES)
+    (args,) = cmdline.parse_args((ppo.PPOArguments,), [str(path)], renamed=ppo.ALIASES)
     trl07 = {
         "learning_rate": 1e-5,
         "lr_decay": False,

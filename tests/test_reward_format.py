@@ -8,11 +8,13 @@ import pytest
 import torch
 from conftest import write_jsonl
 
+import hh_data
+import offline
 import ppo_data
 import ppo_models
 import reward_format
 import reward_modeling
-import utils
+import scoring
 
 HH = "\n\nHuman: What is 2+2?\n\nAssistant: It is 4."
 PLAIN = "What is 2+2?\nIt is 4."
@@ -88,7 +90,7 @@ def tokenizers(tiny_distilbert, tiny_gpt2):
     out = {}
     for name, path in (("distilbert", tiny_distilbert), ("gpt2", tiny_gpt2)):
         tok = AutoTokenizer.from_pretrained(str(path))
-        utils.ensure_pad_token(tok)
+        scoring.ensure_pad_token(tok)
         out[name] = (tok, SimpleNamespace(config=AutoConfig.from_pretrained(str(path))))
     out["policy"] = AutoTokenizer.from_pretrained(str(tiny_gpt2))
     return out
@@ -96,7 +98,7 @@ def tokenizers(tiny_distilbert, tiny_gpt2):
 
 def training_side(row, tmp_path, tok, model, max_length):
     """What reward_modeling.py builds from the row: its pair, reward_format.json and the chosen ids."""
-    pairs, _, _ = utils.load_preference_pairs(str(write_jsonl(tmp_path / "train.jsonl", [row])), "train")
+    pairs, _, _ = hh_data.load_preference_pairs(str(write_jsonl(tmp_path / "train.jsonl", [row])), "train")
     fmt = reward_format.reward_format_for(tok, model, pairs, max_length)
     rows, _ = reward_modeling.tokenize_pairs(pairs, tok, fmt)
     (pair,) = pairs
@@ -161,7 +163,7 @@ def test_the_scorer_scores_the_training_ids(tokenizers, tiny_distilbert):
     ]
     fmt = reward_format.reward_format_for(tok, config, pairs, 64)
     rows, _ = reward_modeling.tokenize_pairs(pairs, tok, fmt)
-    expected = utils.score_sequences(model, rows["chosen_ids"], tok.pad_token_id)
+    expected = scoring.score_sequences(model, rows["chosen_ids"], tok.pad_token_id)
     policy_tok = tokenizers["policy"]
     prompts = [ppo_data.row_to_prompt({"prompt": p["prompt"]}) for p in pairs]
     ids = [policy_tok(p["chosen"])["input_ids"] for p in pairs]
@@ -215,9 +217,9 @@ def test_pypi_reward_model_builds_the_critic(tiny_gpt2, kind_data, tmp_path, mon
         rm.transformer.wte.weight.add_(1.0)  # unlike the policy backbone the critic would otherwise copy
     rm.save_pretrained(rm_dir)
     AutoTokenizer.from_pretrained(str(tiny_gpt2)).save_pretrained(rm_dir)
-    resolve = utils.resolve_model_path
+    resolve = offline.resolve_model_path
     monkeypatch.setattr(
-        utils, "resolve_model_path", lambda name: str(rm_dir) if name == "pypi:test-rm" else resolve(name)
+        offline, "resolve_model_path", lambda name: str(rm_dir) if name == "pypi:test-rm" else resolve(name)
     )
     assert ppo_models.reward_model_path("text-classification:pypi:test-rm") == str(rm_dir)
     args = ppo.PPOArguments(

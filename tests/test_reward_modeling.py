@@ -10,9 +10,11 @@ import pytest
 import torch
 from conftest import HH_HARMLESS_TEST, write_jsonl
 
+import hh_data
 import reward_format
 import reward_modeling
-import utils
+import runtime
+import scoring
 
 COMMON = ["--report_to=none", "--logging_steps=5", "--seed=0", "--save_strategy=no", "--disable_tqdm=True"]
 
@@ -63,7 +65,7 @@ def test_tiny_distilbert_learns(tiny_distilbert, pref_dir, tmp_path, precision):
     metrics = train(tiny_distilbert, pref_dir, out, *precision)
     assert metrics["accuracy"] >= 0.95, metrics
     bf16 = json.loads((out / "args.json").read_text())["training"]["bf16"]
-    assert bf16 is (bool(not precision) and utils.native_bf16("cpu"))
+    assert bf16 is (bool(not precision) and runtime.native_bf16("cpu"))
     assert metrics["margin_mean"] > 0.5
     before, after = weights(tiny_distilbert), weights(out)
     moved = [k for k in before if not torch.equal(before[k], after["distilbert." + k])]
@@ -94,9 +96,9 @@ def test_reward_statistics_come_from_the_training_rows(tiny_distilbert, pref_dir
     fmt = json.loads((out / reward_format.REWARD_FORMAT_FILE).read_text())
     model = AutoModelForSequenceClassification.from_pretrained(str(out)).eval()
     tok = AutoTokenizer.from_pretrained(str(out))
-    pairs = utils.load_preference_pairs(str(pref_dir), "train")[0]
+    pairs = hh_data.load_preference_pairs(str(pref_dir), "train")[0]
     rows, _ = reward_modeling.tokenize_pairs(pairs, tok, fmt)
-    scores = utils.score_sequences(model, rows["chosen_ids"] + rows["rejected_ids"], tok.pad_token_id)
+    scores = scoring.score_sequences(model, rows["chosen_ids"] + rows["rejected_ids"], tok.pad_token_id)
     assert fmt["reward_stats_pairs"] == len(pairs) == 160
     assert fmt["reward_mean"] == pytest.approx(scores.mean().item(), abs=1e-4)
     assert fmt["reward_std"] == pytest.approx(scores.std().item(), abs=1e-4)

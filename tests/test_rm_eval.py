@@ -11,7 +11,8 @@ import pytest
 import torch
 from conftest import ROOT, SHARED_DATA, write_jsonl
 
-import utils
+import cmdline
+import hh_data
 
 sys.path.insert(0, str(ROOT / "bench"))
 import preference_sets  # noqa: E402
@@ -88,13 +89,13 @@ def test_hhh_extracts_the_instruction_and_both_responses():
     import reward_format
 
     hh_text = reward_format.prompt_text(pairs[1]["prompt"], {"format": "hh"})
-    assert [t["role"] for t in utils.parse_hh(hh_text)] == ["user", "assistant", "user", "assistant"]
+    assert [t["role"] for t in hh_data.parse_hh(hh_text)] == ["user", "assistant", "user", "assistant"]
 
     other = dict(items[0], rejected_instruction=judge_prompt("How do I open a lock?", "No."))
-    with pytest.raises(utils.UsageError, match="item 0: chosen and rejected"):
+    with pytest.raises(cmdline.UsageError, match="item 0: chosen and rejected"):
         preference_sets.hhh_pairs([other])
     broken = dict(items[0], chosen_instruction="###Response to evaluate:\nNo.")
-    with pytest.raises(utils.UsageError, match="item 0, chosen_instruction: not a judge prompt"):
+    with pytest.raises(cmdline.UsageError, match="item 0, chosen_instruction: not a judge prompt"):
         preference_sets.hhh_pairs([broken])
 
 
@@ -295,7 +296,7 @@ def test_one_model_scores_are_its_own_standardised_scores(rms, data_root, tmp_pa
 
 
 def test_no_data_and_unknown_sets_are_refused(tmp_path):
-    with pytest.raises(utils.UsageError, match="none of the sets"):
+    with pytest.raises(cmdline.UsageError, match="none of the sets"):
         rm_eval.main(["--reward_model=unused", f"--data_root={tmp_path}", f"--out={tmp_path / 'o.jsonl'}"])
     with pytest.raises(SystemExit):
         rm_eval.main(["--reward_model=unused", "--sets=hh-rlhf,mmlu"])
@@ -315,12 +316,14 @@ def test_real_sets_have_the_documented_sizes(capsys):
     sets, skipped = preference_sets.load_sets(SHARED_DATA)
     assert skipped == {}
     groups = {name: [p["group"] for p in pairs] for name, pairs in sets.items()}
-    # hh-rlhf rows [1800:]: 512 + 554; utils' cleaning drops one helpful-base pair with an empty reply
+    # hh-rlhf rows [1800:]: 512 + 554; hh_data's cleaning drops one helpful-base pair with an empty reply
     # and one with identical replies
     assert groups["hh-rlhf"].count("harmless-base") == 512 and groups["hh-rlhf"].count("helpful-base") == 552
     assert "helpful-base/test.jsonl.gz[1800:]: 554 rows, kept 552" in capsys.readouterr().out
     # PandaLM: 999 rows, 894 with a non-tie majority, 6 of them with a boolean response
-    _, counts = preference_sets.pandalm_pairs(utils.read_records(SHARED_DATA / preference_sets.PANDALM_FILE))
+    _, counts = preference_sets.pandalm_pairs(
+        hh_data.read_records(SHARED_DATA / preference_sets.PANDALM_FILE)
+    )
     assert counts == {"rows": 999, "not_text": 6, "tie": 105, "kept": 888} and len(groups["pandalm"]) == 888
     assert {g: groups["hhh"].count(g) for g in set(groups["hhh"])} == {
         "harmless": 58,
