@@ -165,6 +165,47 @@ def test_compare_ratios_are_medians_of_per_pair_ratios():
     assert out["gflops_model_real"]["peer"] == [25.0]  # 100 GFLOP/s x 10 s / 40 s
 
 
+@pytest.mark.parametrize("ours_args", ["--bf16", ""], ids=["bf16", "fp32"])
+def test_compare_runs_the_peer_in_our_precision(ours_args, monkeypatch, capsys):
+    """The peer runs `--mixed_precision=bf16` exactly when ours runs bf16, and the JSON reports what each
+    run said it ran (the harnesses are replaced by fakes that echo their command's precision)."""
+    import compare
+
+    commands = []
+
+    def fake_run(role, cmd, env, timeout):
+        commands.append((role, cmd))
+        bf16 = "--mixed_precision=bf16" in cmd or "--bf16" in cmd
+        settings = {"mixed_precision": "bf16" if bf16 else "no"} if role == "peer" else {}
+        return {
+            "episodes_per_s": 2.0,
+            "peak_rss_mib": 100,
+            "bf16": bf16,
+            "settings": settings,
+            "other_procs_cpu_cores": 0,
+        }
+
+    monkeypatch.setattr(compare, "run_one", fake_run)
+    monkeypatch.setattr(compare, "wait_quiet", lambda *a: (0.0, 0.0))
+    monkeypatch.setattr(compare, "ensure_peer_venv", lambda: "peer-python")
+    compare.main(["ppo", "--preset=tiny", "--pairs=2", f"--ours_args={ours_args}"])
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    peer_cmds = [cmd for role, cmd in commands if role == "peer"]
+    assert len(peer_cmds) == 2 and len(commands) == 4
+    want = "bf16" if ours_args else "fp32"
+    assert all(("--mixed_precision=bf16" in cmd) == (want == "bf16") for cmd in peer_cmds)
+    assert out["precision"] == {"peer": [want, want], "ours": [want, want]}
+    assert out["peer_cmd"].endswith("--mixed_precision=bf16") == (want == "bf16")
+
+
+def test_compare_refuses_variants_of_two_precisions():
+    import compare
+
+    with pytest.raises(SystemExit, match="bf16 and float32"):
+        compare.peer_precision_flags(["--bf16", "--lora"])
+    assert compare.peer_precision_flags(["--bf16", "--bf16 --lora"]) == ["--mixed_precision=bf16"]
+
+
 def test_bf16_check_reports_a_self_consistent_bf16_and_zero_kl_against_itself(tiny_gpt2, tmp_path, capsys):
     import bf16_check
     from conftest import write_jsonl
