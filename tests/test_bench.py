@@ -206,6 +206,60 @@ def test_compare_refuses_variants_of_two_precisions():
     assert compare.peer_precision_flags(["--bf16", "--bf16 --lora"]) == ["--mixed_precision=bf16"]
 
 
+def test_scaling_runs_both_sides_on_the_same_work_and_plots_the_file(monkeypatch, tmp_path, capsys):
+    """Every grid point runs the peer and ours with the same size, response length, episodes per update
+    and updates (the harnesses are fakes that echo them), records the ratios ours / peer, and the plot
+    draws one line per side and episodes setting from the file."""
+    import compare
+    import scaling
+
+    def fake_run(role, cmd, env, timeout):
+        flags = dict(a.split("=", 1) for a in cmd if a.startswith("--") and "=" in a)
+        episodes = int(flags.get("--batch_size") or flags["--per_device_train_batch_size"])
+        assert int(flags["--total_episodes"]) == 2 * episodes
+        length = int(flags["--response_length"])
+        s = length * episodes / (100.0 if role == "ours" else 50.0)  # ours twice as fast
+        out = {"s_per_update_median": s, "episodes_per_s": episodes / s, "peak_rss_mib": 100 + length}
+        out["bf16"] = "--bf16" in cmd
+        out["settings"] = {"mixed_precision": "bf16" if "--mixed_precision=bf16" in cmd else "no"}
+        if role == "ours":
+            out["phases_median_s"] = {
+                "generate": s / 2,
+                "score": 0.0,
+                "logprob_forwards": s / 4,
+                "train": s / 4,
+            }
+        return out
+
+    monkeypatch.setattr(compare, "run_one", fake_run)
+    monkeypatch.setattr(compare, "wait_quiet", lambda *a: (0.0, 0.0))
+    monkeypatch.setattr(compare, "ensure_peer_venv", lambda: "peer-python")
+    out = tmp_path / "scaling.jsonl"
+    argv = ["--presets=tiny,small", "--response_lengths=48,128", "--episodes=16,64", "--updates=2"]
+    scaling.main([*argv, "--bf16", f"--json_out={out}"])
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(rows) == 8 and {
+        (r["preset"], r["response_length"], r["episodes_per_update"]) for r in rows
+    } == set(itertools.product(["tiny", "small"], [48, 128], [16, 64]))
+    for r in rows:
+        assert r["ratio_ours_over_peer"]["episodes_per_s"] == 2.0
+        assert r["ratio_ours_over_peer"]["s_per_update_median"] == 0.5
+        assert r["ours"]["precision"] == r["peer"]["precision"] == "bf16"
+        assert r["ours"]["phases_median_s"]["generate"] == r["ours"]["s_per_update_median"] / 2
+    capsys.readouterr()
+    fig = scaling.scaling_figure(rows)
+    lines = fig.axes[0].get_lines()
+    assert [line.get_label() for line in lines] == [
+        "ours, 16 episodes",
+        "ours, 64 episodes",
+        "peer, 16 episodes",
+        "peer, 64 episodes",
+    ]
+    assert list(lines[2].get_ydata()) == [48 * 16 / 50.0, 128 * 16 / 50.0]
+    scaling.main([f"--json_out={out}", "--plot", f"--plot_out={tmp_path / 'scaling.png'}"])
+    assert (tmp_path / "scaling.png").stat().st_size > 0
+
+
 def test_bf16_check_reports_a_self_consistent_bf16_and_zero_kl_against_itself(tiny_gpt2, tmp_path, capsys):
     import bf16_check
     from conftest import write_jsonl
