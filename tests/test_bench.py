@@ -2,8 +2,12 @@
 
 import itertools
 import json
+import os
 import random
+import re
+import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -258,6 +262,27 @@ def test_scaling_runs_both_sides_on_the_same_work_and_plots_the_file(monkeypatch
     assert list(lines[2].get_ydata()) == [48 * 16 / 50.0, 128 * 16 / 50.0]
     scaling.main([f"--json_out={out}", "--plot", f"--plot_out={tmp_path / 'scaling.png'}"])
     assert (tmp_path / "scaling.png").stat().st_size > 0
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not HH_HARMLESS_TEST.exists(), reason=f"real hh-rlhf data absent: {HH_HARMLESS_TEST}")
+def test_gpu_check_dry_run_runs_a_tiny_version_of_every_step():
+    """bench/gpu_check.sh --dry-run on the CPU: every step prints its command and passes, and each
+    result file gets its line (the peer in bf16 next to ours in bf16; the reward model's tokens/s)."""
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    proc = subprocess.run(
+        ["bash", "bench/gpu_check.sh", "--dry-run"], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    steps = re.findall(r"\[gpu_check\] (\S+): exit 0 after", proc.stderr)
+    assert steps == ["tests", "compare-tiny", "ppo-gpt2-124m", "rm-build", "rm-epoch", "rm-record"]
+    out = Path(re.search(r"results in (\S+)", proc.stderr).group(1))
+    compare_line = json.loads((out / "gpu-compare.jsonl").read_text().splitlines()[-1])
+    assert compare_line["precision"] == {"peer": ["bf16"], "ours": ["bf16"]}
+    ppo_line = json.loads((out / "gpu-ppo.jsonl").read_text())
+    assert ppo_line["bf16"] and ppo_line["num_updates"] == 1 and ppo_line["device"] == "cpu"
+    rm_line = json.loads((out / "gpu-rm.jsonl").read_text())
+    assert rm_line["train_pairs"] == 32 and rm_line["train_real_tokens"] > 0
 
 
 def test_bf16_check_reports_a_self_consistent_bf16_and_zero_kl_against_itself(tiny_gpt2, tmp_path, capsys):
