@@ -759,19 +759,19 @@ class Trainer:
         args, s = self.args, self.sizes
         t0 = time.perf_counter()
         self.timers = {"generate": 0.0, "score": 0.0}
-        # 1-3. Rollout and scores, then phase 2's no-grad passes; with LoRA on merged weights
+        # 1-3. Rollout and scores, then phase 2's no-grad passes: with LoRA, on merged weights
         with merged_lora(self.policy):
             ro = self.rollout(self.stream.next_batch())
-            # Every process must take the same decision, or the next collective hangs (TRL #1103).
-            n_bad = self.acc.reduce(
-                torch.tensor(float((~torch.isfinite(ro.raw_scores)).sum()), device=self.device), "sum"
-            )
-            if n_bad > 0:
-                return self.skip_update(
-                    f"the reward model returned {int(n_bad)} non-finite scores; check {args.reward_model}"
-                )
             t_rollout = time.perf_counter()
             logprobs, ref_logprobs, values, entropy = self.forward_logprobs(ro)
+        # Every process must take the same decision, or the next collective hangs (TRL #1103).
+        n_bad = self.acc.reduce(
+            torch.tensor(float((~torch.isfinite(ro.raw_scores)).sum()), device=self.device), "sum"
+        )
+        if n_bad > 0:
+            return self.skip_update(
+                f"the reward model returned {int(n_bad)} non-finite scores; check {args.reward_model}"
+            )
         t_forward = time.perf_counter()
         mask = ro.response_mask
         maskf = mask.float()
