@@ -57,6 +57,7 @@ from ppo_models import (
     left_pad,
     load_proxy_reward,
     load_scorer,
+    merged_lora,
     response_logits,
     reward_model_key,
     sample,
@@ -761,8 +762,11 @@ class Trainer:
         args, s = self.args, self.sizes
         t0 = time.perf_counter()
         self.timers = {"generate": 0.0, "score": 0.0}
-        # 1-3. Rollout and scores
-        ro = self.rollout(self.stream.next_batch())
+        # 1-3. Rollout and scores, then phase 2's no-grad passes: with LoRA, on merged weights
+        with merged_lora(self.policy):
+            ro = self.rollout(self.stream.next_batch())
+            t_rollout = time.perf_counter()
+            logprobs, ref_logprobs, values, entropy = self.forward_logprobs(ro)
         # Every process must take the same decision, or the next collective hangs (TRL #1103).
         n_bad = self.acc.reduce(
             torch.tensor(float((~torch.isfinite(ro.raw_scores)).sum()), device=self.device), "sum"
@@ -771,8 +775,6 @@ class Trainer:
             return self.skip_update(
                 f"the reward model returned {int(n_bad)} non-finite scores; check {args.reward_model}"
             )
-        t_rollout = time.perf_counter()
-        logprobs, ref_logprobs, values, entropy = self.forward_logprobs(ro)
         t_forward = time.perf_counter()
         mask = ro.response_mask
         maskf = mask.float()

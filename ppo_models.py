@@ -5,6 +5,8 @@ recompute. Tested in tests/test_ppo.py.
 
 from __future__ import annotations
 
+import contextlib
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -160,6 +162,60 @@ def build_policy_and_value(args: PPOArguments, policy_path: str, rm_path: str, r
             disable_dropout_in_model(m)  # with dropout on, the first PPO ratio is not 1 (PPO-NOTES.md)
             fuse_gelu(m)
     return model, ref, kind, source
+
+
+@contextlib.contextmanager
+def merged_lora(policy):
+    """Run the LoRA policy on merged weights W + B A s (one matmul per layer instead of three, which
+    matters most in generation's one-token forwards), the reference still the base weights W.
+
+    peft's merge_adapter() adds B A s to W in place and unmerge_adapter() subtracts it again, which
+    leaves W off by float rounding after every update, and its disable_adapter() on a merged layer
+    unmerges it the same way. Here W is never written: each layer's weight points at a merged copy
+    while the context lasts (memory: one copy of the adapted weights), the layer is marked merged so
+    peft skips its adapter branch, and the policy's disable_adapter() points back at W for the
+    reference's passes. On exit W is back, bit for bit. A weight tied to another module (GPT-2's
+    lm_head and embeddings) stays unmerged: merging it would change the embeddings too. Without
+    adapters, or with layers already merged, it changes nothing. For no-grad passes only."""
+    from peft.tuners.lora import LoraLayer
+
+    layers = [m for m in policy.modules() if isinstance(m, LoraLayer)]
+    uses = Counter(id(p) for _, p in policy.named_parameters(remove_duplicate=False))
+    layers = [m for m in layers if uses[id(m.get_base_layer().weight)] == 1]
+    if not layers or any(m.merged for m in layers):
+        yield
+        return
+    with torch.no_grad():
+        saved = []
+        for m in layers:
+            names = [a for a in m.active_adapters if a in m.lora_A]
+            base = m.get_base_layer().weight.data
+            merged = base + sum(m.get_delta_weight(a) for a in names)
+            saved.append((m, base, merged, names))
+
+    def use(merged: bool) -> None:
+        for m, base, merged_weight, names in saved:
+            m.get_base_layer().weight.data = merged_weight if merged else base
+            m.merged_adapters[:] = names if merged else []
+
+    disable_adapter = policy.disable_adapter
+
+    @contextlib.contextmanager
+    def base_weights():
+        use(False)
+        try:
+            with disable_adapter():
+                yield
+        finally:
+            use(True)
+
+    use(True)
+    policy.disable_adapter = base_weights
+    try:
+        yield
+    finally:
+        use(False)
+        del policy.disable_adapter
 
 
 def fuse_gelu(module) -> int:

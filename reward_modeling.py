@@ -101,6 +101,14 @@ class ScriptArguments:
             "padded to its longest pair, as TRL does."
         },
     )
+    matmul_peak_gflops: float | None = field(
+        default=None,
+        metadata={
+            "help": "The machine's matmul peak in GFLOP/s in the training dtype (../shared/peers/cpu_peak.py "
+            "measures it; 203 float32 and 429 bf16 on the 2-core dev machine); metrics.json then also "
+            "reports the share of it that training reached (model FLOPs on the real tokens)."
+        },
+    )
 
 
 RENAMED_FLAGS = {"evaluation_strategy": "eval_strategy"}  # transformers removed the old name in v5
@@ -150,6 +158,27 @@ def tokenize_pairs(pairs, tokenizer, fmt):
     }
     n_truncated = sum(a or b for a, b in zip(chosen_cut, rejected_cut))
     return rows, n_truncated
+
+
+def training_throughput(
+    real_tokens: int, seconds: float, non_embedding_params: int, lora: bool, peak_gflops: float | None
+) -> dict:
+    """Training speed in real (non-pad) tokens/s and, given the matmul peak, the share of it reached.
+
+    The useful work is counted as model FLOPs on the real tokens: 6 N per token (2 forward, 4 backward;
+    Kaplan et al. 2020, with N the non-embedding parameters: an embedding is a lookup, not a matmul),
+    4 N with LoRA (frozen weights need no weight gradient: Hu et al. 2021, sec. 4.2). Padding,
+    attention scores and gradient-checkpointing recompute are not useful work and are not counted."""
+    flops = (4 if lora else 6) * non_embedding_params * real_tokens
+    out = {
+        "train_real_tokens": real_tokens,
+        "train_real_tokens_per_s": round(real_tokens / seconds, 1) if seconds else None,
+        "train_model_gflops_per_s": round(flops / seconds / 1e9, 2) if seconds else None,
+    }
+    if peak_gflops and seconds:
+        out["matmul_peak_gflops"] = peak_gflops
+        out["train_share_of_matmul_peak"] = round(flops / seconds / 1e9 / peak_gflops, 4)
+    return out
 
 
 # The fixed cost of one forward/backward pass in token equivalents (per-op overhead, the dense gradient of the
@@ -370,7 +399,10 @@ def build_trainer(
     from trl import RewardTrainer, get_peft_config
 
     class ChunkedRewardTrainer(RewardTrainer):
+        real_tokens = 0  # real (non-pad) tokens trained on by this process, for tokens/s
+
         def training_step(self, model, inputs, num_items_in_batch=None):
+            self.real_tokens += int(inputs["attention_mask"].sum())
             # Chunks need their own gradient syncs; DeepSpeed, FSDP and context parallelism keep TRL's step.
             kind = self.accelerator.distributed_type
             plain = kind in (DistributedType.NO, DistributedType.MULTI_CPU, DistributedType.MULTI_GPU)
@@ -430,6 +462,7 @@ def check_disk_space(trainer, n_train: int, out: Path) -> None:
 
 
 def main(script_args: ScriptArguments, training_args: RewardConfig, model_args: ModelConfig):
+    import torch
     from transformers import set_seed
 
     t0 = time.time()
@@ -517,6 +550,20 @@ def main(script_args: ScriptArguments, training_args: RewardConfig, model_args: 
             f"[rm] resuming from {resume}" if resume else "[rm] no checkpoint to resume from; starting fresh"
         )
     train_result = trainer.train(resume_from_checkpoint=resume)
+    speed = training_throughput(
+        int(trainer.accelerator.reduce(torch.tensor(trainer.real_tokens, device=trainer.args.device), "sum")),
+        train_result.metrics.get("train_runtime", 0.0),
+        sum(p.numel() for p in model.parameters())
+        - sum(m.weight.numel() for m in model.modules() if isinstance(m, torch.nn.Embedding)),
+        model_args.use_peft,
+        script_args.matmul_peak_gflops,
+    )
+    share = speed.get("train_share_of_matmul_peak")
+    print(
+        f"[rm] training: {speed['train_real_tokens_per_s']} real tokens/s, {speed['train_model_gflops_per_s']} "
+        "GFLOP/s of model FLOPs"
+        + (f", {share:.1%} of the {script_args.matmul_peak_gflops:g} GFLOP/s matmul peak" if share else "")
+    )
 
     # Unwrapped from accelerate's bf16 autocast forward: the held-out scores are those of the saved
     # float32 model, as --eval_only and pipeline() compute them.
@@ -547,6 +594,7 @@ def main(script_args: ScriptArguments, training_args: RewardConfig, model_args: 
             "eval_truncated": eval_cut,
             "data_cleaning": {"train": train_counts, "eval": eval_counts},
             "train_runtime_s": train_result.metrics.get("train_runtime"),
+            **speed,
             "total_time_s": time.time() - t0,
             # the per-step loss and accuracy the Trainer logged (for plots.py; trainer_state.json is
             # only written into checkpoints)

@@ -4,14 +4,17 @@ On a shared 2-core machine single timings mean little; what counts is the median
 ratios ours / peer, with every run's noise indicator (CPU that other processes used while it ran).
 
     python bench/compare.py ppo                                   # preset small, 3 pairs
-    python bench/compare.py ppo --preset tiny --ours_args=--bf16
+    python bench/compare.py ppo --preset tiny --ours_args=--bf16           # the peer then runs bf16 too
     python bench/compare.py rm                                    # MiniLM, batch 64, max_length 512 (2024 settings)
     python bench/compare.py rm --preset b16 --ours_args="--gradient_checkpointing=True --train_chunk_tokens=0"
     python bench/compare.py rm --json_out bench/results/rm-b64.jsonl
     python bench/compare.py rm --ours_args= --ours_args=--bf16=True   # two variants of ours, one peer
 
 ppo: ../shared/peers/trl_ppo_peer.py (TRL 1.12 PPOTrainer, in .peer-venv, built here if missing with the
-commands of ../shared/peers/README.md) against bench/ppo_bench.py; key metric episodes/s.
+commands of ../shared/peers/README.md) against bench/ppo_bench.py; key metric episodes/s. Like against
+like: when ours runs bf16 autocast (--ours_args=--bf16) the peer runs `--mixed_precision=bf16` (as
+`accelerate launch --mixed_precision=bf16` runs TRL); variants of ours in different precisions are refused
+(one peer run serves them all). `precision` in the JSON says what each side ran, from the runs' own JSON.
 rm: ../shared/peers/trl_rm_peer.py (TRL 1.16 RewardTrainer, the 2024 settings; our venv has TRL 1.16)
 against bench/rm_bench.py; key metrics real tokens/s and pairs/s. The matmul peak is measured before the
 runs (../shared/peers/cpu_peak.py) and handed to every run of ours, and measured again after them; the
@@ -159,6 +162,27 @@ def run_one(role, cmd, env, timeout):
     return result
 
 
+def peer_precision_flags(ours_args: list[str]) -> list[str]:
+    """The peer's flags for the precision of our PPO variants: `--mixed_precision=bf16` when ours runs
+    bf16 autocast, none for float32 (the peer's default). Variants that differ in precision are refused."""
+    import ppo_bench
+
+    bf16 = {ppo_bench.parse_args(shlex.split(extra)).bf16 for extra in ours_args}
+    if len(bf16) > 1:
+        sys.exit("compare: --ours_args variants in bf16 and float32 share one peer run; compare them apart")
+    return ["--mixed_precision=bf16"] if bf16.pop() else []
+
+
+def run_precision(kind: str, role: str, result: dict) -> str:
+    """What one run computed in, from its own JSON: bf16 (autocast / mixed precision) or fp32."""
+    if role == "peer":
+        settings = result.get("settings", {})
+        bf16 = settings.get("mixed_precision") == "bf16" or settings.get("bf16")
+    else:
+        bf16 = result.get("bf16") if kind == "ppo" else result.get("bf16_autocast")
+    return "bf16" if bf16 else "fp32"
+
+
 def summarize(values):
     return {
         "median": round(statistics.median(values), 4),
@@ -169,7 +193,12 @@ def summarize(values):
 
 def compare_runs(args, peer_runs, our_runs, peak):
     """Per-pair values, ratios ours / peer and their median, memory, FLOP/s and noise of one variant."""
-    out = {}
+    out = {
+        "precision": {
+            "peer": [run_precision(args.kind, "peer", r) for r in peer_runs],
+            "ours": [run_precision(args.kind, "ours", r) for r in our_runs],
+        }
+    }
     for key in METRICS[args.kind]:
         peer = [r.get(key) for r in peer_runs]
         ours = [r.get(key) for r in our_runs]
@@ -246,6 +275,8 @@ def main(argv=None):
         ours_cmd = [our_python(), "bench/rm_bench.py", *our_flags, *threads]
     peer_cmd += shlex.split(args.peer_args)
     variants = [ours_cmd + shlex.split(extra) for extra in args.ours_args]
+    if args.kind == "ppo":
+        peer_cmd += peer_precision_flags(args.ours_args)
 
     compare_id = uuid.uuid4().hex[:8]
     peak, peaks = None, []

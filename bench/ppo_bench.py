@@ -9,6 +9,7 @@ fields plus a phase breakdown:
 
     python bench/ppo_bench.py                       # preset small
     python bench/ppo_bench.py --preset tiny --lora  # LoRA policy, reference = adapters off
+    python bench/ppo_bench.py --cuda --bf16 --n_layer=12 --n_embd=768 --n_head=12   # GPT-2-124M's shape, on a GPU
 """
 
 from __future__ import annotations
@@ -34,6 +35,9 @@ sys.path.insert(0, str(ROOT))
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--preset", default="small", choices=["tiny", "small", "medium"])
+    p.add_argument("--n_layer", type=int, default=None, help="override the preset's layers (as the peer)")
+    p.add_argument("--n_embd", type=int, default=None, help="override the preset's width (as the peer)")
+    p.add_argument("--n_head", type=int, default=None, help="override the preset's heads (as the peer)")
     p.add_argument("--total_episodes", type=int, default=256)
     p.add_argument("--num_prompts", type=int, default=256)
     p.add_argument("--prompt_length", type=int, default=48)
@@ -57,6 +61,7 @@ def parse_args(argv=None):
         action="store_true",
         help="bf16 autocast: ppo.py's default on bf16 hardware, not the peer's float32 (the default here)",
     )
+    p.add_argument("--cuda", action="store_true", help="run on the GPU (the peer's TRL picks it by itself)")
     p.add_argument("--json_out", default=None)
     return p.parse_args(argv)
 
@@ -76,7 +81,10 @@ def main(argv=None):
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    n_layer, n_embd, n_head = peer.PRESETS[args.preset]
+    if args.cuda and not torch.cuda.is_available():
+        sys.exit("ppo_bench: --cuda, but this torch sees no GPU (a CPU-only wheel, or no driver)")
+    preset = peer.PRESETS[args.preset]
+    n_layer, n_embd, n_head = (v or d for v, d in zip((args.n_layer, args.n_embd, args.n_head), preset))
     t_setup0 = time.perf_counter()
     tok = peer.build_tokenizer(8192)
     prompts = peer.build_prompts(tok, args.num_prompts, args.prompt_length, args.prompt_length, args.seed)
@@ -133,7 +141,7 @@ def main(argv=None):
         sample_every=0,
     )
     ppo.validate(ppo_args)
-    acc = Accelerator(cpu=True)
+    acc = Accelerator(cpu=not args.cuda)
     set_seed(args.seed)
     tr = ppo.Trainer(ppo_args, acc)
     tr.train_prompts = [{"turns": [{"role": "user", "content": ""}], "text": None} for _ in prompts]
@@ -192,6 +200,8 @@ def main(argv=None):
         "per_update_other_procs_cpu_cores": others,
         "other_procs_cpu_cores": other_cores(snaps[0], snaps[-1]),
         "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, 1),
+        "device": str(acc.device),
+        "cuda_peak_allocated_mib": round(torch.cuda.max_memory_allocated() / 2**20, 1) if args.cuda else None,
         "last_update_stats": {
             k: rows[-1][k]
             for k in ("objective/scores", "objective/kl", "loss/policy", "loss/value", "policy/approxkl")
@@ -202,6 +212,7 @@ def main(argv=None):
             "n_embd": n_embd,
             "n_head": n_head,
             "vocab_size": len(tok),
+            "policy_params": sum(p.numel() for p in tr.policy.parameters()),
             "episodes_per_update": args.batch_size,
             "mini_batch_size": mini,
             "gradient_accumulation_steps": args.gradient_accumulation_steps,

@@ -2,8 +2,12 @@
 
 import itertools
 import json
+import os
 import random
+import re
+import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -164,6 +168,122 @@ def test_compare_ratios_are_medians_of_per_pair_ratios():
     assert out["real_tokens_per_s"]["ratio_ours_over_peer"] == [4.0, 5.0]
     assert out["same_work"] is False  # the second pair trained other tokens
     assert out["gflops_model_real"]["peer"] == [25.0]  # 100 GFLOP/s x 10 s / 40 s
+
+
+@pytest.mark.parametrize("ours_args", ["--bf16", ""], ids=["bf16", "fp32"])
+def test_compare_runs_the_peer_in_our_precision(ours_args, monkeypatch, capsys):
+    """The peer runs `--mixed_precision=bf16` exactly when ours runs bf16, and the JSON reports what each
+    run said it ran (the harnesses are replaced by fakes that echo their command's precision)."""
+    import compare
+
+    commands = []
+
+    def fake_run(role, cmd, env, timeout):
+        commands.append((role, cmd))
+        bf16 = "--mixed_precision=bf16" in cmd or "--bf16" in cmd
+        settings = {"mixed_precision": "bf16" if bf16 else "no"} if role == "peer" else {}
+        return {
+            "episodes_per_s": 2.0,
+            "peak_rss_mib": 100,
+            "bf16": bf16,
+            "settings": settings,
+            "other_procs_cpu_cores": 0,
+        }
+
+    monkeypatch.setattr(compare, "run_one", fake_run)
+    monkeypatch.setattr(compare, "wait_quiet", lambda *a: (0.0, 0.0))
+    monkeypatch.setattr(compare, "ensure_peer_venv", lambda: "peer-python")
+    compare.main(["ppo", "--preset=tiny", "--pairs=2", f"--ours_args={ours_args}"])
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    peer_cmds = [cmd for role, cmd in commands if role == "peer"]
+    assert len(peer_cmds) == 2 and len(commands) == 4
+    want = "bf16" if ours_args else "fp32"
+    assert all(("--mixed_precision=bf16" in cmd) == (want == "bf16") for cmd in peer_cmds)
+    assert out["precision"] == {"peer": [want, want], "ours": [want, want]}
+    assert out["peer_cmd"].endswith("--mixed_precision=bf16") == (want == "bf16")
+
+
+def test_compare_refuses_variants_of_two_precisions():
+    import compare
+
+    with pytest.raises(SystemExit, match="bf16 and float32"):
+        compare.peer_precision_flags(["--bf16", "--lora"])
+    assert compare.peer_precision_flags(["--bf16", "--bf16 --lora"]) == ["--mixed_precision=bf16"]
+
+
+def test_scaling_runs_both_sides_on_the_same_work_and_plots_the_file(monkeypatch, tmp_path, capsys):
+    """Every grid point runs the peer and ours with the same size, response length, episodes per update
+    and updates (the harnesses are fakes that echo them), records the ratios ours / peer, and the plot
+    draws one line per side and episodes setting from the file."""
+    import compare
+    import scaling
+
+    def fake_run(role, cmd, env, timeout):
+        flags = dict(a.split("=", 1) for a in cmd if a.startswith("--") and "=" in a)
+        episodes = int(flags.get("--batch_size") or flags["--per_device_train_batch_size"])
+        assert int(flags["--total_episodes"]) == 2 * episodes
+        length = int(flags["--response_length"])
+        s = length * episodes / (100.0 if role == "ours" else 50.0)  # ours twice as fast
+        out = {"s_per_update_median": s, "episodes_per_s": episodes / s, "peak_rss_mib": 100 + length}
+        out["bf16"] = "--bf16" in cmd
+        out["settings"] = {"mixed_precision": "bf16" if "--mixed_precision=bf16" in cmd else "no"}
+        if role == "ours":
+            out["phases_median_s"] = {
+                "generate": s / 2,
+                "score": 0.0,
+                "logprob_forwards": s / 4,
+                "train": s / 4,
+            }
+        return out
+
+    monkeypatch.setattr(compare, "run_one", fake_run)
+    monkeypatch.setattr(compare, "wait_quiet", lambda *a: (0.0, 0.0))
+    monkeypatch.setattr(compare, "ensure_peer_venv", lambda: "peer-python")
+    out = tmp_path / "scaling.jsonl"
+    argv = ["--presets=tiny,small", "--response_lengths=48,128", "--episodes=16,64", "--updates=2"]
+    scaling.main([*argv, "--bf16", f"--json_out={out}"])
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(rows) == 8 and {
+        (r["preset"], r["response_length"], r["episodes_per_update"]) for r in rows
+    } == set(itertools.product(["tiny", "small"], [48, 128], [16, 64]))
+    for r in rows:
+        assert r["ratio_ours_over_peer"]["episodes_per_s"] == 2.0
+        assert r["ratio_ours_over_peer"]["s_per_update_median"] == 0.5
+        assert r["ours"]["precision"] == r["peer"]["precision"] == "bf16"
+        assert r["ours"]["phases_median_s"]["generate"] == r["ours"]["s_per_update_median"] / 2
+    capsys.readouterr()
+    fig = scaling.scaling_figure(rows)
+    lines = fig.axes[0].get_lines()
+    assert [line.get_label() for line in lines] == [
+        "ours, 16 episodes",
+        "ours, 64 episodes",
+        "peer, 16 episodes",
+        "peer, 64 episodes",
+    ]
+    assert list(lines[2].get_ydata()) == [48 * 16 / 50.0, 128 * 16 / 50.0]
+    scaling.main([f"--json_out={out}", "--plot", f"--plot_out={tmp_path / 'scaling.png'}"])
+    assert (tmp_path / "scaling.png").stat().st_size > 0
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not HH_HARMLESS_TEST.exists(), reason=f"real hh-rlhf data absent: {HH_HARMLESS_TEST}")
+def test_gpu_check_dry_run_runs_a_tiny_version_of_every_step():
+    """bench/gpu_check.sh --dry-run on the CPU: every step prints its command and passes, and each
+    result file gets its line (the peer in bf16 next to ours in bf16; the reward model's tokens/s)."""
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    proc = subprocess.run(
+        ["bash", "bench/gpu_check.sh", "--dry-run"], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    steps = re.findall(r"\[gpu_check\] (\S+): exit 0 after", proc.stderr)
+    assert steps == ["tests", "compare-tiny", "ppo-gpt2-124m", "rm-build", "rm-epoch", "rm-record"]
+    out = Path(re.search(r"results in (\S+)", proc.stderr).group(1))
+    compare_line = json.loads((out / "gpu-compare.jsonl").read_text().splitlines()[-1])
+    assert compare_line["precision"] == {"peer": ["bf16"], "ours": ["bf16"]}
+    ppo_line = json.loads((out / "gpu-ppo.jsonl").read_text())
+    assert ppo_line["bf16"] and ppo_line["num_updates"] == 1 and ppo_line["device"] == "cpu"
+    rm_line = json.loads((out / "gpu-rm.jsonl").read_text())
+    assert rm_line["train_pairs"] == 32 and rm_line["train_real_tokens"] > 0
 
 
 def test_bf16_check_reports_a_self_consistent_bf16_and_zero_kl_against_itself(tiny_gpt2, tmp_path, capsys):

@@ -92,7 +92,7 @@ def test_reward_statistics_come_from_the_training_rows(tiny_distilbert, pref_dir
     shutil.copy(pref_dir / "train.jsonl", data / "train.jsonl")
     write_jsonl(data / "test.jsonl", [{"chosen": CHOSEN, "rejected": REJECTED}] * 4)
     out = tmp_path / "rm"
-    held_out = train(tiny_distilbert, data, out)
+    held_out = train(tiny_distilbert, data, out, "--matmul_peak_gflops=50")
     fmt = json.loads((out / reward_format.REWARD_FORMAT_FILE).read_text())
     model = AutoModelForSequenceClassification.from_pretrained(str(out)).eval()
     tok = AutoTokenizer.from_pretrained(str(out))
@@ -103,6 +103,15 @@ def test_reward_statistics_come_from_the_training_rows(tiny_distilbert, pref_dir
     assert fmt["reward_mean"] == pytest.approx(scores.mean().item(), abs=1e-4)
     assert fmt["reward_std"] == pytest.approx(scores.std().item(), abs=1e-4)
     assert abs(fmt["reward_std"] - held_out["reward_std"]) > 0.05  # not the held-out rows' statistics
+    # throughput: every real token of the 4 epochs counted once, model FLOPs 6 N D over the peak given
+    metrics = json.loads((out / "metrics.json").read_text())
+    real = 4 * sum(len(ids) for ids in rows["chosen_ids"] + rows["rejected_ids"])
+    assert metrics["train_real_tokens"] == real
+    assert metrics["train_real_tokens_per_s"] == pytest.approx(real / metrics["train_runtime_s"], rel=1e-3)
+    embeddings = sum(m.weight.numel() for m in model.modules() if isinstance(m, torch.nn.Embedding))
+    n = sum(p.numel() for p in model.parameters()) - embeddings
+    gflops = 6 * n * real / metrics["train_runtime_s"] / 1e9
+    assert metrics["train_share_of_matmul_peak"] == pytest.approx(gflops / 50, rel=1e-2)
 
 
 def test_lora_trains_adapters_and_the_new_head(tiny_distilbert, pref_dir, tmp_path):
