@@ -52,15 +52,16 @@ from ppo_checkpoint import (
 )
 from ppo_data import PromptEncoder, PromptStream, load_prompts, stop_token_ids
 from ppo_models import (
+    LoraSpec,
+    Rollout,
     build_policy_and_value,
     decode,
-    left_pad,
+    generate,
     load_proxy_reward,
     load_scorer,
     merged_lora,
     response_logits,
     reward_model_key,
-    sample,
     split_reward_models,
 )
 
@@ -446,20 +447,6 @@ def resolve_precision(args: PPOArguments, device_type: str, launcher: str = "no"
 # ---------------------------------------------------------------------------------------------
 
 
-@dataclass
-class Rollout:
-    prompts: list  # dicts with turns/text
-    prompt_ids: list  # token ids per episode, unpadded
-    query: torch.Tensor  # [B, P] left-padded
-    query_mask: torch.Tensor
-    responses: torch.Tensor  # [B, T] right-padded after the first stop token
-    response_mask: torch.Tensor  # [B, T] 1 for real tokens, the stop token included
-    lengths: torch.Tensor
-    has_stop: torch.Tensor
-    scores: torch.Tensor  # [B] reward-model scores after penalties and normalisation
-    raw_scores: torch.Tensor
-
-
 def autocast(args: PPOArguments, device):
     if args.bf16:
         return torch.autocast(device.type, dtype=torch.bfloat16)
@@ -472,8 +459,6 @@ class Trainer:
     """State of a run: models, optimizer, KL controller, data order, counters."""
 
     def __init__(self, args: PPOArguments, accelerator):
-        from transformers import AutoTokenizer
-
         self.args, self.acc = args, accelerator
         self.device = accelerator.device
         self.sizes = derive_sizes(args, accelerator.num_processes)
@@ -487,6 +472,32 @@ class Trainer:
         # Before any weights load: a run whose evaluation overlaps its training data stops at once.
         self.train_prompts, self.eval_prompts = self._load_prompts()
         policy_path = offline.resolve_model_path(args.model_name)
+        critic_rm, rm_note = self._load_tokenizer_and_reward_models(policy_path)
+        value_source = self._build_models(policy_path, critic_rm)
+        self.train_ids, self.eval_ids = self._encode_prompts()
+        n_train = self._build_optimizer()
+        self._init_run_state()
+        training = f"LoRA r={args.lora_r} on {args.lora_target_modules}" if args.use_peft else "full"
+        self.acc.print(
+            f"[ppo] policy {args.model_name} ({training}, {n_train:,} trainable params); "
+            f"value: {value_source}; reference: {'adapters off' if args.use_peft else 'frozen copy'}; "
+            f"reward model {args.reward_model} ({rm_note})"
+            + (f"; gold reward models {', '.join(self.gold)}" if self.gold else "")
+        )
+        s = self.sizes
+        self.acc.print(
+            f"[ppo] {s.updates} updates x {s.global_batch} episodes ({s.world} process(es)); "
+            f"{args.ppo_epochs} epochs x {s.minibatches} minibatches of {s.minibatch} "
+            f"({s.minibatch // s.micro} micro-batches of {s.micro}); {len(self.train_ids)} train prompts, "
+            f"{len(self.eval_ids)} eval prompts"
+        )
+
+    def _load_tokenizer_and_reward_models(self, policy_path: str) -> tuple[str | None, str]:
+        """The policy's tokenizer and stop tokens, the proxy reward model (or ensemble) and the gold ones.
+        Returns (a reward model the critic can start from or None, a note on the proxy)."""
+        from transformers import AutoTokenizer
+
+        args = self.args
         self.tok = AutoTokenizer.from_pretrained(policy_path, trust_remote_code=args.trust_remote_code)
         scoring.ensure_pad_token(self.tok)
         self.stop_ids = set() if args.ignore_eos else stop_token_ids(self.tok, args.stop_token)
@@ -498,10 +509,28 @@ class Trainer:
         self.gold = {
             name: load_scorer(name, self.device, args.trust_remote_code, self.tok).scorer for name in golds
         }
-        self.model, self.ref, self.value_kind, value_source = build_policy_and_value(
-            args, policy_path, critic_rm, reuse_rm=critic_rm is not None
+        return critic_rm, rm_note
+
+    def _build_models(self, policy_path: str, critic_rm: str | None) -> str:
+        """Policy and value function in one module, and the reference. Returns where the value came from."""
+        args = self.args
+        self.value_kind = (
+            args.value_model if args.value_model != "auto" else ("head" if args.use_peft else "critic")
+        )
+        self.model, self.ref, value_source = build_policy_and_value(
+            policy_path,
+            self.value_kind,
+            critic_rm,
+            LoraSpec(args.lora_r, args.lora_alpha, args.lora_target_modules) if args.use_peft else None,
+            args.trust_remote_code,
+            args.gradient_checkpointing,
         )
         self.model.policy.config.pad_token_id = self.tok.pad_token_id
+        return value_source
+
+    def _encode_prompts(self) -> tuple[list[list[int]], list[list[int]]]:
+        """Training and held-out prompts as token ids, cut so that prompt + response fit the context."""
+        args = self.args
         limit = scoring.model_max_length(self.tok, self.model.policy.config)
         max_prompt = args.max_prompt_length
         if limit is not None and args.response_length >= limit:
@@ -517,13 +546,19 @@ class Trainer:
             )
 
         encoder = PromptEncoder(self.tok, max_prompt)
-        self.train_ids = [encoder(p) for p in self.train_prompts]
-        self.eval_ids = [encoder(p) for p in self.eval_prompts]
+        train_ids = [encoder(p) for p in self.train_prompts]
+        eval_ids = [encoder(p) for p in self.eval_prompts]
         if encoder.n_cut:
             self.acc.print(
                 f"[ppo] {encoder.n_cut} prompts cut to --max_prompt_length={args.max_prompt_length} tokens "
                 "(oldest turns first)"
             )
+        return train_ids, eval_ids
+
+    def _build_optimizer(self) -> int:
+        """AdamW over policy and value function, both prepared by accelerate; the fp16 loss scaler.
+        Returns the number of trainable parameters."""
+        args, accelerator = self.args, self.acc
         # Two parameter groups, policy then value function (the order of model.parameters(), so a
         # default run steps exactly as with one group): each has its learning rate ("initial_lr", which
         # the decay scales, as torch's LR schedulers name it) and is clipped on its own in train_on.
@@ -563,6 +598,11 @@ class Trainer:
         self.scaler = torch.amp.GradScaler(self.device.type) if args.fp16 else None
         if self.ref is not None:
             self.ref.to(self.device)
+        return sum(p.numel() for p in params)
+
+    def _init_run_state(self) -> None:
+        """What changes from update to update besides the weights: KL coefficient, prompt order, counters."""
+        args = self.args
         self.kl_ctl = (
             ppo_math.AdaptiveKLController(args.init_kl_coef, args.target, args.horizon)
             if args.adap_kl_ctrl
@@ -571,8 +611,8 @@ class Trainer:
         self.stream = PromptStream(
             len(self.train_ids),
             self.sizes.global_batch,
-            accelerator.process_index,
-            accelerator.num_processes,
+            self.acc.process_index,
+            self.acc.num_processes,
             args.seed,
         )
         self.update = 0
@@ -580,20 +620,38 @@ class Trainer:
         self.timers = {"generate": 0.0, "score": 0.0}
         self.bad_updates = 0  # skipped for non-finite numbers, in a row
         self.skipped_total = 0
-        n_train = sum(p.numel() for p in params)
-        training = f"LoRA r={args.lora_r} on {args.lora_target_modules}" if args.use_peft else "full"
-        self.acc.print(
-            f"[ppo] policy {args.model_name} ({training}, {n_train:,} trainable params); "
-            f"value: {value_source}; reference: {'adapters off' if args.use_peft else 'frozen copy'}; "
-            f"reward model {args.reward_model} ({rm_note})"
-            + (f"; gold reward models {', '.join(self.gold)}" if self.gold else "")
-        )
-        s = self.sizes
-        self.acc.print(
-            f"[ppo] {s.updates} updates x {s.global_batch} episodes ({s.world} process(es)); "
-            f"{args.ppo_epochs} epochs x {s.minibatches} minibatches of {s.minibatch} "
-            f"({s.minibatch // s.micro} micro-batches of {s.micro}); {len(self.train_ids)} train prompts, "
-            f"{len(self.eval_ids)} eval prompts"
+
+    def state_dict(self) -> dict:
+        """What a checkpoint holds of this run (the process's RNG aside: ppo_checkpoint's): trainable
+        weights, optimizer, fp16 loss scale, KL controller, prompt order, counters."""
+        model = self.acc.unwrap_model(self.model)
+        trainable = {k for k, p in model.named_parameters() if p.requires_grad}
+        return {
+            "model": {k: v for k, v in model.state_dict().items() if k in trainable},
+            "optimizer": self.optimizer.state_dict(),
+            "kl_ctl": self.kl_ctl.state_dict(),
+            "scaler": self.scaler.state_dict() if self.scaler is not None else None,
+            "stream": self.stream.state_dict(),
+            "update": self.update,
+            "episodes": self.episodes,
+            "bad_updates": self.bad_updates,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        model = self.acc.unwrap_model(self.model)
+        missing = set(state["model"]) - set(model.state_dict())
+        if missing:
+            raise cmdline.UsageError(f"checkpoint does not match this model ({len(missing)} unknown tensors)")
+        model.load_state_dict(state["model"], strict=False)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.kl_ctl.load_state_dict(state["kl_ctl"])
+        if self.scaler is not None and state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
+        self.stream.load_state_dict(state["stream"])
+        self.update, self.episodes, self.bad_updates = (
+            state["update"],
+            state["episodes"],
+            state["bad_updates"],
         )
 
     def _load_prompts(self):
@@ -654,64 +712,40 @@ class Trainer:
         use_reference=False,
         temperature: float | None = None,
     ) -> Rollout:
-        """Sample and score responses to the prompts at `index`, at `temperature` (default: --temperature)."""
+        """Sample (phase 1) and score (phase 3) responses to the prompts at `index`, in chunks of
+        --rollout_batch_size, at `temperature` (default: --temperature)."""
         args = self.args
         prompts_src = prompts_src or self.train_prompts
         ids_src = ids_src or self.train_ids
+        lm, ctx = self.reference() if use_reference else (self.policy, _null())
+        self.model.eval()
         chunks = []
-        for start in range(0, len(index), self.sizes.rollout):
-            part = index[start : start + self.sizes.rollout]
-            pids = [ids_src[i] for i in part]
-            query, qmask = left_pad(pids, self.tok.pad_token_id, self.device)
-            lm, ctx = self.reference() if use_reference else (self.policy, _null())
-            self.model.eval()
-            t0 = time.perf_counter()
-            with ctx, autocast(args, self.device):
-                resp = sample(
+        t0 = time.perf_counter()
+        with ctx, autocast(args, self.device):
+            for start in range(0, len(index), self.sizes.rollout):
+                part = index[start : start + self.sizes.rollout]
+                chunk = generate(
                     lm,
-                    query,
-                    qmask,
+                    [prompts_src[i] for i in part],
+                    [ids_src[i] for i in part],
                     args.response_length,
                     temperature or args.temperature,
                     self.stop_ids,
                     self.tok.pad_token_id,
                     generator,
+                    self.device,
                 )
-            resp, rmask, lengths, has_stop = ppo_math.truncate_after_stop(
-                resp, self.stop_ids, self.tok.pad_token_id
-            )
-            t1 = time.perf_counter()
-            with torch.inference_mode():
-                raw = self.scorer([prompts_src[i] for i in part], resp, lengths).to(self.device)
-            self.timers["generate"] += t1 - t0
-            self.timers["score"] += time.perf_counter() - t1
-            chunks.append((part, pids, query, qmask, resp, rmask, lengths, has_stop, raw))
-        # Chunks may differ in widths: pad prompts on the left and responses on the right to one shape.
-        P = max(c[2].shape[1] for c in chunks)
-        T = max(c[4].shape[1] for c in chunks)
-        pad = self.tok.pad_token_id
-
-        def lpad(x, w, v):
-            return torch.nn.functional.pad(x, (w - x.shape[1], 0), value=v)
-
-        def rpad(x, w, v):
-            return torch.nn.functional.pad(x, (0, w - x.shape[1]), value=v)
-
-        raw = torch.cat([c[8] for c in chunks]).float()
-        has_stop = torch.cat([c[7] for c in chunks])
-        scores = self.shape_scores(raw, has_stop)
-        return Rollout(
-            prompts=[prompts_src[i] for c in chunks for i in c[0]],
-            prompt_ids=[p for c in chunks for p in c[1]],
-            query=torch.cat([lpad(c[2], P, pad) for c in chunks]),
-            query_mask=torch.cat([lpad(c[3], P, 0) for c in chunks]),
-            responses=torch.cat([rpad(c[4], T, pad) for c in chunks]),
-            response_mask=torch.cat([rpad(c[5].long(), T, 0) for c in chunks]).bool(),
-            lengths=torch.cat([c[6] for c in chunks]),
-            has_stop=has_stop,
-            scores=scores,
-            raw_scores=raw,
-        )
+                chunks.append(chunk)
+        t1 = time.perf_counter()
+        # Each chunk scored as it was sampled: the reward model's batches stay rollout-sized.
+        with torch.inference_mode():
+            for c in chunks:
+                c.raw_scores = self.scorer(c.prompts, c.responses, c.lengths).to(self.device).float()
+        self.timers["generate"] += t1 - t0
+        self.timers["score"] += time.perf_counter() - t1
+        ro = Rollout.cat(chunks, self.tok.pad_token_id)
+        ro.scores = self.shape_scores(ro.raw_scores, ro.has_stop)
+        return ro
 
     def shape_scores(self, raw: torch.Tensor, has_stop: torch.Tensor) -> torch.Tensor:
         """Normalisation, missing-EOS penalty, clipping."""
@@ -736,15 +770,12 @@ class Trainer:
         temperature that sampled `ro` (default: --temperature)."""
         args = self.args
         temperature = temperature or args.temperature
-        input_ids = torch.cat([ro.query, ro.responses], dim=1)
-        mask = torch.cat([ro.query_mask, ro.response_mask.long()], dim=1)
-        P = ro.query.shape[1]
         logprobs, ref_logprobs, values, entropy = [], [], [], []
         self.model.eval()
         with torch.inference_mode(), autocast(args, self.device):
-            for s in range(0, input_ids.shape[0], self.sizes.micro):
+            for s in range(0, ro.responses.shape[0], self.sizes.micro):
                 sl = slice(s, s + self.sizes.micro)
-                logits, v = self.acc.unwrap_model(self.model)(input_ids[sl], mask[sl], P)
+                logits, v = self.acc.unwrap_model(self.model)(*ro.model_inputs(sl))
                 lp, ent = ppo_math.logprobs_and_entropy(logits, ro.responses[sl], temperature)
                 logprobs.append(lp)
                 entropy.append(ent)
@@ -752,7 +783,7 @@ class Trainer:
                 del logits
                 ref, ctx = self.reference()
                 with ctx:
-                    _, ref_logits = response_logits(ref, input_ids[sl], mask[sl], P)
+                    _, ref_logits = response_logits(ref, *ro.model_inputs(sl))
                 ref_logprobs.append(ppo_math.logprobs_from_logits(ref_logits, ro.responses[sl], temperature))
                 del ref_logits
         return torch.cat(logprobs), torch.cat(ref_logprobs), torch.cat(values), torch.cat(entropy)
@@ -881,9 +912,6 @@ class Trainer:
         from trl.trainer.utils import disable_dropout_in_model
 
         args, s = self.args, self.sizes
-        input_ids = torch.cat([ro.query, ro.responses], dim=1)
-        attn = torch.cat([ro.query_mask, ro.response_mask.long()], dim=1)
-        P = ro.query.shape[1]
         self.model.train()
         disable_dropout_in_model(self.model)
         totals: dict[str, list[float]] = {}
@@ -903,7 +931,7 @@ class Trainer:
                     idx = mb[micro_start : micro_start + s.micro]
                     mask = ro.response_mask[idx]
                     with autocast(args, self.device):
-                        logits, new_values = self.model(input_ids[idx], attn[idx], P)
+                        logits, new_values = self.model(*ro.model_inputs(idx))
                     new_logprobs = ppo_math.logprobs_from_logits(logits, ro.responses[idx], args.temperature)
                     del logits  # the log-prob function keeps what its backward needs: free [B, T, V] now
                     pg_loss, pg_stats = ppo_math.policy_loss(
@@ -1177,7 +1205,7 @@ def main(args: PPOArguments) -> dict:
     set_seed(args.seed + acc.process_index * 100003)  # per-rank streams (PPO-NOTES.md: seeds)
     tr = Trainer(args, acc)
     s = tr.sizes
-    check_disk_space(tr, out)
+    check_disk_space(out, tr.acc.unwrap_model(tr.model), args.save_steps, args.save_total_limit, s.updates)
     metrics_path = out / "metrics.jsonl"
     history = []
     points = []  # every evaluation of this run, in eval.json
@@ -1186,7 +1214,7 @@ def main(args: PPOArguments) -> dict:
         if ckpt is None:
             acc.print(f"[ppo] no complete checkpoint in {out}; starting fresh")
         else:
-            load_checkpoint(tr, ckpt)
+            tr.load_state_dict(load_checkpoint(ckpt, s.world, acc.process_index))
             if metrics_path.exists():
                 history = [json.loads(line) for line in metrics_path.read_text().splitlines() if line.strip()]
                 history = [m for m in history if m["update"] <= tr.update]
@@ -1238,11 +1266,11 @@ def main(args: PPOArguments) -> dict:
                 if args.log_with:
                     acc.log(tracker_metrics(result), step=tr.update)
             if args.save_steps and (tr.update % args.save_steps == 0 or stop["signal"] is not None):
-                path = save_checkpoint(tr, out)
+                path = save_checkpoint(acc, out, tr.state_dict(), args, args.save_total_limit)
                 if stop["signal"] is not None:
                     break
             elif stop["signal"] is not None:
-                path = save_checkpoint(tr, out)
+                path = save_checkpoint(acc, out, tr.state_dict(), args, args.save_total_limit)
                 break
         bar.close()
         if stop["signal"] is not None:
@@ -1277,7 +1305,10 @@ def main(args: PPOArguments) -> dict:
         runtime.write_json(out / "eval.json", result)
     if args.log_with:
         acc.log(tracker_metrics(result), step=tr.update)
-    save_final(tr, out)
+    if acc.is_main_process:
+        model = acc.unwrap_model(tr.model)
+        merge = args.use_peft and args.merge_lora_on_save
+        save_final(out, model.policy, model.value, tr.value_kind, tr.tok, merge)
     # Every process takes the process group down together, once the main one has written: one
     # tearing gloo down while its peer is still busy can abort at exit (a 2-process test run once
     # ended in SIGABRT on rank 1 after it had finished and saved).

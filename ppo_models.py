@@ -1,6 +1,8 @@
 """Models for ppo.py: the reward model and its scorer (any tokenizer, its training format), the
 policy and value function in one module, and the KV-cache sampler whose distribution PPO's log-probs
-recompute. Tested in tests/test_ppo.py.
+recompute. It alone knows how prompt and response are laid out for the model: `generate` turns
+prompts into a `Rollout`, `PolicyAndValue.forward` and `response_logits` read one back (ppo.py and
+the benchmarks hand over a Rollout's tensors). Tested in tests/test_ppo.py.
 """
 
 from __future__ import annotations
@@ -9,7 +11,6 @@ import contextlib
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
@@ -17,12 +18,9 @@ from torch import nn
 import cmdline
 import lora
 import offline
+import ppo_math
 import reward_format
 import scoring
-
-if TYPE_CHECKING:
-    from ppo import PPOArguments
-
 
 PIPELINE_PREFIXES = ("sentiment-analysis:", "text-classification:")  # TRL 0.x pipeline-style names
 
@@ -90,9 +88,30 @@ def split_trunk_and_head(seq_model):
     return trunk, head
 
 
-def build_policy_and_value(args: PPOArguments, policy_path: str, rm_path: str, reuse_rm: bool):
+@dataclass
+class LoraSpec:
+    """LoRA on the policy: rank, scaling numerator (scale = alpha / r), modules to adapt (names,
+    'all-linear', or None for the architecture's default; `lora.resolve_target_modules`)."""
+
+    r: int
+    alpha: int
+    target_modules: list[str] | str | None
+
+
+def build_policy_and_value(
+    policy_path: str,
+    value_kind: str,
+    critic_path: str | None = None,
+    lora_spec: LoraSpec | None = None,
+    trust_remote_code: bool = False,
+    gradient_checkpointing: bool = False,
+):
     """Policy (+ LoRA) and value function wrapped in one module, so one optimizer and one DDP
-    wrapper cover both (as summarize_from_feedback_details' PolicyAndValueWrapper)."""
+    wrapper cover both (as summarize_from_feedback_details' PolicyAndValueWrapper).
+
+    value_kind: "head" (a scalar head on the policy trunk) or "critic" (a separate network, from the
+    reward model at `critic_path` when given, else from the policy backbone with a new head).
+    Returns (model, reference or None with LoRA, a note on where the value function came from)."""
     import copy
 
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
@@ -101,31 +120,28 @@ def build_policy_and_value(args: PPOArguments, policy_path: str, rm_path: str, r
     # as most hub models are, in bf16): AdamW steps of lr x update are below bf16's resolution, and
     # --bf16 is autocast over these weights.
     policy = AutoModelForCausalLM.from_pretrained(
-        policy_path, trust_remote_code=args.trust_remote_code, dtype=torch.float32
+        policy_path, trust_remote_code=trust_remote_code, dtype=torch.float32
     )
     if getattr(policy.config, "is_encoder_decoder", False):
         raise cmdline.UsageError(
             f"{policy_path} is an encoder-decoder model; --use_seq2seq policies are not supported"
         )
     ref = None
-    if args.use_peft:
+    if lora_spec is not None:
         from peft import LoraConfig, get_peft_model
 
-        # The resolved names, not None, go to args.json (written after the models are built).
-        args.lora_target_modules = lora.resolve_target_modules(policy, args.lora_target_modules)
         config = LoraConfig(
-            r=args.lora_r,
-            lora_alpha=args.lora_alpha,
-            lora_dropout=args.lora_dropout,
-            target_modules=args.lora_target_modules,
+            r=lora_spec.r,
+            lora_alpha=lora_spec.alpha,
+            lora_dropout=0.0,  # dropout is off in every model, so that the first PPO ratio is exactly 1
+            target_modules=lora.resolve_target_modules(policy, lora_spec.target_modules),
             bias="none",
             task_type="CAUSAL_LM",
         )
         policy = get_peft_model(policy, config)
     else:
         ref = copy.deepcopy(policy).eval().requires_grad_(False)
-    kind = args.value_model if args.value_model != "auto" else ("head" if args.use_peft else "critic")
-    if kind == "head":
+    if value_kind == "head":
         hidden = policy.config.get_text_config().hidden_size
         value = nn.Linear(hidden, 1)
         nn.init.zeros_(value.weight)
@@ -134,34 +150,34 @@ def build_policy_and_value(args: PPOArguments, policy_path: str, rm_path: str, r
     else:
         # The critic reads the policy's tokens, so it can start from the reward model only when that
         # model shares the tokenizer and is causal (a bidirectional critic would see future tokens).
-        if reuse_rm:
+        if critic_path is not None:
             seq = AutoModelForSequenceClassification.from_pretrained(
-                rm_path, trust_remote_code=args.trust_remote_code, dtype=torch.float32
+                critic_path, trust_remote_code=trust_remote_code, dtype=torch.float32
             )
-            source = f"the reward model {rm_path}"
+            source = f"the reward model {critic_path}"
         else:
             seq = AutoModelForSequenceClassification.from_pretrained(
-                policy_path, num_labels=1, trust_remote_code=args.trust_remote_code, dtype=torch.float32
+                policy_path, num_labels=1, trust_remote_code=trust_remote_code, dtype=torch.float32
             )
             source = f"the policy backbone {policy_path} with a new scalar head"
         trunk, head = split_trunk_and_head(seq)
         value = nn.ModuleDict({"trunk": trunk, "head": head})
-    if args.gradient_checkpointing:
+    if gradient_checkpointing:
         policy.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        if args.use_peft:
+        if lora_spec is not None:
             policy.enable_input_require_grads()
-        if kind == "critic":
+        if value_kind == "critic":
             value["trunk"].gradient_checkpointing_enable(
                 gradient_checkpointing_kwargs={"use_reentrant": False}
             )
     from trl.trainer.utils import disable_dropout_in_model
 
-    model = PolicyAndValue(policy, value, kind)
+    model = PolicyAndValue(policy, value, value_kind)
     for m in (model, ref):
         if m is not None:
             disable_dropout_in_model(m)  # with dropout on, the first PPO ratio is not 1 (PPO-NOTES.md)
             fuse_gelu(m)
-    return model, ref, kind, source
+    return model, ref, source
 
 
 @contextlib.contextmanager
@@ -237,11 +253,14 @@ def fuse_gelu(module) -> int:
     return swapped
 
 
-def scored_inputs(input_ids, attention_mask) -> dict:
-    """The model inputs that give the predictions of every response token: all but the last token
-    (it is only a label; causal attention makes the earlier positions blind to it), with position
-    ids from the attention mask, so padding is never counted as text. Policy, reference and critic
-    all read exactly these."""
+def scored_inputs(query, query_mask, responses, response_mask) -> dict:
+    """The causal layout: prompt (left-padded to P) and response (right-padded to T) in one sequence
+    [B, P + T]. The model inputs that give the predictions of every response token are all but the
+    last token (it is only a label; causal attention makes the earlier positions blind to it), with
+    position ids from the attention mask, so padding is never counted as text. Policy, reference and
+    critic all read exactly these."""
+    input_ids = torch.cat([query, responses], dim=1)
+    attention_mask = torch.cat([query_mask, response_mask.to(query_mask.dtype)], dim=1)
     mask = attention_mask[:, :-1]
     return {
         "input_ids": input_ids[:, :-1],
@@ -251,14 +270,15 @@ def scored_inputs(input_ids, attention_mask) -> dict:
     }
 
 
-def response_logits(lm, input_ids, attention_mask, response_start: int, **kw):
+def response_logits(lm, query, query_mask, responses, response_mask, **kw):
     """Logits that predict each response token (not yet divided by the temperature): [B, T, V].
 
-    input_ids: [B, P + T] (prompt left-padded to P, response right-padded to T); the token at t is
-    predicted from position t - 1, so the model reads positions 0 .. P+T-2 (`scored_inputs`) and
-    `logits_to_keep=T` skips the vocabulary projection of the prompt. Returns (model output, logits)."""
-    T = input_ids.shape[1] - response_start
-    out = lm(**scored_inputs(input_ids, attention_mask), logits_to_keep=T, **kw)
+    The token at t is predicted from position t - 1, so the model reads positions 0 .. P+T-2
+    (`scored_inputs`) and `logits_to_keep=T` skips the vocabulary projection of the prompt.
+    Returns (model output, logits)."""
+    out = lm(
+        **scored_inputs(query, query_mask, responses, response_mask), logits_to_keep=responses.shape[1], **kw
+    )
     return out, out.logits
 
 
@@ -269,16 +289,20 @@ class PolicyAndValue(nn.Module):
         super().__init__()
         self.policy, self.value, self.kind = policy, value, kind
 
-    def forward(self, input_ids, attention_mask, response_start: int):
-        """(logits [B, T, V], values [B, T]) for the response positions, as `response_logits`."""
+    def forward(self, query, query_mask, responses, response_mask):
+        """(logits [B, T, V], values [B, T]) at the response positions: the one place that knows how
+        prompt and response are laid out for the model (`scored_inputs`); ppo.py's loop hands over
+        the four tensors of a `Rollout` and never builds the sequence itself."""
         out, logits = response_logits(
-            self.policy, input_ids, attention_mask, response_start, output_hidden_states=self.kind == "head"
+            self.policy, query, query_mask, responses, response_mask, output_hidden_states=self.kind == "head"
         )
+        P = query.shape[1]
         if self.kind == "head":
-            values = self.value(out.hidden_states[-1][:, response_start - 1 :])
+            values = self.value(out.hidden_states[-1][:, P - 1 :])
         else:
-            hidden = self.value["trunk"](**scored_inputs(input_ids, attention_mask)).last_hidden_state
-            values = self.value["head"](hidden[:, response_start - 1 :])
+            inputs = scored_inputs(query, query_mask, responses, response_mask)
+            hidden = self.value["trunk"](**inputs).last_hidden_state
+            values = self.value["head"](hidden[:, P - 1 :])
         return logits, values.squeeze(-1).float()
 
 
@@ -357,6 +381,74 @@ def sample(
         )
         next_pos = next_pos + 1
     return torch.stack(tokens, dim=1)
+
+
+@dataclass
+class Rollout:
+    """Responses sampled for a batch of prompts, and their reward-model scores once scored."""
+
+    prompts: list  # dicts with turns/text
+    prompt_ids: list  # token ids per episode, unpadded
+    query: torch.Tensor  # [B, P] left-padded
+    query_mask: torch.Tensor
+    responses: torch.Tensor  # [B, T] right-padded after the first stop token
+    response_mask: torch.Tensor  # [B, T] True for real tokens, the stop token included
+    lengths: torch.Tensor
+    has_stop: torch.Tensor
+    raw_scores: torch.Tensor | None = None  # [B] the reward model's scores
+    scores: torch.Tensor | None = None  # [B] after penalties and normalisation
+
+    def model_inputs(self, index) -> tuple:
+        """(query, query_mask, responses, response_mask) of the rows at `index`: what
+        `PolicyAndValue.forward` and `response_logits` read."""
+        return self.query[index], self.query_mask[index], self.responses[index], self.response_mask[index]
+
+    @classmethod
+    def cat(cls, parts: list[Rollout], pad_id: int) -> Rollout:
+        """Rollouts of other widths as one: prompts padded on the left, responses on the right."""
+        P = max(r.query.shape[1] for r in parts)
+        T = max(r.responses.shape[1] for r in parts)
+
+        def lpad(x, w, v):
+            return torch.nn.functional.pad(x, (w - x.shape[1], 0), value=v)
+
+        def rpad(x, w, v):
+            return torch.nn.functional.pad(x, (0, w - x.shape[1]), value=v)
+
+        def cat_scores(name):
+            return None if getattr(parts[0], name) is None else torch.cat([getattr(r, name) for r in parts])
+
+        return cls(
+            prompts=[p for r in parts for p in r.prompts],
+            prompt_ids=[p for r in parts for p in r.prompt_ids],
+            query=torch.cat([lpad(r.query, P, pad_id) for r in parts]),
+            query_mask=torch.cat([lpad(r.query_mask, P, 0) for r in parts]),
+            responses=torch.cat([rpad(r.responses, T, pad_id) for r in parts]),
+            response_mask=torch.cat([rpad(r.response_mask.long(), T, 0) for r in parts]).bool(),
+            lengths=torch.cat([r.lengths for r in parts]),
+            has_stop=torch.cat([r.has_stop for r in parts]),
+            raw_scores=cat_scores("raw_scores"),
+            scores=cat_scores("scores"),
+        )
+
+
+def generate(
+    lm,
+    prompts: list,
+    prompt_ids: list[list[int]],
+    max_new_tokens: int,
+    temperature: float,
+    stop_ids,
+    pad_id: int,
+    generator=None,
+    device="cpu",
+) -> Rollout:
+    """Phase 1 for ppo.py and the benchmarks alike: left-pad the prompts, `sample`, cut each response
+    after its first stop token. Returns an unscored `Rollout`."""
+    query, query_mask = left_pad(prompt_ids, pad_id, device)
+    responses = sample(lm, query, query_mask, max_new_tokens, temperature, stop_ids, pad_id, generator)
+    responses, response_mask, lengths, has_stop = ppo_math.truncate_after_stop(responses, stop_ids, pad_id)
+    return Rollout(prompts, prompt_ids, query, query_mask, responses, response_mask, lengths, has_stop)
 
 
 class RewardScorer:

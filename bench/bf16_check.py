@@ -61,9 +61,8 @@ def main(argv=None):
     from ppo_models import (
         PolicyAndValue,
         fuse_gelu,
-        left_pad,
+        generate,
         response_logits,
-        sample,
         split_trunk_and_head,
     )
 
@@ -85,21 +84,26 @@ def main(argv=None):
 
     rows = hh_data.read_records(Path(args.prompts))[: args.n]
     encode = PromptEncoder(tok, 256)
-    prompts = [encode({"turns": [{"role": "user", "content": r["prompt"]}]}) for r in rows]
-    query, qmask = left_pad(prompts, tok.pad_token_id, "cpu")
+    prompts = [{"turns": [{"role": "user", "content": r["prompt"]}]} for r in rows]
     stops = stop_token_ids(tok, None)
     gen = torch.Generator().manual_seed(args.seed)
-    resp = sample(policy, query, qmask, args.response_length, args.temperature, stops, tok.pad_token_id, gen)
-    resp, rmask, lengths, _ = ppo_math.truncate_after_stop(resp, stops, tok.pad_token_id)
-    ids = torch.cat([query, resp], 1)
-    mask = torch.cat([qmask, rmask.long()], 1)
-    P = query.shape[1]
+    ro = generate(
+        policy,
+        prompts,
+        [encode(p) for p in prompts],
+        args.response_length,
+        args.temperature,
+        stops,
+        tok.pad_token_id,
+        gen,
+    )
+    resp, rmask, batch = ro.responses, ro.response_mask, ro.model_inputs(slice(None))
 
     def forward(bf16: bool, grad: bool):
         ctx = torch.enable_grad() if grad else torch.inference_mode()
         t0 = time.perf_counter()
         with ctx, torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            logits, values = model(ids, mask, P)
+            logits, values = model(*batch)
         dt = time.perf_counter() - t0
         logits = logits.detach()
         logp = torch.log_softmax(logits.float() / args.temperature, -1)
@@ -116,12 +120,8 @@ def main(argv=None):
         ref.eval()
         for name, bf16 in (("fp32", False), ("bf16", True)):
             with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-                lp = ppo_math.logprobs_from_logits(
-                    response_logits(policy, ids, mask, P)[1], resp, args.temperature
-                )
-                rp = ppo_math.logprobs_from_logits(
-                    response_logits(ref, ids, mask, P)[1], resp, args.temperature
-                )
+                lp = ppo_math.logprobs_from_logits(response_logits(policy, *batch)[1], resp, args.temperature)
+                rp = ppo_math.logprobs_from_logits(response_logits(ref, *batch)[1], resp, args.temperature)
             kl_terms[name] = ((lp - rp) * rmask.float()).sum(1)
     lp32_all, lp32, v32, t32 = forward(False, False)
     lp16_all, lp16, v16, t16 = forward(True, False)

@@ -48,10 +48,9 @@ def score_policy(path: str, prompts: list[dict], scorer_parts, args):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     import offline
-    import ppo_math
     import scoring
     from ppo_data import PromptEncoder, stop_token_ids
-    from ppo_models import RewardScorer, left_pad, sample
+    from ppo_models import RewardScorer, generate
 
     path = offline.resolve_model_path(path)
     tok = AutoTokenizer.from_pretrained(path)
@@ -67,13 +66,18 @@ def score_policy(path: str, prompts: list[dict], scorer_parts, args):
         scores = []
         for start in range(0, len(ids), args.batch_size):
             part = slice(start, start + args.batch_size)
-            query, mask = left_pad(ids[part], tok.pad_token_id, "cpu")
-            resp = sample(
-                lm, query, mask, args.response_length, args.temperature, stops, tok.pad_token_id, gen
+            ro = generate(
+                lm,
+                prompts[part],
+                ids[part],
+                args.response_length,
+                args.temperature,
+                stops,
+                tok.pad_token_id,
+                gen,
             )
-            resp, _, lengths, _ = ppo_math.truncate_after_stop(resp, stops, tok.pad_token_id)
             with torch.inference_mode():
-                scores.append(scorer(prompts[part], resp, lengths))
+                scores.append(scorer(ro.prompts, ro.responses, ro.lengths))
         rows.append(torch.cat(scores))
     return torch.stack(rows)
 

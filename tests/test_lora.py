@@ -204,9 +204,9 @@ def test_policy_lora_default_trains_only_adapters_and_value_head(
     build = ppo.build_policy_and_value
 
     def recording_build(*args, **kwargs):
-        model, ref, kind, source = build(*args, **kwargs)
+        model, ref, source = build(*args, **kwargs)
         built.update(model=model, before=cloned_state(model))
-        return model, ref, kind, source
+        return model, ref, source
 
     monkeypatch.setattr(ppo, "build_policy_and_value", recording_build)
     out = tmp_path / "ppo"

@@ -210,19 +210,20 @@ def test_seed_command_line_parses_and_runs_one_update(word_policy, kind_rm, tmp_
 
 def test_left_padding_does_not_change_logprobs_or_values(word_policy, kind_rm):
     """Log-probs and values of a left-padded batch equal those of each sequence run alone."""
-    args = ppo.PPOArguments(model_name=str(word_policy), reward_model=str(kind_rm), value_model="critic")
-    model, _, _, _ = ppo.build_policy_and_value(args, str(word_policy), str(kind_rm), reuse_rm=False)
+    model, _, _ = ppo_models.build_policy_and_value(str(word_policy), "critic")
     model.eval()
     torch.manual_seed(1)
     prompts = [[5, 6, 7, 8, 9], [11, 12]]
     responses = torch.randint(0, 1000, (2, 4))
-    query, qmask = ppo.left_pad(prompts, 50256, "cpu")
+    query, qmask = ppo_models.left_pad(prompts, 50256, "cpu")
     rmask = torch.ones_like(responses)
-    logits, values = model(torch.cat([query, responses], 1), torch.cat([qmask, rmask], 1), query.shape[1])
+    logits, values = model(query, qmask, responses, rmask)
     batch_lp = torch.log_softmax(logits, -1).gather(-1, responses[..., None]).squeeze(-1)
     for i, p in enumerate(prompts):
-        ids = torch.tensor([p + responses[i].tolist()])
-        alone_logits, alone_values = model(ids, torch.ones_like(ids), len(p))
+        alone = torch.tensor([p])
+        alone_logits, alone_values = model(
+            alone, torch.ones_like(alone), responses[i : i + 1], rmask[i : i + 1]
+        )
         alone_lp = torch.log_softmax(alone_logits, -1).gather(-1, responses[i : i + 1, :, None]).squeeze(-1)
         torch.testing.assert_close(batch_lp[i], alone_lp[0], atol=1e-5, rtol=1e-5)
         torch.testing.assert_close(values[i], alone_values[0], atol=1e-5, rtol=1e-5)
@@ -245,8 +246,9 @@ def test_a_bf16_checkpoint_trains_with_float32_weights(tiny_gpt2, tmp_path):
         AutoModelForCausalLM.from_pretrained(str(policy_dir)).dtype == torch.bfloat16
     )  # what we guard against
     for value_model, reuse_rm in (("critic", False), ("critic", True), ("head", False)):
-        args = ppo.PPOArguments(model_name=str(policy_dir), reward_model=str(rm_dir), value_model=value_model)
-        model, ref, _, _ = ppo.build_policy_and_value(args, str(policy_dir), str(rm_dir), reuse_rm=reuse_rm)
+        model, ref, _ = ppo_models.build_policy_and_value(
+            str(policy_dir), value_model, str(rm_dir) if reuse_rm else None
+        )
         assert {p.dtype for m in (model, ref) for p in m.parameters()} == {torch.float32}, value_model
     rm, _, _ = ppo_models.load_reward_model(str(rm_dir), torch.device("cpu"), False)
     assert {p.dtype for p in rm.parameters()} == {torch.float32}
@@ -256,19 +258,18 @@ def test_a_bf16_checkpoint_trains_with_float32_weights(tiny_gpt2, tmp_path):
 def test_response_logits_and_values_equal_a_full_forward(word_policy, kind_rm, kind):
     """The model reads the sequence without its last token and projects only the response positions;
     that must equal a plain forward over the whole sequence, read at positions P-1 .. P+T-2."""
-    args = ppo.PPOArguments(model_name=str(word_policy), reward_model=str(kind_rm), value_model=kind)
-    model, _, _, _ = ppo.build_policy_and_value(args, str(word_policy), str(kind_rm), reuse_rm=False)
+    model, _, _ = ppo_models.build_policy_and_value(str(word_policy), kind)
     model.eval()
     torch.manual_seed(2)
     if kind == "head":  # a new value head starts at zero: give it weights, or any position reads 0
         torch.nn.init.normal_(model.value.weight)
-    query, qmask = ppo.left_pad([[5, 6, 7, 8, 9], [11, 12]], 50256, "cpu")
+    query, qmask = ppo_models.left_pad([[5, 6, 7, 8, 9], [11, 12]], 50256, "cpu")
     responses = torch.randint(0, 1000, (2, 3))
     ids = torch.cat([query, responses], 1)
     mask = torch.cat([qmask, torch.ones_like(responses)], 1)
     P = query.shape[1]
     with torch.no_grad():
-        logits, values = model(ids, mask, P)
+        logits, values = model(query, qmask, responses, torch.ones_like(responses))
         position_ids = (mask.cumsum(1) - 1).clamp(min=0)
         full = model.policy(
             input_ids=ids, attention_mask=mask, position_ids=position_ids, output_hidden_states=True
@@ -356,10 +357,8 @@ def test_kv_cache_sampler_draws_from_the_full_forward_distribution(tiny_gpt2, mo
     g = torch.Generator().manual_seed(0)
     responses = ppo_models.sample(lm, query, qmask, 12, T, {eos}, eos, g)
     assert len(seen) == responses.shape[1] == 12
-    ids = torch.cat([query, responses], 1)
-    mask = torch.cat([qmask, torch.ones_like(responses)], 1)
     with torch.no_grad():
-        _, logits = ppo_models.response_logits(lm, ids, mask, query.shape[1])
+        _, logits = ppo_models.response_logits(lm, query, qmask, responses, torch.ones_like(responses))
     full = torch.softmax(logits.float() / T, dim=-1)
     torch.testing.assert_close(torch.stack(seen, 1), full, atol=1e-6, rtol=1e-4)
 
@@ -370,9 +369,9 @@ def test_sampling_stops_at_eos_with_pad_equal_to_eos(word_policy):
 
     tok = AutoTokenizer.from_pretrained(str(word_policy))
     lm = AutoModelForCausalLM.from_pretrained(str(word_policy)).eval()
-    query, qmask = ppo.left_pad([[31373, 612], [31373]], tok.eos_token_id, "cpu")
+    query, qmask = ppo_models.left_pad([[31373, 612], [31373]], tok.eos_token_id, "cpu")
     torch.manual_seed(0)
-    resp = ppo.sample(lm, query, qmask, 40, 1.0, {tok.eos_token_id}, tok.eos_token_id)
+    resp = ppo_models.sample(lm, query, qmask, 40, 1.0, {tok.eos_token_id}, tok.eos_token_id)
     resp, mask, lengths, has_stop = ppo.ppo_math.truncate_after_stop(
         resp, {tok.eos_token_id}, tok.eos_token_id
     )
@@ -721,3 +720,63 @@ def test_eval_temperature_samples_and_scores_at_its_own_temperature(
     assert set(temperatures) == {1e-4}
     with pytest.raises(ValueError, match="--eval_temperature must be > 0"):
         ppo.validate(ppo.PPOArguments(eval_temperature=0.0))
+
+
+def test_no_module_imports_ppo_py():
+    """Imports point one way: ppo.py imports the modules beside it, none of them imports ppo.py (the
+    checkpoint and models modules once reached into its Trainer and PPOArguments through
+    TYPE_CHECKING imports, so a rename there broke them with nothing to tell)."""
+    import ast
+
+    for path in sorted(ROOT.glob("*.py")):
+        if path.name == "ppo.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                names = [node.module]
+            else:
+                continue
+            assert "ppo" not in names, f"{path.name}:{node.lineno} imports ppo"
+
+
+def test_rollouts_of_other_widths_concatenate_to_what_each_reads(word_policy):
+    """`Rollout.cat` pads prompts on the left and responses on the right: every row of the joined
+    rollout has the log-probs and values it had in its own rollout, and its scores and texts."""
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(word_policy))
+    model, _, _ = ppo_models.build_policy_and_value(str(word_policy), "critic")
+    model.eval()
+    g = torch.Generator().manual_seed(0)
+    eos = tok.eos_token_id
+    parts = [
+        ppo_models.generate(model.policy, ["a", "b"], [[31373, 612], [31373]], 3, 1.0, {eos}, eos, g),
+        ppo_models.generate(model.policy, ["c"], [[40, 588, 318, 257, 1332]], 8, 1.0, set(), eos, g),
+    ]
+    for k, part in enumerate(parts):
+        part.raw_scores = torch.tensor([1.0, 2.0])[: len(part.prompts)] + k
+    joined = ppo_models.Rollout.cat(parts, eos)
+    assert joined.query.shape == (3, 5) and joined.responses.shape == (3, 8)
+    assert joined.prompts == ["a", "b", "c"] and joined.raw_scores.tolist() == [1.0, 2.0, 2.0]
+    assert joined.scores is None and joined.response_mask.dtype == torch.bool
+    assert joined.query_mask[:2, :3].sum() == 0 and (joined.query[:2, :3] == eos).all()  # left
+    assert not joined.response_mask[:2, 3:].any() and (joined.responses[:2, 3:] == eos).all()  # right
+    with torch.no_grad():
+        logits, values = model(*joined.model_inputs(slice(None)))
+        rows = 0
+        for part in parts:
+            part_logits, part_values = model(*part.model_inputs(slice(None)))
+            n, T = part.responses.shape
+            mask = part.response_mask
+            torch.testing.assert_close(
+                logits[rows : rows + n, :T][mask], part_logits[mask], atol=1e-5, rtol=1e-5
+            )
+            torch.testing.assert_close(
+                values[rows : rows + n, :T][mask], part_values[mask], atol=1e-5, rtol=1e-5
+            )
+            assert ppo_models.decode(
+                tok, joined.responses[rows : rows + n], joined.lengths[rows : rows + n]
+            ) == (ppo_models.decode(tok, part.responses, part.lengths))
+            rows += n

@@ -232,3 +232,36 @@ def test_reward_model_refuses_a_too_small_disk_before_training(
     with pytest.raises(OSError, match=r"MiB free on its disk.*3 checkpoints of"):
         reward_modeling.cli(argv)
     assert not list(out.glob("checkpoint-*")) and not (out / "metrics.json").exists()
+
+
+class OneProcess:
+    """What save_checkpoint asks of an Accelerator, for one process."""
+
+    is_main_process, process_index, num_processes = True, 0, 1
+
+    def wait_for_everyone(self):
+        pass
+
+
+def test_checkpoint_files_round_trip_state_and_rng_and_refuse_another_world(tmp_path):
+    """The checkpoint module alone, on plain values: the state comes back as saved, the process's
+    random generators continue where they were at the save, older checkpoints beyond the limit go,
+    and a checkpoint of another process count is refused (its per-rank streams would not match)."""
+    state = {"update": 0, "episodes": 0, "weights": torch.arange(4.0)}
+    for update in (2, 4, 6):
+        state = {**state, "update": update, "episodes": 8 * update}
+        path = ppo_checkpoint.save_checkpoint(OneProcess(), tmp_path, state, {"lr": 1.0}, save_total_limit=2)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint-4", "checkpoint-6"]
+    after_save = torch.rand(3)
+    loaded = ppo_checkpoint.load_checkpoint(path, world=1, rank=0)
+    assert (
+        loaded["update"] == 6
+        and loaded["episodes"] == 48
+        and torch.equal(loaded["weights"], state["weights"])
+    )
+    assert torch.equal(torch.rand(3), after_save)
+    assert json.loads((path / "trainer_state.json").read_text())["world"] == 1
+    with pytest.raises(
+        ValueError, match=r"written by 1 process\(es\); resume with the same number \(now 2\)"
+    ):
+        ppo_checkpoint.load_checkpoint(path, world=2, rank=0)
