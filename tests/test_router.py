@@ -186,12 +186,17 @@ def test_routed_folders_as_reward_and_gold_models_of_ppo(
     assert result["gold"][str(gold)]["gain_mean"] == figures["gain_mean"]
 
 
+def write_hh_heldout(root, held_out: list[dict]) -> None:
+    """bench/preference_sets' hh-rlhf layout: 1800 filler rows, then the held-out ones, in both subsets."""
+    filler = toy_rows(["say hi"], 1800, 7)
+    for subset in ("harmless-base", "helpful-base"):
+        write_jsonl(root / "hh-rlhf" / subset / "test.jsonl", filler + held_out)
+
+
 def test_rm_eval_scores_a_routed_folder(routed, tmp_path):
     out, _ = routed
     held_out = toy_rows(RISKY, 2, 5) + toy_rows(BENIGN, 2, 6)
-    filler = toy_rows(["say hi"], 1800, 7)
-    for subset in ("harmless-base", "helpful-base"):
-        write_jsonl(tmp_path / "data" / "hh-rlhf" / subset / "test.jsonl", filler + held_out)
+    write_hh_heldout(tmp_path / "data", held_out)
     dump = tmp_path / "dump.jsonl"
     result = rm_eval.main(
         [
@@ -223,7 +228,9 @@ def test_a_missing_member_is_one_line_error(routed, tiny_bert, toy_data, kind_rm
         "benign": str(kind_rm),
     }
     (broken / ppo_models.COMBINATION_FILE).write_text(json.dumps(spec))
-    proc = run_script("bench/rm_eval.py", [f"--reward_model={broken}", f"--out={tmp_path / 'o'}"], tmp_path)
+    write_hh_heldout(tmp_path / "data", toy_rows(RISKY, 1, 5))
+    argv = [f"--reward_model={broken}", f"--data_root={tmp_path / 'data'}", f"--out={tmp_path / 'o'}"]
+    proc = run_script("bench/rm_eval.py", argv, tmp_path)
     assert_one_line_error(proc, "risky member", "no-such-rm", "reward_modeling.py")
     missing = tmp_path / "missing-rm"
     proc = run_script(
