@@ -9,7 +9,7 @@ import sys
 
 import pytest
 import torch
-from conftest import ROOT, write_jsonl
+from conftest import ROOT, policy_responses, write_jsonl
 from test_cli_errors import assert_one_line_error, run_script
 from test_ppo import run_ppo
 
@@ -141,11 +141,7 @@ def test_routed_score_is_the_p_weighted_mix_of_standardised_members(routed, word
     scorer, fmt, critic, note = ppo_models.load_proxy_reward(str(out), torch.device("cpu"), False, policy_tok)
     assert fmt == {"reward_mean": 0.0, "reward_std": 1.0} and critic is None and note.startswith("routed")
     replies = [" kind thanks glad", " no away stop", " sure", " never"]
-    ids = [policy_tok(r)["input_ids"] for r in replies]
-    responses = torch.full((4, 3), policy_tok.eos_token_id)
-    for i, row in enumerate(ids):
-        responses[i, : len(row)] = torch.tensor(row)
-    lengths = torch.tensor([len(row) for row in ids])
+    responses, lengths = policy_responses(policy_tok, replies)
     expected = hand_mixed(out, PROMPTS, replies)
     torch.testing.assert_close(scorer(PROMPTS, responses, lengths), expected)
     # In an ensemble, the routed member counts as one standardised member.
