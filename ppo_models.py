@@ -457,8 +457,13 @@ class RoutedScorer:
 def load_routed(folder: Path, device, trust_remote_code: bool, policy_tokenizer) -> LoadedScorer:
     """A folder written by router.py: its router and the two members reward_combination.json names
     (paths relative to the folder). Its scores are standardised: reward_mean 0, reward_std 1."""
-    spec = utils.read_json(folder / COMBINATION_FILE)
     what = f"{folder / COMBINATION_FILE}"
+    spec = utils.read_json(what)
+    missing = [key for key in ("router", "risky", "benign") if not isinstance(spec.get(key), str)]
+    if missing:
+        raise utils.UsageError(f"{what}: no {', '.join(missing)} (router.py writes router, risky and benign)")
+    if not (folder / spec["router"]).is_dir():
+        raise utils.MissingInputError(f"{what}: router folder not found: {folder / spec['router']}")
     risky, benign = (
         load_scorer(
             str(check_member((folder / spec[role]).resolve(), f"{what}: {role} member")),

@@ -15,6 +15,7 @@ from test_ppo import run_ppo
 
 import ppo_models
 import router
+import utils
 
 sys.path.insert(0, str(ROOT / "bench"))
 import rm_eval  # noqa: E402
@@ -228,6 +229,13 @@ def test_a_missing_member_is_one_line_error(routed, tiny_bert, toy_data, kind_rm
     argv = [f"--reward_model={broken}", f"--data_root={tmp_path / 'data'}", f"--out={tmp_path / 'o'}"]
     proc = run_script("bench/rm_eval.py", argv, tmp_path)
     assert_one_line_error(proc, "risky member", "no-such-rm", "reward_modeling.py")
+    for bad, message in (
+        ({"router": "router", "risky": "x"}, "no benign"),
+        (spec | {"router": "nowhere"}, "router folder"),
+    ):
+        (broken / ppo_models.COMBINATION_FILE).write_text(json.dumps(bad))
+        with pytest.raises(utils.UsageError, match=message):
+            ppo_models.load_proxy_reward(str(broken), torch.device("cpu"), False, None)
     missing = tmp_path / "missing-rm"
     proc = run_script(
         "router.py",
