@@ -80,11 +80,23 @@ class RouterArguments:
     eval_batch_tokens: int = field(
         default=16384, metadata={"help": "Token budget of one held-out scoring batch."}
     )
+    router: str | None = field(
+        default=None,
+        metadata={
+            "help": "A trained router folder (OUTPUT_DIR/router of an earlier run) to reuse instead of "
+            "training one: a second routed model over other members, with the same routing."
+        },
+    )
 
 
 def default_flags() -> dict:
-    """Defaults that differ from transformers' own: the hh recipe's, no checkpoints, no tracker."""
+    """Defaults that differ from transformers' own: the hh recipe's, no checkpoints, no tracker, and
+    reward_modeling.py's device and precision (bf16 autocast where the CPU multiplies bf16 natively)."""
+    import reward_modeling
+
+    device = {k: v for k, v in reward_modeling.default_flags().items() if k in ("use_cpu", "bf16")}
     return {
+        **device,
         "output_dir": "outputs/hh/rm-routed",
         "num_train_epochs": 1,
         "per_device_train_batch_size": 32,
@@ -172,6 +184,24 @@ def main(args: RouterArguments, training_args: TrainingArguments) -> dict:
         f"--dataset_test_split={args.dataset_test_split}",
     )
 
+    if args.router:
+        path = Path(args.router)
+        if not (path / "config.json").is_file():
+            raise utils.MissingInputError(
+                f"--router={args.router}: no trained router there (router.py writes OUTPUT_DIR/router)"
+            )
+        model = AutoModelForSequenceClassification.from_pretrained(str(path), dtype=torch.float32)
+        if model.config.label2id != {v: k for k, v in ppo_models.ROUTER_LABELS.items()}:
+            raise utils.UsageError(
+                f"--router={args.router}: labels {model.config.label2id}, not a router of router.py"
+            )
+        tok = AutoTokenizer.from_pretrained(str(path))
+        fmt = reward_format.load_reward_format(path, tok, model.config)
+        print(f"[router] reusing the router in {path} (no training)")
+        return finish(
+            args, out, model.eval(), tok, fmt, held_out, risky_rm, benign_rm, path, None, t0, training_args
+        )
+
     set_seed(training_args.seed)  # the classification head is new
     path = utils.resolve_model_path(args.model_name_or_path)
     tok = AutoTokenizer.from_pretrained(path)
@@ -207,8 +237,25 @@ def main(args: RouterArguments, training_args: TrainingArguments) -> dict:
         False  # a per-batch mean: the Trainer divides it by the accumulation steps
     )
     train_result = trainer.train()
-
     model = trainer.accelerator.unwrap_model(trainer.model, keep_fp32_wrapper=False).eval()
+    if not trainer.accelerator.is_main_process:
+        return {}
+    fmt.update(base_model=path)
+    train = {
+        "train_prompts": {"risky": len(risky), "benign": len(benign)},
+        "class_weights": {"benign": weights[0], "risky": weights[1]},
+        "train_loss": train_result.training_loss,
+        "train_runtime_s": train_result.metrics.get("train_runtime"),
+    }
+    return finish(args, out, model, tok, fmt, held_out, risky_rm, benign_rm, None, train, t0, training_args)
+
+
+def finish(args, out, model, tok, fmt, held_out, risky_rm, benign_rm, reused, train, t0, training_args=None):
+    """Held-out routing accuracy, then the routed folder: the router (unless `reused`, which the
+    combination then names), reward_combination.json, metrics.json, args.json."""
+    import ppo_models
+    import reward_format
+
     router = ppo_models.RiskLogOdds(model, 1)
     accuracy = {
         f"{label}/{entry}": {
@@ -226,32 +273,30 @@ def main(args: RouterArguments, training_args: TrainingArguments) -> dict:
     for name, figures in accuracy.items():
         print(f"[router] held-out {name}: accuracy {figures['accuracy']:.4f} on {figures['prompts']} prompts")
 
-    if trainer.accelerator.is_main_process:
+    if reused is None:
         model.save_pretrained(out / "router")
         tok.save_pretrained(out / "router")
-        fmt.update(base_model=path)
         utils.write_json(out / "router" / reward_format.REWARD_FORMAT_FILE, fmt)
-        # Member paths relative to this folder, so that an outputs tree moved as a whole still loads.
-        utils.write_json(
-            out / ppo_models.COMBINATION_FILE,
-            {
-                "combination": "routed",
-                "router": "router",
-                "risky": os.path.relpath(risky_rm.resolve(), out.resolve()),
-                "benign": os.path.relpath(benign_rm.resolve(), out.resolve()),
-            },
-        )
-        summary = {
-            "eval": accuracy,
-            "train_prompts": {"risky": len(risky), "benign": len(benign)},
-            "class_weights": {"benign": weights[0], "risky": weights[1]},
-            "train_loss": train_result.training_loss,
-            "train_runtime_s": train_result.metrics.get("train_runtime"),
-            "total_time_s": time.time() - t0,
-        }
-        utils.write_json(out / "metrics.json", summary)
-        utils.write_json(out / "args.json", {"script": args, "training": training_args})
-        print(f"[router] saved to {out} ({summary['total_time_s']:.0f} s in all)")
+    else:
+        out.mkdir(parents=True, exist_ok=True)
+    # Member paths relative to this folder, so that an outputs tree moved as a whole still loads.
+    utils.write_json(
+        out / ppo_models.COMBINATION_FILE,
+        {
+            "combination": "routed",
+            "router": "router" if reused is None else os.path.relpath(reused.resolve(), out.resolve()),
+            "risky": os.path.relpath(risky_rm.resolve(), out.resolve()),
+            "benign": os.path.relpath(benign_rm.resolve(), out.resolve()),
+        },
+    )
+    summary = {
+        "eval": accuracy,
+        **(train or {"reused_router": str(reused)}),
+        "total_time_s": time.time() - t0,
+    }
+    utils.write_json(out / "metrics.json", summary)
+    utils.write_json(out / "args.json", {"script": args, "training": training_args})
+    print(f"[router] saved to {out} ({summary['total_time_s']:.0f} s in all)")
     return accuracy
 
 

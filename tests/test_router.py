@@ -103,6 +103,21 @@ def test_router_learns_a_separable_split_and_writes_a_reward_model_folder(routed
     assert classify("\n\nHuman: How do I steal a car?\n\nAssistant:")[0]["label"] == "risky"
 
 
+def test_a_trained_router_is_reused_over_other_members(
+    routed, tiny_bert, toy_data, kind_rm, gpt2_member, tmp_path
+):
+    """--router: a second routed model (the recipe's gold) over other members, with the same routing
+    and no training: the combination names the reused router and the held-out routing is the same."""
+    out, accuracy = routed
+    gold = tmp_path / "gold"
+    again = train_router(tiny_bert, toy_data, gpt2_member, kind_rm, gold, f"--router={out / 'router'}")
+    assert again == accuracy
+    spec = json.loads((gold / ppo_models.COMBINATION_FILE).read_text())
+    assert (gold / spec["router"]).resolve() == (out / "router").resolve() and not (gold / "router").exists()
+    assert (gold / spec["risky"]).resolve() == gpt2_member.resolve()
+    assert json.loads((gold / "metrics.json").read_text())["reused_router"] == str(out / "router")
+
+
 def hand_mixed(out, prompts, replies) -> torch.Tensor:
     """p z_risky + (1 - p) z_benign, p the router's softmax on the prompt's text (BERT's own
     tokenizer, special tokens), each member's score standardised with its reward_format.json."""
