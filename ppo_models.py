@@ -483,15 +483,20 @@ class RewardScorer:
 
 @dataclass
 class LoadedScorer:
-    scorer: RewardScorer
+    scorer: RewardScorer | RoutedScorer
     fmt: dict  # reward_format.json (or the assumed hh format)
     same_tokens: bool  # it shares the policy's tokenizer (a causal one can then start the critic)
     causal: bool  # a decoder: it could start the critic
+    kind: str = "reward model"  # what was loaded, for the notes that ppo.py prints
 
 
 def load_scorer(name: str, device, trust_remote_code: bool, policy_tokenizer) -> LoadedScorer:
-    """One reward model with its scorer, in its own training format and tokenizer. Without a policy
+    """One reward model with its scorer, in its own training format and tokenizer, or a routed
+    combination (a folder with reward_combination.json, written by router.py). Without a policy
     tokenizer (None) it scores reply texts only (`score_texts`)."""
+    path = Path(reward_model_path(name))
+    if (path / COMBINATION_FILE).is_file():
+        return load_routed(path, device, trust_remote_code, policy_tokenizer)
     model, tok, fmt = load_reward_model(name, device, trust_remote_code)
     scorer = RewardScorer(model, tok, fmt, policy_tokenizer)
     causal = model.config.model_type not in reward_format.ENCODER_MODEL_TYPES
@@ -503,6 +508,122 @@ def standardize(scores: torch.Tensor, fmt: dict) -> torch.Tensor:
     """(score - reward_mean) / reward_std with the statistics reward_modeling.py saved; raw without them."""
     mean, std = fmt.get("reward_mean"), fmt.get("reward_std")
     return scores if mean is None or not std else (scores - mean) / std
+
+
+# ---------------------------------------------------------------------------------------------
+# A routed reward model (router.py): the safety model's score on risky prompts, the helpfulness
+# model's elsewhere (Touvron et al. 2023, "Llama 2", sec. 3.2.2).
+# ---------------------------------------------------------------------------------------------
+
+COMBINATION_FILE = "reward_combination.json"  # in a routed folder: its router and its two members
+ROUTER_LABELS = {0: "benign", 1: "risky"}  # the router's classes (its config's id2label)
+
+
+def check_member(path: Path, what: str) -> Path:
+    """A member of a routed reward model: a folder written by reward_modeling.py, whose
+    reward_mean/reward_std standardise its scores (the two members' scales must be comparable)."""
+    if not path.is_dir():
+        raise utils.MissingInputError(
+            f"{what}: reward model folder not found: {path} (train one with reward_modeling.py)"
+        )
+    fmt_path = path / reward_format.REWARD_FORMAT_FILE
+    fmt = utils.read_json(fmt_path) if fmt_path.is_file() else {}
+    if fmt.get("reward_mean") is None or not fmt.get("reward_std"):
+        raise utils.UsageError(
+            f"{what}: {path} has no reward_mean/reward_std in {reward_format.REWARD_FORMAT_FILE} "
+            "(not a reward model written by reward_modeling.py)"
+        )
+    return path
+
+
+class RiskLogOdds(nn.Module):
+    """The two-class router as a one-output model: logit(risky) - logit(benign), whose sigmoid is the
+    softmax's P(risky). utils.score_sequences then batches the router as it batches reward models."""
+
+    def __init__(self, classifier, risky: int):
+        super().__init__()
+        self.classifier, self.risky = classifier, risky
+
+    def forward(self, input_ids, attention_mask):
+        from types import SimpleNamespace
+
+        logits = self.classifier(input_ids=input_ids, attention_mask=attention_mask).logits.float()
+        return SimpleNamespace(logits=(logits[:, self.risky] - logits[:, 1 - self.risky])[:, None])
+
+
+def load_router(path: Path, device, trust_remote_code: bool):
+    """The prompt classifier of a routed folder (as RiskLogOdds), its tokenizer and its reward_format.json."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(path), trust_remote_code=trust_remote_code)
+    model = AutoModelForSequenceClassification.from_pretrained(
+        str(path), trust_remote_code=trust_remote_code, dtype=torch.float32
+    )
+    risky = model.config.label2id.get("risky")
+    if model.config.num_labels != 2 or risky is None:
+        raise utils.UsageError(f"{path}: a router has two labels, benign and risky (router.py writes one)")
+    utils.ensure_pad_token(tok, model)
+    fmt = reward_format.load_reward_format(path, tok, model.config)
+    router = RiskLogOdds(model, risky).to(device).eval().requires_grad_(False)
+    return router, tok, fmt
+
+
+class RoutedScorer:
+    """Llama 2's combination of a safety and a helpfulness reward model (Touvron et al. 2023, sec.
+    3.2.2), made soft: score = p z_risky + (1 - p) z_benign, p = the router's P(risky | prompt), each
+    z a member's score standardised with its own reward_mean/reward_std. Llama 2 switched on a hard
+    threshold; the mixture keeps PPO's reward smooth in the prompt. Each member scores in its own
+    format and tokenizer (RewardScorer); the router reads the prompt as the reward models render it."""
+
+    def __init__(
+        self, router, router_tok, router_fmt: dict, risky, benign, policy_tokenizer, batch_tokens=16384
+    ):
+        self.router, self.router_tok, self.router_fmt = router, router_tok, router_fmt
+        self.risky, self.benign, self.policy_tok = risky, benign, policy_tokenizer
+        self.batch_tokens = batch_tokens
+
+    def risk(self, prompts: list[dict]) -> torch.Tensor:
+        """P(risky | prompt) [B]: the prompt in the router's format, with no reply."""
+        texts = [reward_format.prompt_text(p, self.router_fmt) for p in prompts]
+        ids = reward_format.encode(self.router_tok, self.router_fmt, texts, [""] * len(texts))[0]
+        log_odds = utils.score_sequences(self.router, ids, self.router_tok.pad_token_id, self.batch_tokens)
+        return torch.sigmoid(log_odds)
+
+    def score_texts(self, prompts: list[dict], replies: list[str]) -> torch.Tensor:
+        p = self.risk(prompts)
+        z_risky, z_benign = (
+            standardize(m.scorer.score_texts(prompts, replies).float(), m.fmt)
+            for m in (self.risky, self.benign)
+        )
+        return p * z_risky + (1 - p) * z_benign
+
+    def __call__(self, prompts, responses, lengths) -> torch.Tensor:
+        return self.score_texts(prompts, decode(self.policy_tok, responses, lengths))
+
+
+def load_routed(folder: Path, device, trust_remote_code: bool, policy_tokenizer) -> LoadedScorer:
+    """A folder written by router.py: its router and the two members reward_combination.json names
+    (paths relative to the folder). Its scores are standardised: reward_mean 0, reward_std 1."""
+    what = f"{folder / COMBINATION_FILE}"
+    spec = utils.read_json(what)
+    missing = [key for key in ("router", "risky", "benign") if not isinstance(spec.get(key), str)]
+    if missing:
+        raise utils.UsageError(f"{what}: no {', '.join(missing)} (router.py writes router, risky and benign)")
+    if not (folder / spec["router"]).is_dir():
+        raise utils.MissingInputError(f"{what}: router folder not found: {folder / spec['router']}")
+    risky, benign = (
+        load_scorer(
+            str(check_member((folder / spec[role]).resolve(), f"{what}: {role} member")),
+            device,
+            trust_remote_code,
+            policy_tokenizer,
+        )
+        for role in ("risky", "benign")
+    )
+    router, router_tok, router_fmt = load_router(folder / spec["router"], device, trust_remote_code)
+    scorer = RoutedScorer(router, router_tok, router_fmt, risky, benign, policy_tokenizer)
+    kind = f"routed: P(risky | prompt) mixes the standardised {spec['risky']} (risky) and {spec['benign']} (benign)"
+    return LoadedScorer(scorer, {"reward_mean": 0.0, "reward_std": 1.0}, False, False, kind)
 
 
 class EnsembleScorer:
@@ -535,11 +656,15 @@ def load_proxy_reward(spec: str, device, trust_remote_code: bool, policy_tokeniz
     if len(members) == 1:
         (m,) = members
         critic = reward_model_path(names[0]) if m.same_tokens and m.causal else None
-        return m.scorer, m.fmt, critic, f"{'same' if m.same_tokens else 'own'} tokenizer, text round trip"
+        tokens = f"{'same' if m.same_tokens else 'own'} tokenizer, text round trip"
+        return m.scorer, m.fmt, critic, tokens if m.kind == "reward model" else m.kind
     standardized = all(m.fmt.get("reward_mean") is not None and m.fmt.get("reward_std") for m in members)
     fmt = {"reward_mean": 0.0, "reward_std": 1.0} if standardized else {}
-    note = f"an ensemble of {len(members)}: the mean of the members' standardised scores" + (
-        "" if standardized else " (raw where a member has no reward_mean/reward_std)"
+    routed = sum(m.kind != "reward model" for m in members)
+    note = (
+        f"an ensemble of {len(members)}{f' ({routed} routed)' if routed else ''}: the mean of the members' "
+        "standardised scores"
+        + ("" if standardized else " (raw where a member has no reward_mean/reward_std)")
     )
     return EnsembleScorer(members), fmt, None, note
 

@@ -173,6 +173,15 @@ def kind_pairs(n, seed):
     return rows
 
 
+def policy_responses(tok, replies: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Reply texts as a policy's responses: ids [B, T] right-padded with EOS, and their lengths [B]."""
+    ids = [tok(r)["input_ids"] for r in replies]
+    responses = torch.full((len(ids), max(map(len, ids))), tok.eos_token_id)
+    for i, row in enumerate(ids):
+        responses[i, : len(row)] = torch.tensor(row)
+    return responses, torch.tensor([len(row) for row in ids])
+
+
 @pytest.fixture(scope="session")
 def kind_data(tmp_path_factory):
     root = tmp_path_factory.mktemp("kind")

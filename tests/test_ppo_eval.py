@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+from conftest import policy_responses
 from test_ppo import read_metrics, run_ppo
 
 import plots
@@ -89,11 +90,7 @@ def test_ensemble_score_is_the_mean_of_standardised_members(word_policy, kind_rm
     assert critic is None and fmt == {}  # gpt2_rm has no statistics: the ensemble has none either
     prompts = [{"turns": [{"role": "user", "content": w}], "text": None} for w in ("hi", "hello", "hey")]
     replies = [" kind thanks glad", " no away stop", " sure"]
-    ids = [policy_tok(r)["input_ids"] for r in replies]
-    responses = torch.full((3, 3), policy_tok.eos_token_id)
-    for i, row in enumerate(ids):
-        responses[i, : len(row)] = torch.tensor(row)
-    lengths = torch.tensor([len(row) for row in ids])
+    responses, lengths = policy_responses(policy_tok, replies)
     got = ensemble(prompts, responses, lengths)
     members = []
     for path in (kind_rm, gpt2_rm):
