@@ -20,6 +20,7 @@ import lora
 import offline
 import ppo_math
 import reward_format
+import runtime
 import scoring
 
 PIPELINE_PREFIXES = ("sentiment-analysis:", "text-classification:")  # TRL 0.x pipeline-style names
@@ -523,13 +524,13 @@ def check_member(path: Path, what: str) -> Path:
     """A member of a routed reward model: a folder written by reward_modeling.py, whose
     reward_mean/reward_std standardise its scores (the two members' scales must be comparable)."""
     if not path.is_dir():
-        raise utils.MissingInputError(
+        raise cmdline.MissingInputError(
             f"{what}: reward model folder not found: {path} (train one with reward_modeling.py)"
         )
     fmt_path = path / reward_format.REWARD_FORMAT_FILE
-    fmt = utils.read_json(fmt_path) if fmt_path.is_file() else {}
+    fmt = runtime.read_json(fmt_path) if fmt_path.is_file() else {}
     if fmt.get("reward_mean") is None or not fmt.get("reward_std"):
-        raise utils.UsageError(
+        raise cmdline.UsageError(
             f"{what}: {path} has no reward_mean/reward_std in {reward_format.REWARD_FORMAT_FILE} "
             "(not a reward model written by reward_modeling.py)"
         )
@@ -538,7 +539,7 @@ def check_member(path: Path, what: str) -> Path:
 
 class RiskLogOdds(nn.Module):
     """The two-class router as a one-output model: logit(risky) - logit(benign), whose sigmoid is the
-    softmax's P(risky). utils.score_sequences then batches the router as it batches reward models."""
+    softmax's P(risky). scoring.score_sequences then batches the router as it batches reward models."""
 
     def __init__(self, classifier, risky: int):
         super().__init__()
@@ -561,8 +562,8 @@ def load_router(path: Path, device, trust_remote_code: bool):
     )
     risky = model.config.label2id.get("risky")
     if model.config.num_labels != 2 or risky is None:
-        raise utils.UsageError(f"{path}: a router has two labels, benign and risky (router.py writes one)")
-    utils.ensure_pad_token(tok, model)
+        raise cmdline.UsageError(f"{path}: a router has two labels, benign and risky (router.py writes one)")
+    scoring.ensure_pad_token(tok, model)
     fmt = reward_format.load_reward_format(path, tok, model.config)
     router = RiskLogOdds(model, risky).to(device).eval().requires_grad_(False)
     return router, tok, fmt
@@ -586,7 +587,7 @@ class RoutedScorer:
         """P(risky | prompt) [B]: the prompt in the router's format, with no reply."""
         texts = [reward_format.prompt_text(p, self.router_fmt) for p in prompts]
         ids = reward_format.encode(self.router_tok, self.router_fmt, texts, [""] * len(texts))[0]
-        log_odds = utils.score_sequences(self.router, ids, self.router_tok.pad_token_id, self.batch_tokens)
+        log_odds = scoring.score_sequences(self.router, ids, self.router_tok.pad_token_id, self.batch_tokens)
         return torch.sigmoid(log_odds)
 
     def score_texts(self, prompts: list[dict], replies: list[str]) -> torch.Tensor:
@@ -605,12 +606,14 @@ def load_routed(folder: Path, device, trust_remote_code: bool, policy_tokenizer)
     """A folder written by router.py: its router and the two members reward_combination.json names
     (paths relative to the folder). Its scores are standardised: reward_mean 0, reward_std 1."""
     what = f"{folder / COMBINATION_FILE}"
-    spec = utils.read_json(what)
+    spec = runtime.read_json(what)
     missing = [key for key in ("router", "risky", "benign") if not isinstance(spec.get(key), str)]
     if missing:
-        raise utils.UsageError(f"{what}: no {', '.join(missing)} (router.py writes router, risky and benign)")
+        raise cmdline.UsageError(
+            f"{what}: no {', '.join(missing)} (router.py writes router, risky and benign)"
+        )
     if not (folder / spec["router"]).is_dir():
-        raise utils.MissingInputError(f"{what}: router folder not found: {folder / spec['router']}")
+        raise cmdline.MissingInputError(f"{what}: router folder not found: {folder / spec['router']}")
     risky, benign = (
         load_scorer(
             str(check_member((folder / spec[role]).resolve(), f"{what}: {role} member")),

@@ -29,7 +29,11 @@ from pathlib import Path
 
 from transformers import TrainingArguments
 
-import utils
+import cmdline
+import hh_data
+import offline
+import runtime
+import scoring
 
 
 @dataclass
@@ -110,13 +114,13 @@ def default_flags() -> dict:
 
 def load_prompts(dataset_name: str, split: str, data_dir: str):
     """The prompts of the pairs `data_dir` selects, as PPO prompts ({"turns", "text"}, as the reward
-    models are given them), the pairs, and the rows' origins (for utils.refuse_overlap)."""
+    models are given them), the pairs, and the rows' origins (for hh_data.refuse_overlap)."""
     from ppo_data import row_to_prompt
 
-    pairs, _, origins = utils.load_preference_pairs(dataset_name, split, data_dir)
+    pairs, _, origins = hh_data.load_preference_pairs(dataset_name, split, data_dir)
     kept = [(p, q) for p in pairs if (q := row_to_prompt({"prompt": p["prompt"]})) is not None]
     if not kept:
-        raise utils.UsageError(f"{dataset_name} {data_dir} [{split}]: no pair has a prompt to classify")
+        raise cmdline.UsageError(f"{dataset_name} {data_dir} [{split}]: no pair has a prompt to classify")
     return [q for _, q in kept], [p for p, _ in kept], origins
 
 
@@ -139,7 +143,7 @@ def encode_prompts(tokenizer, fmt: dict, prompts: list[dict]) -> list[list[int]]
 
 def risk_accuracy(router, ids: list[list[int]], risky: bool, pad_id: int, batch_tokens: int) -> float:
     """Share of prompts put on the right side of P(risky) = 0.5 (log-odds 0)."""
-    log_odds = utils.score_sequences(router, ids, pad_id, batch_tokens)
+    log_odds = scoring.score_sequences(router, ids, pad_id, batch_tokens)
     return ((log_odds > 0) == risky).float().mean().item()
 
 
@@ -163,7 +167,7 @@ def main(args: RouterArguments, training_args: TrainingArguments) -> dict:
     risky_rm = ppo_models.check_member(Path(args.risky_reward_model), "--risky_reward_model")
     benign_rm = ppo_models.check_member(Path(args.benign_reward_model), "--benign_reward_model")
     if risky_rm.resolve() == benign_rm.resolve():
-        raise utils.UsageError(
+        raise cmdline.UsageError(
             "--risky_reward_model and --benign_reward_model are one folder; routing needs two"
         )
 
@@ -176,7 +180,7 @@ def main(args: RouterArguments, training_args: TrainingArguments) -> dict:
         for label, spec in (("risky", args.eval_risky_data_dir), ("benign", args.eval_benign_data_dir))
         for entry in spec.split(",")
     }
-    utils.refuse_overlap(
+    hh_data.refuse_overlap(
         risky_rows + benign_rows,
         [origin for _, _, rows in held_out.values() for origin in rows],
         f"--risky_data_dir={args.risky_data_dir} --benign_data_dir={args.benign_data_dir} --dataset_train_split={split}",
@@ -187,12 +191,12 @@ def main(args: RouterArguments, training_args: TrainingArguments) -> dict:
     if args.router:
         path = Path(args.router)
         if not (path / "config.json").is_file():
-            raise utils.MissingInputError(
+            raise cmdline.MissingInputError(
                 f"--router={args.router}: no trained router there (router.py writes OUTPUT_DIR/router)"
             )
         model = AutoModelForSequenceClassification.from_pretrained(str(path), dtype=torch.float32)
         if model.config.label2id != {v: k for k, v in ppo_models.ROUTER_LABELS.items()}:
-            raise utils.UsageError(
+            raise cmdline.UsageError(
                 f"--router={args.router}: labels {model.config.label2id}, not a router of router.py"
             )
         tok = AutoTokenizer.from_pretrained(str(path))
@@ -203,14 +207,14 @@ def main(args: RouterArguments, training_args: TrainingArguments) -> dict:
         )
 
     set_seed(training_args.seed)  # the classification head is new
-    path = utils.resolve_model_path(args.model_name_or_path)
+    path = offline.resolve_model_path(args.model_name_or_path)
     tok = AutoTokenizer.from_pretrained(path)
     labels = ppo_models.ROUTER_LABELS
     model = AutoModelForSequenceClassification.from_pretrained(
         path, num_labels=2, id2label=labels, label2id={v: k for k, v in labels.items()}, dtype=torch.float32
     )
-    utils.ensure_pad_token(tok, model)
-    limit = utils.model_max_length(tok, model.config)
+    scoring.ensure_pad_token(tok, model)
+    limit = scoring.model_max_length(tok, model.config)
     max_length = args.max_length if limit is None else min(args.max_length, limit)
     fmt = reward_format.reward_format_for(tok, model, risky_pairs + benign_pairs, max_length)
     ids = encode_prompts(tok, fmt, risky + benign)
@@ -276,11 +280,11 @@ def finish(args, out, model, tok, fmt, held_out, risky_rm, benign_rm, reused, tr
     if reused is None:
         model.save_pretrained(out / "router")
         tok.save_pretrained(out / "router")
-        utils.write_json(out / "router" / reward_format.REWARD_FORMAT_FILE, fmt)
+        runtime.write_json(out / "router" / reward_format.REWARD_FORMAT_FILE, fmt)
     else:
         out.mkdir(parents=True, exist_ok=True)
     # Member paths relative to this folder, so that an outputs tree moved as a whole still loads.
-    utils.write_json(
+    runtime.write_json(
         out / ppo_models.COMBINATION_FILE,
         {
             "combination": "routed",
@@ -294,15 +298,15 @@ def finish(args, out, model, tok, fmt, held_out, risky_rm, benign_rm, reused, tr
         **(train or {"reused_router": str(reused)}),
         "total_time_s": time.time() - t0,
     }
-    utils.write_json(out / "metrics.json", summary)
-    utils.write_json(out / "args.json", {"script": args, "training": training_args})
+    runtime.write_json(out / "metrics.json", summary)
+    runtime.write_json(out / "args.json", {"script": args, "training": training_args})
     print(f"[router] saved to {out} ({summary['total_time_s']:.0f} s in all)")
     return accuracy
 
 
 def cli(argv: list[str] | None = None):
-    return main(*utils.parse_args((RouterArguments, TrainingArguments), argv, defaults=default_flags()))
+    return main(*cmdline.parse_args((RouterArguments, TrainingArguments), argv, defaults=default_flags()))
 
 
 if __name__ == "__main__":
-    utils.run_script(cli)
+    cmdline.run_script(cli)

@@ -13,9 +13,9 @@ from conftest import ROOT, policy_responses, write_jsonl
 from test_cli_errors import assert_one_line_error, run_script
 from test_ppo import run_ppo
 
+import cmdline
 import ppo_models
 import router
-import utils
 
 sys.path.insert(0, str(ROOT / "bench"))
 import rm_eval  # noqa: E402
@@ -249,7 +249,7 @@ def test_a_missing_member_is_one_line_error(routed, tiny_bert, toy_data, kind_rm
         (spec | {"router": "nowhere"}, "router folder"),
     ):
         (broken / ppo_models.COMBINATION_FILE).write_text(json.dumps(bad))
-        with pytest.raises(utils.UsageError, match=message):
+        with pytest.raises(cmdline.UsageError, match=message):
             ppo_models.load_proxy_reward(str(broken), torch.device("cpu"), False, None)
     missing = tmp_path / "missing-rm"
     proc = run_script(
