@@ -113,7 +113,7 @@ def load_checkpoint(tr: Trainer, path: Path) -> None:
 
 
 def save_final(tr: Trainer, out: Path) -> None:
-    """Policy (merged or adapter) + tokenizer in HF format, and the value function."""
+    """Policy (merged or adapter) + tokenizer in HF format, and the value function (if any)."""
     from safetensors.torch import save_file
 
     model = tr.acc.unwrap_model(tr.model)
@@ -125,6 +125,8 @@ def save_final(tr: Trainer, out: Path) -> None:
     policy.generation_config.pad_token_id = tr.tok.pad_token_id
     policy.save_pretrained(out)
     tr.tok.save_pretrained(out)
+    if model.value is None:  # a critic-free estimator: there is no value model to save
+        return
     value_state = {k: v.detach().contiguous() for k, v in model.value.state_dict().items()}
     save_file(value_state, str(out / "value_model.safetensors"), metadata={"kind": tr.value_kind})
 

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 import lora
+import ppo_math
 import reward_format
 import utils
 
@@ -86,9 +87,17 @@ def split_trunk_and_head(seq_model):
     return trunk, head
 
 
+def value_model_kind(args: PPOArguments) -> str:
+    """'none' for a critic-free --advantage_estimator, else --value_model with 'auto' resolved."""
+    if args.advantage_estimator in ppo_math.CRITIC_FREE:
+        return "none"
+    return args.value_model if args.value_model != "auto" else ("head" if args.use_peft else "critic")
+
+
 def build_policy_and_value(args: PPOArguments, policy_path: str, rm_path: str, reuse_rm: bool):
     """Policy (+ LoRA) and value function wrapped in one module, so one optimizer and one DDP
-    wrapper cover both (as summarize_from_feedback_details' PolicyAndValueWrapper)."""
+    wrapper cover both (as summarize_from_feedback_details' PolicyAndValueWrapper). With a critic-free
+    --advantage_estimator the value function is None."""
     import copy
 
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
@@ -120,8 +129,10 @@ def build_policy_and_value(args: PPOArguments, policy_path: str, rm_path: str, r
         policy = get_peft_model(policy, config)
     else:
         ref = copy.deepcopy(policy).eval().requires_grad_(False)
-    kind = args.value_model if args.value_model != "auto" else ("head" if args.use_peft else "critic")
-    if kind == "head":
+    kind = value_model_kind(args)
+    if kind == "none":  # critic-free: no value weights are ever allocated
+        value, source = None, f"none ({args.advantage_estimator} is critic-free)"
+    elif kind == "head":
         hidden = policy.config.get_text_config().hidden_size
         value = nn.Linear(hidden, 1)
         nn.init.zeros_(value.weight)
@@ -215,10 +226,13 @@ class PolicyAndValue(nn.Module):
         self.policy, self.value, self.kind = policy, value, kind
 
     def forward(self, input_ids, attention_mask, response_start: int):
-        """(logits [B, T, V], values [B, T]) for the response positions, as `response_logits`."""
+        """(logits [B, T, V], values [B, T] or None without a value model) for the response positions,
+        as `response_logits`."""
         out, logits = response_logits(
             self.policy, input_ids, attention_mask, response_start, output_hidden_states=self.kind == "head"
         )
+        if self.kind == "none":
+            return logits, None
         if self.kind == "head":
             values = self.value(out.hidden_states[-1][:, response_start - 1 :])
         else:

@@ -734,7 +734,7 @@ def test_sequence_advantages_sum_token_rewards_and_broadcast(seed, estimator):
     for g in range(B // k):
         group = seq[g * k : (g + 1) * k]
         mu, sd = naive_group_stats(group)
-        for i, x in enumerate(group):
+        for x in group:
             if estimator == "rloo":
                 expected_seq.append(x - (sum(group) - x) / (k - 1))
             else:
