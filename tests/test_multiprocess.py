@@ -34,28 +34,31 @@ def launch(script, argv, tmp_path, timeout=300):
     return proc.stdout + proc.stderr
 
 
+def ppo_argv(policy, rm, data, out, *extra):
+    """The tiny PPO run of these tests: 8 episodes per process and update, 8 tokens each."""
+    return [
+        f"--model_name={policy}",
+        f"--reward_model={rm}",
+        f"--query_dataset={data}",
+        f"--output_dir={out}",
+        "--batch_size=8",
+        "--mini_batch_size=4",
+        "--response_length=8",
+        "--temperature=1.0",
+        "--learning_rate=3e-3",
+        "--init_kl_coef=0.01",
+        "--eval_samples=7",
+        "--sample_every=0",
+        "--num_threads=1",
+        *extra,
+    ]
+
+
 def test_ppo_two_processes(word_policy, kind_rm, kind_data, tmp_path):
     out = tmp_path / "ppo"
     log = launch(
         "ppo.py",
-        [
-            f"--model_name={word_policy}",
-            f"--reward_model={kind_rm}",
-            f"--query_dataset={kind_data}",
-            f"--output_dir={out}",
-            "--batch_size=8",
-            "--mini_batch_size=4",
-            "--steps=128",
-            "--response_length=8",
-            "--temperature=1.0",
-            "--learning_rate=3e-3",
-            "--init_kl_coef=0.01",
-            "--eval_samples=7",
-            "--sample_every=0",
-            "--save_steps=4",
-            "--log_with=wandb",
-            "--num_threads=1",
-        ],
+        ppo_argv(word_policy, kind_rm, kind_data, out, "--steps=128", "--save_steps=4", "--log_with=wandb"),
         tmp_path,
     )
     assert "8 updates x 16 episodes (2 process(es))" in log
@@ -104,24 +107,15 @@ def test_ppo_two_processes_keep_groups_whole(word_policy, kind_rm, kind_data, tm
     out = tmp_path / "ppo"
     log = launch(
         str(script),
-        [
-            f"--model_name={word_policy}",
-            f"--reward_model={kind_rm}",
-            f"--query_dataset={kind_data}",
-            f"--output_dir={out}",
+        ppo_argv(
+            word_policy,
+            kind_rm,
+            kind_data,
+            out,
+            "--steps=96",
             "--advantage_estimator=grpo",
             "--num_generations=4",
-            "--batch_size=8",
-            "--mini_batch_size=4",
-            "--steps=96",
-            "--response_length=8",
-            "--temperature=1.0",
-            "--learning_rate=3e-3",
-            "--init_kl_coef=0.01",
-            "--eval_samples=7",
-            "--sample_every=0",
-            "--num_threads=1",
-        ],
+        ),
         tmp_path,
     )
     assert "6 updates x 16 episodes (2 process(es))" in log
