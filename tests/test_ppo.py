@@ -728,3 +728,10 @@ def test_estimator_contradictions_are_refused(word_policy, kind_rm, kind_data, t
 
     with pytest.raises(utils.UsageError, match=re.escape(message)):
         run_ppo(word_policy, kind_rm, kind_data, tmp_path, *flags)
+
+
+def test_groups_count_as_episodes_in_the_derived_sizes():
+    args = ppo.PPOArguments(batch_size=16, mini_batch_size=8, num_generations=4, steps=100)
+    s = ppo.derive_sizes(args, world=2)
+    assert (s.global_batch, s.global_prompts, s.updates) == (32, 8, 4)  # 2 x 4 prompts x 4 responses
+    assert ppo.group_index([5, 2], 3) == [5, 5, 5, 2, 2, 2]
