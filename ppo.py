@@ -217,11 +217,37 @@ class PPOArguments:
     )
     target: float = field(default=6.0, metadata={"help": "Adaptive KL: target KL per sequence, nats."})
     horizon: float = field(default=10000, metadata={"help": "Adaptive KL: horizon in episodes."})
-    kl_estimator: str = field(
-        default="k1",
+    kl_estimator: str | None = field(
+        default=None,
         metadata={
-            "help": "Per-token KL penalty: k1 = logp - ref_logp; k3 = (r-1) - log r.",
-            "choices": ["k1", "k3"],
+            "help": "Per-token KL estimator: k1 = logp - ref_logp; k3 = (r-1) - log r. Default: the "
+            "--advantage_estimator's paper (k3 for grpo and dr_grpo, else k1).",
+            "choices": [None, "k1", "k3"],
+        },
+    )
+    kl_penalty: str | None = field(
+        default=None,
+        metadata={
+            "help": "Where the KL to the reference goes: 'reward', a per-token penalty in the reward; "
+            "'loss', kl_coef x KL added to the loss. Default: the --advantage_estimator's paper "
+            "(loss for grpo and dr_grpo, else reward).",
+            "choices": [None, "reward", "loss"],
+        },
+    )
+    advantage_estimator: str = field(
+        default="gae",
+        metadata={
+            "help": "gae: PPO with a value model; critic-free (no value model at all): rloo (leave-one-out "
+            "baseline), grpo (group mean/std), dr_grpo (group mean, no length normalisation), reinforce_pp "
+            "(REINFORCE++: returns normalised over the global batch). See ppo_math.py for the papers.",
+            "choices": ["gae", "rloo", "grpo", "dr_grpo", "reinforce_pp"],
+        },
+    )
+    num_generations: int = field(
+        default=1,
+        metadata={
+            "help": "Responses sampled per prompt (a group, kept on one process and in one update); "
+            "--batch_size counts responses. rloo, grpo and dr_grpo need at least 2."
         },
     )
     gamma: float = field(default=1.0, metadata={"help": "Discount factor."})
@@ -348,10 +374,17 @@ class Sizes:
     minibatches: int  # optimizer steps per PPO epoch
     rollout: int
     updates: int
+    generations: int = 1  # responses per prompt: a group, on one process and in one update
+
+    @property
+    def global_prompts(self) -> int:
+        """Prompts per update over all processes."""
+        return self.global_batch // self.generations
 
 
 def derive_sizes(args: PPOArguments, world: int) -> Sizes:
     """All batch arithmetic in one place; impossible combinations are refused, naming the flags."""
+    check_generations(args)
     for name in ("batch_size", "mini_batch_size", "gradient_accumulation_steps", "ppo_epochs", "steps"):
         if getattr(args, name) < 1:
             raise cmdline.UsageError(f"--{name} must be at least 1 (got {getattr(args, name)})")
@@ -377,10 +410,69 @@ def derive_sizes(args: PPOArguments, world: int) -> Sizes:
         args.batch_size // minibatch,
         rollout,
         updates,
+        args.num_generations,
     )
 
 
+def check_generations(args: PPOArguments) -> None:
+    """--num_generations against --batch_size and the estimator: each process holds whole groups."""
+    k = args.num_generations
+    if k < 1:
+        raise cmdline.UsageError(f"--num_generations must be at least 1 (got {k})")
+    if k < 2 and args.advantage_estimator in ("rloo", "grpo", "dr_grpo"):
+        raise cmdline.UsageError(
+            f"--advantage_estimator={args.advantage_estimator} compares responses to one prompt: "
+            f"--num_generations must be at least 2 (got {k})"
+        )
+    if args.batch_size % k:
+        raise cmdline.UsageError(
+            f"--batch_size={args.batch_size} is not a multiple of --num_generations={k}: "
+            "each process must hold whole groups"
+        )
+
+
+# Each estimator as its paper runs it: (where the KL goes, its estimator, how token losses are averaged;
+# see ppo_math.loss_weights). PPO: [SFFD]'s per-token k1 penalty and token mean. RLOO (Ahmadian et al.
+# 2024, eq. 7): the sequence KL in the reward, and REINFORCE on the sequence's log-prob (a sum over its
+# tokens), divided by the constant --response_length so learning rates compare with the token mean.
+# GRPO (Shao et al. 2024, eq. 3-4): k3 in the loss, each response's token mean. Dr. GRPO (Liu et al.
+# 2025, sec. 3.2): as GRPO without the 1/|o_i| (and without the std, in the advantage). REINFORCE++
+# (Hu 2025, sec. 3): per-token k1 in the reward, token mean.
+ESTIMATOR_DEFAULTS = {
+    "gae": ("reward", "k1", "token"),
+    "rloo": ("reward", "k1", "constant"),
+    "grpo": ("loss", "k3", "sequence"),
+    "dr_grpo": ("loss", "k3", "constant"),
+    "reinforce_pp": ("reward", "k1", "token"),
+}
+
+
+def critic_free(args: PPOArguments) -> bool:
+    return args.advantage_estimator in ppo_math.CRITIC_FREE
+
+
+def resolve_estimator(args: PPOArguments) -> None:
+    """Fill --kl_penalty and --kl_estimator from the estimator's paper when not given, and refuse the
+    value-model flags where there is no value model."""
+    penalty, estimator, _ = ESTIMATOR_DEFAULTS[args.advantage_estimator]
+    args.kl_penalty = args.kl_penalty or penalty
+    args.kl_estimator = args.kl_estimator or estimator
+    if not critic_free(args):
+        return
+    for flag, given in (
+        ("value_model", args.value_model != "auto"),
+        ("critic_learning_rate", args.critic_learning_rate is not None),
+        ("whiten_rewards", args.whiten_rewards),
+    ):
+        if given:
+            raise cmdline.UsageError(
+                f"--{flag} is for PPO's value model and GAE, which --advantage_estimator="
+                f"{args.advantage_estimator} has not; drop it or use --advantage_estimator=gae"
+            )
+
+
 def validate(args: PPOArguments) -> None:
+    resolve_estimator(args)
     if args.use_seq2seq:
         raise cmdline.UsageError(
             "--use_seq2seq=True: seq2seq (encoder-decoder) policies are not supported; "
@@ -445,6 +537,12 @@ def resolve_precision(args: PPOArguments, device_type: str, launcher: str = "no"
 # ---------------------------------------------------------------------------------------------
 # One PPO update
 # ---------------------------------------------------------------------------------------------
+
+
+def group_index(prompts: list[int], k: int) -> list[int]:
+    """Each prompt k times in a row, [a, b] -> [a, a, b, b] for k = 2: rows [g*k, (g+1)*k) of the
+    rollout are the group of prompt g, the layout of ppo_math's group estimators."""
+    return [i for i in prompts for _ in range(k)]
 
 
 def autocast(args: PPOArguments, device):
@@ -514,9 +612,12 @@ class Trainer:
     def _build_models(self, policy_path: str, critic_rm: str | None) -> str:
         """Policy and value function in one module, and the reference. Returns where the value came from."""
         args = self.args
-        self.value_kind = (
-            args.value_model if args.value_model != "auto" else ("head" if args.use_peft else "critic")
-        )
+        if critic_free(args):  # no value weights are ever allocated
+            self.value_kind = "none"
+        else:
+            self.value_kind = (
+                args.value_model if args.value_model != "auto" else ("head" if args.use_peft else "critic")
+            )
         self.model, self.ref, value_source = build_policy_and_value(
             policy_path,
             self.value_kind,
@@ -571,6 +672,7 @@ class Trainer:
                     args.learning_rate if args.critic_learning_rate is None else args.critic_learning_rate,
                 ),
             )
+            if part is not None  # critic-free: the policy's group alone
         ]
         params = [p for g in groups for p in g["params"]]
         # The fused kernel updates each tensor in one pass (the foreach one makes several over
@@ -610,7 +712,7 @@ class Trainer:
         )
         self.stream = PromptStream(
             len(self.train_ids),
-            self.sizes.global_batch,
+            self.sizes.global_prompts,
             self.acc.process_index,
             self.acc.num_processes,
             args.seed,
@@ -786,7 +888,8 @@ class Trainer:
                     _, ref_logits = response_logits(ref, *ro.model_inputs(sl))
                 ref_logprobs.append(ppo_math.logprobs_from_logits(ref_logits, ro.responses[sl], temperature))
                 del ref_logits
-        return torch.cat(logprobs), torch.cat(ref_logprobs), torch.cat(values), torch.cat(entropy)
+        values = torch.cat(values) if values[0] is not None else None  # None: no value model
+        return torch.cat(logprobs), torch.cat(ref_logprobs), values, torch.cat(entropy)
 
     def step(self) -> dict:
         """One PPO update: phases 1-6. Returns the update's metrics (averaged over processes)."""
@@ -795,7 +898,7 @@ class Trainer:
         self.timers = {"generate": 0.0, "score": 0.0}
         # 1-3. Rollout and scores, then phase 2's no-grad passes: with LoRA, on merged weights
         with merged_lora(self.policy):
-            ro = self.rollout(self.stream.next_batch())
+            ro = self.rollout(group_index(self.stream.next_batch(), s.generations))
             t_rollout = time.perf_counter()
             logprobs, ref_logprobs, values, entropy = self.forward_logprobs(ro)
         # Every process must take the same decision, or the next collective hangs (TRL #1103).
@@ -814,18 +917,23 @@ class Trainer:
         rewards, non_score, kl = ppo_math.compute_rewards(
             ro.scores, logprobs, ref_logprobs, mask, kl_coef, args.kl_estimator
         )
+        if args.kl_penalty == "loss":  # the KL is a loss term in train_on: the reward is the score alone
+            rewards = ppo_math.compute_rewards(ro.scores, logprobs, ref_logprobs, mask, 0.0)[0]
         # 5. Optional reward whitening, GAE, advantage whitening (padding stays 0), with the statistics
         # of every process's tokens together (acc.reduce sums over processes; one process: its own)
-        if args.whiten_rewards:
-            rewards = ppo_math.masked_whiten(rewards, mask, shift_mean=False, sum_across=self.acc.reduce)
-        advantages, returns = ppo_math.gae(rewards, values, mask, args.gamma, args.lam)
-        advantages = ppo_math.masked_whiten(advantages, mask, sum_across=self.acc.reduce)
+        if args.advantage_estimator == "gae":
+            if args.whiten_rewards:
+                rewards = ppo_math.masked_whiten(rewards, mask, shift_mean=False, sum_across=self.acc.reduce)
+            advantages, returns = ppo_math.gae(rewards, values, mask, args.gamma, args.lam)
+            advantages = ppo_math.masked_whiten(advantages, mask, sum_across=self.acc.reduce)
+        else:
+            advantages, returns = self.critic_free_advantages(rewards, mask), None
         # 6. PPO epochs x minibatches x micro-batches
         if args.lr_decay:
             frac = 1.0 - self.update / s.updates
             for group in self.optimizer.param_groups:
                 group["lr"] = frac * group["initial_lr"]
-        stats = self.train_on(ro, logprobs, values, advantages, returns)
+        stats = self.train_on(ro, logprobs, values, advantages, returns, ref_logprobs)
         t_train = time.perf_counter()
         all_overflowed = stats["fp16_overflows"] == s.minibatches * args.ppo_epochs
         if stats["skipped_steps"]:
@@ -851,6 +959,8 @@ class Trainer:
         def mean(x):
             return self.acc.reduce(x.detach().float().mean(), "mean").item()
 
+        critic = values is not None  # without one, the value metrics are absent (None, dropped below)
+
         metrics = {
             "objective/kl": mean_kl,
             "objective/kl_penalty_estimator": mean((kl * maskf).sum(1)),
@@ -864,18 +974,21 @@ class Trainer:
             "policy/ratio_mean": stats["ratio_mean"],
             "policy/ratio_var": stats["ratio_var"],
             "loss/policy": stats["pg_loss"],
-            "loss/value": stats["vf_loss"],
-            "val/clipfrac": stats["vf_clipfrac"],
+            "loss/kl": stats.get("kl_loss"),
+            "loss/value": stats.get("vf_loss"),
+            "val/clipfrac": stats.get("vf_clipfrac"),
             "policy/grad_norm": stats["policy_grad_norm"],
-            "val/grad_norm": stats["value_grad_norm"],
-            "val/explained_variance": mean(ppo_math.explained_variance(values, returns, mask)),
-            "val/mean": mean(ppo_math.masked_mean(values, mask)),
-            "val/advantage_mean_raw": mean(ppo_math.masked_mean(returns - values, mask)),
+            "val/grad_norm": stats.get("value_grad_norm"),
+            "val/explained_variance": mean(ppo_math.explained_variance(values, returns, mask))
+            if critic
+            else None,
+            "val/mean": mean(ppo_math.masked_mean(values, mask)) if critic else None,
+            "val/advantage_mean_raw": mean(ppo_math.masked_mean(returns - values, mask)) if critic else None,
             "rollout/eos_rate": mean(ro.has_stop.float()),
             "rollout/response_length": mean(ro.lengths.float()),
             "objective/kl_coef": kl_coef,
             "lr": self.optimizer.param_groups[0]["lr"],
-            "val/lr": self.optimizer.param_groups[1]["lr"],
+            "val/lr": self.optimizer.param_groups[1]["lr"] if critic else None,
             "episodes": self.episodes,
             "update": self.update,
             "time/update_s": dt,
@@ -887,11 +1000,23 @@ class Trainer:
             "time/tokens_per_s": n_tokens * s.world / dt,
             "faults/skipped_total": self.skipped_total,
         }
+        metrics = {k: v for k, v in metrics.items() if v is not None}
         if self.scaler is not None:
             metrics["fp16/loss_scale"] = self.scaler.get_scale()
             metrics["fp16/overflow_steps"] = stats["fp16_overflows"]
         self.last_rollout = ro
         return metrics
+
+    def critic_free_advantages(self, rewards: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Phase 5 without a value model: the token advantages [B, T] of --advantage_estimator from the
+        per-token rewards (rollouts hold whole groups, in order: `group_index`)."""
+        if self.args.advantage_estimator == "reinforce_pp":  # normalised over every process's tokens
+            return ppo_math.reinforce_pp_advantages(
+                rewards, mask, self.args.gamma, sum_across=self.acc.reduce
+            )
+        return ppo_math.sequence_advantages(
+            self.args.advantage_estimator, rewards, mask, self.sizes.generations
+        )
 
     def skip_update(self, why: str) -> None:
         """Non-finite numbers: skip (the weights stay as they were), warn, count; stop when it repeats."""
@@ -908,14 +1033,18 @@ class Trainer:
             )
         return None
 
-    def train_on(self, ro: Rollout, old_logprobs, old_values, advantages, returns) -> dict:
+    def train_on(self, ro: Rollout, old_logprobs, old_values, advantages, returns, ref_logprobs=None) -> dict:
+        """Phase 6. Without a value model `old_values` and `returns` are None; `ref_logprobs` are needed
+        with --kl_penalty=loss."""
         from trl.trainer.utils import disable_dropout_in_model
 
         args, s = self.args, self.sizes
+        aggregation = ESTIMATOR_DEFAULTS[args.advantage_estimator][2]
         self.model.train()
         disable_dropout_in_model(self.model)
         totals: dict[str, list[float]] = {}
-        norms: dict[str, list[float]] = {"policy_grad_norm": [], "value_grad_norm": []}
+        names = ("policy_grad_norm", "value_grad_norm")[: len(self.optimizer.param_groups)]
+        norms: dict[str, list[float]] = {name: [] for name in names}
         skipped = overflows = 0
         limit = args.max_grad_norm if args.max_grad_norm > 0 else float("inf")
         for _ in range(args.ppo_epochs):
@@ -934,16 +1063,35 @@ class Trainer:
                         logits, new_values = self.model(*ro.model_inputs(idx))
                     new_logprobs = ppo_math.logprobs_from_logits(logits, ro.responses[idx], args.temperature)
                     del logits  # the log-prob function keeps what its backward needs: free [B, T, V] now
+                    weights = (  # None: the token mean over n_tokens
+                        None
+                        if aggregation == "token"
+                        else ppo_math.loss_weights(mask, aggregation, n_tokens, len(mb), args.response_length)
+                    )
                     pg_loss, pg_stats = ppo_math.policy_loss(
-                        new_logprobs, old_logprobs[idx], advantages[idx], mask, args.cliprange, n_tokens
+                        new_logprobs,
+                        old_logprobs[idx],
+                        advantages[idx],
+                        mask,
+                        args.cliprange,
+                        n_tokens,
+                        weights,
                     )
-                    vf_loss, vf_stats = ppo_math.value_loss(
-                        new_values, old_values[idx], returns[idx], mask, args.cliprange_value, n_tokens
-                    )
-                    loss = pg_loss + args.vf_coef * vf_loss
+                    loss, more_stats = pg_loss, {}
+                    if new_values is not None:
+                        vf_loss, more_stats = ppo_math.value_loss(
+                            new_values, old_values[idx], returns[idx], mask, args.cliprange_value, n_tokens
+                        )
+                        loss = loss + args.vf_coef * vf_loss
+                    if args.kl_penalty == "loss":
+                        kl_loss, kl_stats = ppo_math.kl_loss(
+                            new_logprobs, ref_logprobs[idx], mask, args.kl_estimator, n_tokens, weights
+                        )
+                        loss = loss + self.kl_ctl.value * kl_loss
+                        more_stats.update(kl_stats)
                     self.acc.backward(loss if self.scaler is None else self.scaler.scale(loss))
                     # (entropy is logged from phase 2, where it costs no extra pass over the logits)
-                    for k, v in {**pg_stats, **vf_stats}.items():
+                    for k, v in {**pg_stats, **more_stats}.items():
                         totals.setdefault(k, []).append(float(v))
                 if self.scaler is not None:
                     self.scaler.unscale_(self.optimizer)  # clip the true gradients
@@ -951,9 +1099,9 @@ class Trainer:
                 # critic have an optimizer each): one joint norm would let a large value-loss gradient
                 # shrink the policy's step. With a value head, the trunk is the policy's and also
                 # carries the value loss's gradient.
-                pg_norm, vf_norm = (
+                group_norms = [
                     self.acc.clip_grad_norm_(group["params"], limit) for group in self.optimizer.param_groups
-                )
+                ]
                 if self.scaler is not None:
                     # An fp16 overflow is the loss scale's, not a fault: step() skips it, update() halves
                     # the scale. (The scaler checks the gradients for inf/NaN itself.)
@@ -963,13 +1111,13 @@ class Trainer:
                     if self.scaler.get_scale() < scale:
                         overflows += 1
                         continue
-                elif not (torch.isfinite(pg_norm) and torch.isfinite(vf_norm)):
+                elif not all(torch.isfinite(norm) for norm in group_norms):
                     skipped += 1  # never step on NaN/inf: the weights (and checkpoints) stay finite
                     continue
                 else:
                     self.optimizer.step()
-                norms["policy_grad_norm"].append(float(pg_norm))
-                norms["value_grad_norm"].append(float(vf_norm))
+                for name, norm in zip(names, group_norms):
+                    norms[name].append(float(norm))
         self.optimizer.zero_grad(set_to_none=True)
         # grad norms: the mean over the optimizer steps taken (NaN when every step was skipped)
         stats = {

@@ -92,9 +92,12 @@ def load_checkpoint(path: Path, world: int, rank: int) -> dict:
     return state
 
 
-def save_final(out: Path, policy, value: nn.Module, value_kind: str, tokenizer, merge_lora: bool) -> None:
+def save_final(
+    out: Path, policy, value: nn.Module | None, value_kind: str, tokenizer, merge_lora: bool
+) -> None:
     """Policy (LoRA merged when `merge_lora`, else the adapter alone) + tokenizer in HF format, and the
-    value function in value_model.safetensors (its kind, "head" or "critic", in the metadata)."""
+    value function in value_model.safetensors (its kind, "head" or "critic", in the metadata); a
+    critic-free run (`value` None) has none to save."""
     from safetensors.torch import save_file
 
     if merge_lora:
@@ -102,6 +105,8 @@ def save_final(out: Path, policy, value: nn.Module, value_kind: str, tokenizer, 
     policy.generation_config.pad_token_id = tokenizer.pad_token_id
     policy.save_pretrained(out)
     tokenizer.save_pretrained(out)
+    if value is None:  # a critic-free estimator: there is no value model to save
+        return
     value_state = {k: v.detach().contiguous() for k, v in value.state_dict().items()}
     save_file(value_state, str(out / "value_model.safetensors"), metadata={"kind": value_kind})
 

@@ -303,9 +303,11 @@ def policy_loss(
     mask: torch.Tensor,
     cliprange: float,
     n_tokens: torch.Tensor | None = None,
+    weights: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """PPO's clipped surrogate as a loss to minimise [PPO eq. 7]: the `token_mean` (over `n_tokens`
     when given) of max(-A * ratio, -A * clip(ratio, 1 - cliprange, 1 + cliprange)), ratio = exp(new - old).
+    With `weights` [B, T] (`loss_weights`), the loss is sum(weights * per-token loss) instead.
 
     Stats (0-d, detached, means over this call's real tokens), as [OAI] `PPOTrainer.loss` and [SFFD]
     log them: `pg_loss`, the masked mean of the loss; `clipfrac`, the share of real tokens where the
@@ -316,7 +318,7 @@ def policy_loss(
     unclipped = -advantages * ratio
     clipped = -advantages * ratio.clamp(1.0 - cliprange, 1.0 + cliprange)
     per_token = torch.maximum(unclipped, clipped)
-    loss = token_mean(per_token, mask, n_tokens)
+    loss = token_mean(per_token, mask, n_tokens) if weights is None else (per_token * weights).sum()
     with torch.no_grad():
         stats = {
             "pg_loss": masked_mean(per_token, mask),
@@ -352,6 +354,26 @@ def value_loss(
             "vf_loss": 0.5 * masked_mean(per_token, mask),
             "vf_clipfrac": masked_mean((clipped > unclipped).to(unclipped.dtype), mask),
         }
+    return loss, stats
+
+
+def kl_loss(
+    new_logprobs: torch.Tensor,
+    ref_logprobs: torch.Tensor,
+    mask: torch.Tensor,
+    estimator: KLEstimator = "k3",
+    n_tokens: torch.Tensor | None = None,
+    weights: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """The KL to the reference as a loss term instead of a penalty in the reward, averaged as
+    `policy_loss` averages (`token_mean` over `n_tokens`, or sum(weights * KL_t)): GRPO [GRPO eq.
+    3-4] adds beta * k3 to the loss, k3 being unbiased and non-negative [KL]. (k1's expected
+    gradient is 0 -- E_p[grad log p] = 0 -- so k1 as a loss only adds noise; it is accepted for
+    comparison.) Stats: `kl_loss`, the masked mean of the KL."""
+    per_token = per_token_kl(new_logprobs, ref_logprobs, estimator)
+    loss = token_mean(per_token, mask, n_tokens) if weights is None else (per_token * weights).sum()
+    with torch.no_grad():
+        stats = {"kl_loss": masked_mean(per_token, mask)}
     return loss, stats
 
 
@@ -410,3 +432,118 @@ class AdaptiveKLController:
             float(state["target"]),
             float(state["horizon"]),
         )
+
+
+# Critic-free advantage estimators ---------------------------------------------------------------------
+#
+# Sources:
+# - [RLOO] Kool, van Hoof, Welling 2019, "Buy 4 REINFORCE Samples, Get a Baseline for Free!" (ICLR
+#   workshop); Ahmadian et al. 2024, "Back to Basics: Revisiting REINFORCE Style Optimization for
+#   Learning from Human Feedback in LLMs", arXiv:2402.14740, eq. 7.
+# - [GRPO] Shao et al. 2024, "DeepSeekMath", arXiv:2402.03300, sec. 4.1 (outcome supervision, eq. 3).
+# - [DrGRPO] Liu et al. 2025, "Understanding R1-Zero-Like Training: A Critical Perspective",
+#   arXiv:2503.20783, sec. 3.2.
+# - [RPP] Hu 2025, "REINFORCE++: A Simple and Efficient Approach for Aligning Large Language Models",
+#   arXiv:2501.03262, sec. 3.
+#
+# Layout: a batch holds groups of K = `num_generations` responses to one prompt, contiguous: rows
+# [g*K, (g+1)*K) are group g. Sequence estimators return [B] advantages; `broadcast_to_tokens` gives
+# every real token of a response its sequence's advantage (the whole response is one action).
+
+AdvantageEstimator = Literal["gae", "rloo", "grpo", "dr_grpo", "reinforce_pp"]
+CRITIC_FREE = ("rloo", "grpo", "dr_grpo", "reinforce_pp")
+
+
+def _groups(x: torch.Tensor, k: int) -> torch.Tensor:
+    """[B] -> [B / k, k]; refuses a batch that is not whole groups."""
+    if k < 1 or x.shape[0] % k:
+        raise ValueError(f"{x.shape[0]} responses are not whole groups of {k}")
+    return x.view(-1, k)
+
+
+def rloo_advantages(rewards: torch.Tensor, k: int) -> torch.Tensor:
+    """Leave-one-out baseline [RLOO]: A_i = R_i - 1/(k-1) sum_{j != i} R_j over the k responses to
+    one prompt, R the sequence reward (score minus the sequence KL penalty, Ahmadian et al. eq. 7).
+    Equal to k/(k-1) (R_i - mean R). [B] -> [B]; needs k >= 2."""
+    if k < 2:
+        raise ValueError("the leave-one-out baseline needs at least 2 responses per prompt")
+    g = _groups(rewards, k)
+    baseline = (g.sum(dim=1, keepdim=True) - g) / (k - 1)
+    return (g - baseline).reshape(-1)
+
+
+def grpo_advantages(rewards: torch.Tensor, k: int, scale: bool = True, eps: float = 1e-4) -> torch.Tensor:
+    """Group-relative advantage [GRPO eq. 3, outcome supervision]: A_i = (r_i - mean(r)) / std(r)
+    over the k responses to one prompt. The std is the unbiased one with `eps` added, as TRL's
+    GRPOTrainer (a group of equal rewards gets 0, not NaN). With scale=False, no std: A_i = r_i -
+    mean(r), Dr. GRPO [DrGRPO sec. 3.2], which finds the std biases updates toward prompts that are
+    too easy or too hard. [B] -> [B]; the std needs k >= 2."""
+    g = _groups(rewards, k)
+    centred = g - g.mean(dim=1, keepdim=True)
+    if scale:
+        if k < 2:
+            raise ValueError("a group's standard deviation needs at least 2 responses per prompt")
+        centred = centred / (g.std(dim=1, keepdim=True) + eps)
+    return centred.reshape(-1)
+
+
+def broadcast_to_tokens(advantages: torch.Tensor, response_mask: torch.Tensor) -> torch.Tensor:
+    """Every real token of response i gets advantages[i], padding 0: [B], [B, T] -> [B, T]."""
+    return advantages[:, None].to(torch.float32) * response_mask.to(torch.float32)
+
+
+def reinforce_pp_advantages(
+    rewards: torch.Tensor,
+    response_mask: torch.Tensor,
+    gamma: float = 1.0,
+    sum_across: Callable[[torch.Tensor], torch.Tensor] | None = None,
+) -> torch.Tensor:
+    """REINFORCE++ [RPP sec. 3]: the return-to-go of the per-token rewards (the score at the last
+    real token, the KL penalty -beta * KL_t at every token, as `compute_rewards` places them),
+    A_t = sum_{s >= t} gamma^(s - t) r_s, then normalised over the whole global batch (every real
+    token of every process: `masked_whiten` with `sum_across`), which replaces the critic and the
+    per-prompt group of GRPO. [B, T] -> [B, T], padding 0."""
+    returns, _ = gae(rewards, torch.zeros_like(rewards), response_mask, gamma, 1.0)
+    return masked_whiten(returns, response_mask, sum_across=sum_across)
+
+
+def sequence_advantages(
+    estimator: AdvantageEstimator, rewards: torch.Tensor, response_mask: torch.Tensor, k: int
+) -> torch.Tensor:
+    """The token advantages [B, T] of a group estimator from per-token rewards [B, T]: each
+    response's sequence reward is the sum of its token rewards (score plus the KL penalties)."""
+    seq = (rewards * response_mask.to(rewards.dtype)).sum(dim=1)
+    if estimator == "rloo":
+        adv = rloo_advantages(seq, k)
+    elif estimator in ("grpo", "dr_grpo"):
+        adv = grpo_advantages(seq, k, scale=estimator == "grpo")
+    else:
+        raise ValueError(f"{estimator!r} is not a group estimator (rloo, grpo, dr_grpo)")
+    return broadcast_to_tokens(adv, response_mask)
+
+
+LossAggregation = Literal["token", "sequence", "constant"]
+
+
+def loss_weights(
+    response_mask: torch.Tensor,
+    aggregation: LossAggregation,
+    n_tokens: torch.Tensor,
+    n_sequences: int,
+    max_length: int,
+) -> torch.Tensor:
+    """Per-token weights w [B, T] (0 on padding) so that a loss is sum(w * per_token) over the
+    micro-batches of one minibatch of `n_sequences` responses and `n_tokens` real tokens:
+    - "token": 1 / n_tokens, every token alike (`token_mean`; PPO as [SFFD], REINFORCE++, RLOO);
+    - "sequence": 1 / (len_i * n_sequences), each response's mean, then the mean over responses
+      [GRPO eq. 3: 1/G sum_i 1/|o_i| sum_t], which weighs the tokens of short responses more;
+    - "constant": 1 / (max_length * n_sequences), a constant that does not depend on the lengths
+      [DrGRPO sec. 3.2, which drops GRPO's 1/|o_i|; their code divides by the generation budget]."""
+    maskf = response_mask.to(torch.float32)
+    if aggregation == "token":
+        return maskf / n_tokens
+    if aggregation == "sequence":
+        return maskf / (maskf.sum(dim=1, keepdim=True).clamp(min=1) * n_sequences)
+    if aggregation == "constant":
+        return maskf / (max_length * n_sequences)
+    raise ValueError(f"unknown loss aggregation {aggregation!r}")

@@ -110,8 +110,9 @@ def build_policy_and_value(
     """Policy (+ LoRA) and value function wrapped in one module, so one optimizer and one DDP
     wrapper cover both (as summarize_from_feedback_details' PolicyAndValueWrapper).
 
-    value_kind: "head" (a scalar head on the policy trunk) or "critic" (a separate network, from the
-    reward model at `critic_path` when given, else from the policy backbone with a new head).
+    value_kind: "head" (a scalar head on the policy trunk), "critic" (a separate network, from the
+    reward model at `critic_path` when given, else from the policy backbone with a new head) or
+    "none" (a critic-free estimator: the value function is None and no value weights are allocated).
     Returns (model, reference or None with LoRA, a note on where the value function came from)."""
     import copy
 
@@ -142,7 +143,9 @@ def build_policy_and_value(
         policy = get_peft_model(policy, config)
     else:
         ref = copy.deepcopy(policy).eval().requires_grad_(False)
-    if value_kind == "head":
+    if value_kind == "none":  # critic-free: no value weights are ever allocated
+        value, source = None, "none (a critic-free estimator)"
+    elif value_kind == "head":
         hidden = policy.config.get_text_config().hidden_size
         value = nn.Linear(hidden, 1)
         nn.init.zeros_(value.weight)
@@ -291,12 +294,14 @@ class PolicyAndValue(nn.Module):
         self.policy, self.value, self.kind = policy, value, kind
 
     def forward(self, query, query_mask, responses, response_mask):
-        """(logits [B, T, V], values [B, T]) at the response positions: the one place that knows how
-        prompt and response are laid out for the model (`scored_inputs`); ppo.py's loop hands over
-        the four tensors of a `Rollout` and never builds the sequence itself."""
+        """(logits [B, T, V], values [B, T] or None without a value model) at the response positions:
+        the one place that knows how prompt and response are laid out for the model (`scored_inputs`);
+        ppo.py's loop hands over the four tensors of a `Rollout` and never builds the sequence itself."""
         out, logits = response_logits(
             self.policy, query, query_mask, responses, response_mask, output_hidden_states=self.kind == "head"
         )
+        if self.kind == "none":
+            return logits, None
         P = query.shape[1]
         if self.kind == "head":
             values = self.value(out.hidden_states[-1][:, P - 1 :])

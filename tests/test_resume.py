@@ -265,3 +265,33 @@ def test_checkpoint_files_round_trip_state_and_rng_and_refuse_another_world(tmp_
         ValueError, match=r"written by 1 process\(es\); resume with the same number \(now 2\)"
     ):
         ppo_checkpoint.load_checkpoint(path, world=2, rank=0)
+
+
+def test_critic_free_resume_with_groups_is_bit_identical(word_policy, kind_rm, kind_data, tmp_path):
+    """GRPO with 4 responses per prompt: resumed from checkpoint-2, the run ends as the straight one
+    (the prompt stream counts prompts, not episodes), and no checkpoint holds a value model."""
+    import shutil
+
+    flags = ["--advantage_estimator=grpo", "--num_generations=4", "--save_total_limit=3", "--bf16=False"]
+
+    def argv(out, *extra):  # the two-group optimizer of ppo_argv has no place here: no value model
+        base = ppo_argv(word_policy, kind_rm, kind_data, out, *flags, *extra)
+        return [a for a in base if not a.startswith("--critic_learning_rate")]
+
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    ppo.cli(argv(straight))
+    history = comparable(straight)
+    assert len(history) == 6 and "loss/kl" in history[0]
+    state = torch.load(straight / "checkpoint-2" / "trainer_state.pt", weights_only=False)
+    assert not [k for k in state["model"] if k.startswith("value.")]
+    assert len(state["optimizer"]["param_groups"]) == 1
+    resumed.mkdir()
+    shutil.copytree(straight / "checkpoint-2", resumed / "checkpoint-2")
+    ppo.cli(argv(resumed, "--resume_from_checkpoint=auto"))
+    assert comparable(resumed) == history[2:]  # updates 3-6
+    a, b = weights(straight), weights(resumed)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert (
+        json.loads((resumed / "eval.json").read_text())["policy_score_mean"]
+        == (json.loads((straight / "eval.json").read_text())["policy_score_mean"])
+    )
