@@ -32,15 +32,12 @@ def test_left_pad_equals_the_naive_loop(seqs):
     assert torch.equal(ids, expected_ids) and torch.equal(mask, expected_mask)
 
 
-def test_built_models_have_no_active_dropout(tiny_gpt2, tiny_distilbert):
+def test_built_models_have_no_active_dropout(tiny_gpt2):
     """trl's disable_dropout_in_model, called by build_policy_and_value, zeroes every dropout rate of the
     policy, the critic and the reference (tiny GPT-2 is configured with rate 0.1 everywhere)."""
-    import ppo
+    import ppo_models
 
-    args = ppo.PPOArguments(
-        model_name=str(tiny_gpt2), reward_model=str(tiny_distilbert), value_model="critic"
-    )
-    model, ref, _, _ = ppo.build_policy_and_value(args, str(tiny_gpt2), str(tiny_distilbert), reuse_rm=False)
+    model, ref, _ = ppo_models.build_policy_and_value(str(tiny_gpt2), "critic")
     for m in (model, ref):
         rates = [d.p for d in m.modules() if isinstance(d, torch.nn.Dropout)]
         assert rates and all(p == 0 for p in rates)
