@@ -495,6 +495,10 @@ class LoadedScorer:
     causal: bool  # a decoder: it could start the critic
     kind: str = "reward model"  # what was loaded, for the notes that ppo.py prints
 
+    def standardized(self, prompts: list[dict], replies: list[str]) -> torch.Tensor:
+        """Scores of reply texts standardised with this model's reward_mean/reward_std (`standardize`)."""
+        return standardize(self.scorer.score_texts(prompts, replies).float(), self.fmt)
+
 
 def load_scorer(name: str, device, trust_remote_code: bool, policy_tokenizer) -> LoadedScorer:
     """One reward model with its scorer, in its own training format and tokenizer, or a routed
@@ -597,10 +601,7 @@ class RoutedScorer:
 
     def score_texts(self, prompts: list[dict], replies: list[str]) -> torch.Tensor:
         p = self.risk(prompts)
-        z_risky, z_benign = (
-            standardize(m.scorer.score_texts(prompts, replies).float(), m.fmt)
-            for m in (self.risky, self.benign)
-        )
+        z_risky, z_benign = (m.standardized(prompts, replies) for m in (self.risky, self.benign))
         return p * z_risky + (1 - p) * z_benign
 
     def __call__(self, prompts, responses, lengths) -> torch.Tensor:
@@ -644,7 +645,7 @@ class EnsembleScorer:
         self.members = members
 
     def score_texts(self, prompts: list[dict], replies: list[str]) -> torch.Tensor:
-        scores = [standardize(m.scorer.score_texts(prompts, replies).float(), m.fmt) for m in self.members]
+        scores = [m.standardized(prompts, replies) for m in self.members]
         return torch.stack(scores).mean(0)
 
     def __call__(self, prompts, responses, lengths) -> torch.Tensor:

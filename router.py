@@ -194,16 +194,11 @@ def main(args: RouterArguments, training_args: TrainingArguments) -> dict:
             raise cmdline.MissingInputError(
                 f"--router={args.router}: no trained router there (router.py writes OUTPUT_DIR/router)"
             )
-        model = AutoModelForSequenceClassification.from_pretrained(str(path), dtype=torch.float32)
-        if model.config.label2id != {v: k for k, v in ppo_models.ROUTER_LABELS.items()}:
-            raise cmdline.UsageError(
-                f"--router={args.router}: labels {model.config.label2id}, not a router of router.py"
-            )
-        tok = AutoTokenizer.from_pretrained(str(path))
-        fmt = reward_format.load_reward_format(path, tok, model.config)
+        # load_router refuses a classifier without the benign/risky labels, as ppo.py would
+        router, tok, fmt = ppo_models.load_router(path, "cpu", trust_remote_code=False)
         print(f"[router] reusing the router in {path} (no training)")
         return finish(
-            args, out, model.eval(), tok, fmt, held_out, risky_rm, benign_rm, path, None, t0, training_args
+            args, out, router, tok, fmt, held_out, risky_rm, benign_rm, path, None, t0, training_args
         )
 
     set_seed(training_args.seed)  # the classification head is new
@@ -251,16 +246,16 @@ def main(args: RouterArguments, training_args: TrainingArguments) -> dict:
         "train_loss": train_result.training_loss,
         "train_runtime_s": train_result.metrics.get("train_runtime"),
     }
-    return finish(args, out, model, tok, fmt, held_out, risky_rm, benign_rm, None, train, t0, training_args)
+    router = ppo_models.RiskLogOdds(model, model.config.label2id["risky"])
+    return finish(args, out, router, tok, fmt, held_out, risky_rm, benign_rm, None, train, t0, training_args)
 
 
-def finish(args, out, model, tok, fmt, held_out, risky_rm, benign_rm, reused, train, t0, training_args=None):
+def finish(args, out, router, tok, fmt, held_out, risky_rm, benign_rm, reused, train, t0, training_args=None):
     """Held-out routing accuracy, then the routed folder: the router (unless `reused`, which the
     combination then names), reward_combination.json, metrics.json, args.json."""
     import ppo_models
     import reward_format
 
-    router = ppo_models.RiskLogOdds(model, 1)
     accuracy = {
         f"{label}/{entry}": {
             "prompts": len(prompts),
@@ -278,7 +273,7 @@ def finish(args, out, model, tok, fmt, held_out, risky_rm, benign_rm, reused, tr
         print(f"[router] held-out {name}: accuracy {figures['accuracy']:.4f} on {figures['prompts']} prompts")
 
     if reused is None:
-        model.save_pretrained(out / "router")
+        router.classifier.save_pretrained(out / "router")
         tok.save_pretrained(out / "router")
         runtime.write_json(out / "router" / reward_format.REWARD_FORMAT_FILE, fmt)
     else:
