@@ -722,6 +722,8 @@ class Trainer:
         self.timers = {"generate": 0.0, "score": 0.0}
         self.bad_updates = 0  # skipped for non-finite numbers, in a row
         self.skipped_total = 0
+        # evaluate()'s reference draws, computed once: (prompt index, seed, temperature) -> draw
+        self.reference_draws: dict[tuple, dict] = {}
 
     def state_dict(self) -> dict:
         """What a checkpoint holds of this run (the process's RNG aside: ppo_checkpoint's): trainable
@@ -1166,43 +1168,62 @@ def evaluate(tr: Trainer, n_show: int = 0) -> dict:
     for k in range(args.eval_seeds if index else 0):
         seed = args.seed + 7919 + tr.acc.process_index + k * EVAL_SEED_STRIDE
         g = torch.Generator(device=tr.device).manual_seed(seed)
-        pol_k = tr.rollout(index, tr.eval_prompts, tr.eval_ids, generator=g, temperature=T)
-        g = torch.Generator(device=tr.device).manual_seed(seed)
-        ref_k = tr.rollout(
-            index, tr.eval_prompts, tr.eval_ids, generator=g, use_reference=True, temperature=T
-        )
-        logprobs, ref_logprobs, _, _ = tr.forward_logprobs(pol_k, T)
+        with merged_lora(tr.policy):  # no-grad passes, as in training's phases 1-2
+            pol_k = tr.rollout(index, tr.eval_prompts, tr.eval_ids, generator=g, temperature=T)
+            logprobs, ref_logprobs, _, _ = tr.forward_logprobs(pol_k, T)
         kl = ((logprobs - ref_logprobs) * pol_k.response_mask.float()).sum(1).tolist()
-        sides = {"policy": pol_k, "reference": ref_k}
-        with torch.inference_mode():
-            gold = {
-                name: {
-                    side: scorer(ro.prompts, ro.responses, ro.lengths).float().tolist()
-                    for side, ro in sides.items()
-                }
-                for name, scorer in tr.gold.items()
-            }
-        texts = {side: decode(tr.tok, ro.responses, ro.lengths) for side, ro in sides.items()}
+        policy_side = {"rollout": pol_k, "gold": score_gold(tr, pol_k)}
+        policy_side["text"] = decode(tr.tok, pol_k.responses, pol_k.lengths)
+        ref_side = reference_draw(tr, index, seed, T)
         for j, row in enumerate(local):
-            draw = {
-                "kl": kl[j],
-                "gold": {name: {side: v[j] for side, v in by_side.items()} for name, by_side in gold.items()},
-            }
-            for side, ro in sides.items():
+            draw = {"kl": kl[j], "gold": {}}
+            for side, d in (("policy", policy_side), ("reference", ref_side)):
+                ro = d["rollout"]
                 draw[side] = {
                     "score": ro.raw_scores[j].item(),
-                    "text": texts[side][j],
+                    "text": d["text"][j],
                     "length": ro.lengths[j].item(),
                     "eos": bool(ro.has_stop[j]),
                 }
+                for name, scores in d["gold"].items():
+                    draw["gold"].setdefault(name, {})[side] = scores[j]
             row["seeds"].append(draw)
         if k == 0:
-            pol, ref = pol_k, ref_k
+            pol, ref = pol_k, ref_side["rollout"]
     rows = sorted(gather_object(local), key=lambda row: row["index"])
     result = summarize_evaluation(rows, list(tr.gold), tr.update)
     if n_show and pol is not None:
         result["samples"] = sample_rows(tr, pol, ref, n_show)
     return result
+
+
+def score_gold(tr: Trainer, ro: Rollout) -> dict[str, list[float]]:
+    """Each gold reward model's scores of a rollout, in its own format and tokenizer."""
+    with torch.inference_mode():
+        return {
+            name: scorer(ro.prompts, ro.responses, ro.lengths).float().tolist()
+            for name, scorer in tr.gold.items()
+        }
+
+
+def reference_draw(tr: Trainer, index: list[int], seed: int, temperature: float) -> dict:
+    """The reference's responses to the evaluation prompts at `index` for one sampling seed, with their
+    proxy and gold scores and text. The reference never changes and its generator is seeded the same
+    at every evaluation, so the draw is computed once per run and kept (half of each later
+    evaluation's cost)."""
+    cache = tr.reference_draws
+    key = (tuple(index), seed, temperature)
+    if key not in cache:
+        g = torch.Generator(device=tr.device).manual_seed(seed)
+        ro = tr.rollout(
+            index, tr.eval_prompts, tr.eval_ids, generator=g, use_reference=True, temperature=temperature
+        )
+        cache[key] = {
+            "rollout": ro,
+            "gold": score_gold(tr, ro),
+            "text": decode(tr.tok, ro.responses, ro.lengths),
+        }
+    return cache[key]
 
 
 def summarize_evaluation(rows: list[dict], gold_names: list[str], update: int) -> dict:

@@ -167,6 +167,14 @@ def test_eval_with_gold_model_and_seeds(word_policy, kind_rm, gpt2_rm, kind_data
         for p in points
     )
     assert any(row[0] != row[1] for row in ref0)
+    # The reference's draws are computed once per run and kept; one evaluation at the end of the same
+    # run, its reference sampled afresh, gives the same figures: caching and evaluating change nothing.
+    once = run_ppo(
+        word_policy, kind_rm, kind_data, tmp_path / "once", f"--gold_reward_model={gold}",
+        "--eval_seeds=2", "--steps=48", "--eval_samples=8",
+    )  # fmt: skip
+    assert once["proxy"] == saved["proxy"] and once["gold"] == saved["gold"]
+    assert once["kl_mean"] == saved["kl_mean"] and once["diagnostics"] == saved["diagnostics"]
     # PPO on the proxy: the proxy's gain grows; the random gold model's is whatever it is.
     assert points[-1]["proxy"]["gain_mean"] > 0.3
     logged = ppo.tracker_metrics(result)
