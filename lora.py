@@ -98,3 +98,65 @@ def resolve_target_modules_from_config(
     with torch.device("meta"):
         model = auto.from_config(config, trust_remote_code=trust_remote_code)
     return resolve_target_modules(model, requested)
+
+
+# --- Quantized backbones (QLoRA: Dettmers et al. 2023) ---
+
+# Where bitsandbytes' quantized layers run, for the refusals below: bitsandbytes 0.50.2 loaded, trained
+# (LoRA backward) and sampled 4-bit and 8-bit models on this repo's x86-64 CPU (tests/test_quantized.py)
+# as well as on CUDA GPUs.
+BNB_RUNS_ON = "CUDA GPUs and x86-64 CPUs with bitsandbytes >= 0.50"
+
+
+def quantization_flag(load_in_4bit: bool, load_in_8bit: bool) -> str | None:
+    """The quantization flag that is set (`--load_in_4bit` / `--load_in_8bit`), or None."""
+    return "--load_in_4bit" if load_in_4bit else "--load_in_8bit" if load_in_8bit else None
+
+
+def require_quantization(flag: str, use_peft: bool) -> None:
+    """Refuse a quantized load that cannot run or cannot train, before any data or weights load:
+    bitsandbytes missing, or no LoRA (quantized weights have no gradients: only adapters train)."""
+    import importlib.util
+
+    if importlib.util.find_spec("bitsandbytes") is None:
+        raise cmdline.UsageError(
+            f"{flag} needs bitsandbytes, which is not installed (`pip install bitsandbytes`; it runs on "
+            f"{BNB_RUNS_ON})"
+        )
+    if not use_peft:
+        raise cmdline.UsageError(
+            f"{flag} needs --use_peft=True: quantized weights are frozen, only LoRA adapters train (QLoRA)"
+        )
+
+
+def kbit_device_map() -> dict[str, int | str]:
+    """Where a quantized model loads: the whole model on this process's device (TRL's former
+    `get_kbit_device_map`, dropped from TRL 1.x): bitsandbytes quantizes the weights as they are
+    placed, and a quantized model cannot be moved to another device afterwards."""
+    import torch
+    from accelerate import PartialState
+
+    return {"": PartialState().local_process_index} if torch.cuda.is_available() else {"": "cpu"}
+
+
+def merge_in_full_precision(peft_model, load_full_precision):
+    """The adapters of a LoRA model over a quantized backbone, merged into the backbone loaded again in
+    full precision (`load_full_precision()`), as QLoRA models are released: peft's own merge into 4-bit
+    or 8-bit layers quantizes W + BA again, which rounds away most of a small LoRA update, and the
+    result would need bitsandbytes to load."""
+    from peft import get_peft_model, get_peft_model_state_dict, set_peft_model_state_dict
+
+    config = peft_model.peft_config["default"]
+    full = get_peft_model(load_full_precision(), config)
+    set_peft_model_state_dict(full, get_peft_model_state_dict(peft_model))
+    return full.merge_and_unload()
+
+
+def keep_one_cpu_weight_format(model) -> None:
+    """bitsandbytes (0.50) repacks a 4-bit layer's weights for its CPU inference kernel, with bf16 block
+    scales, the first time the layer runs in eval mode without gradients on a CPU with AVX512-BF16, and
+    keeps them so: sampling and training would then compute with different weights (PPO's first ratio
+    would not be 1), and a layer narrower than one 64-value block fails. One format for both."""
+    for module in model.modules():
+        if hasattr(module, "support_avx512bf16_for_cpu"):
+            module.support_avx512bf16_for_cpu = False

@@ -59,6 +59,7 @@ from ppo_models import (
     generate,
     load_proxy_reward,
     load_scorer,
+    merge_in_full_precision,
     merged_lora,
     response_logits,
     reward_model_key,
@@ -168,6 +169,24 @@ class PPOArguments:
             "help": "Modules to adapt: layer names (q_proj, or a dotted suffix) or 'all-linear'. Default: "
             "peft's choice for the architecture, else the attention query/value projections."
         },
+    )
+    load_in_4bit: bool = field(
+        default=False,
+        metadata={
+            "help": "Load the policy's weights in 4 bits with bitsandbytes (QLoRA; needs --use_peft): only the "
+            "adapters train, the reference is the 4-bit model with adapters off."
+        },
+    )
+    load_in_8bit: bool = field(
+        default=False,
+        metadata={"help": "Load the policy's weights in 8 bits with bitsandbytes (needs --use_peft)."},
+    )
+    bnb_4bit_quant_type: str = field(
+        default="nf4", metadata={"help": "4-bit data type: nf4 (QLoRA's) or fp4.", "choices": ["nf4", "fp4"]}
+    )
+    use_bnb_nested_quant: bool = field(
+        default=False,
+        metadata={"help": "Quantize the 4-bit quantization constants too (QLoRA's double quantization)."},
     )
     merge_lora_on_save: bool = field(
         default=True, metadata={"help": "Save the policy with adapters merged (else the adapter alone)."}
@@ -495,9 +514,31 @@ def validate(args: PPOArguments) -> None:
         raise cmdline.UsageError("--response_length and --max_prompt_length must be at least 1")
     if args.bf16 and args.fp16:
         raise cmdline.UsageError("--bf16 and --fp16 are exclusive")
+    if args.load_in_4bit and args.load_in_8bit:
+        raise cmdline.UsageError("--load_in_4bit and --load_in_8bit are exclusive")
+    quantized = lora.quantization_flag(args.load_in_4bit, args.load_in_8bit)
+    if quantized:
+        lora.require_quantization(quantized, args.use_peft)
     if args.log_with == "none":
         args.log_with = None
     check_reward_models(args)
+
+
+def quantization_config(args: PPOArguments):
+    """The policy's bitsandbytes config for --load_in_4bit / --load_in_8bit, None without: TRL's
+    `get_quantization_config`, as reward_modeling.py's, computing in float32 as the float32 master
+    weights elsewhere do (--bf16 autocasts over it)."""
+    from trl import ModelConfig, get_quantization_config
+
+    return get_quantization_config(
+        ModelConfig(
+            dtype="float32",
+            load_in_4bit=args.load_in_4bit,
+            load_in_8bit=args.load_in_8bit,
+            bnb_4bit_quant_type=args.bnb_4bit_quant_type,
+            use_bnb_nested_quant=args.use_bnb_nested_quant,
+        )
+    )
 
 
 def check_reward_models(args: PPOArguments) -> None:
@@ -625,6 +666,7 @@ class Trainer:
             LoraSpec(args.lora_r, args.lora_alpha, args.lora_target_modules) if args.use_peft else None,
             args.trust_remote_code,
             args.gradient_checkpointing,
+            quantization_config(args),
         )
         self.model.policy.config.pad_token_id = self.tok.pad_token_id
         return value_source
@@ -1476,8 +1518,11 @@ def main(args: PPOArguments) -> dict:
         acc.log(tracker_metrics(result), step=tr.update)
     if acc.is_main_process:
         model = acc.unwrap_model(tr.model)
-        merge = args.use_peft and args.merge_lora_on_save
-        save_final(out, model.policy, model.value, tr.value_kind, tr.tok, merge)
+        policy, merge = model.policy, args.use_peft and args.merge_lora_on_save
+        if merge and (args.load_in_4bit or args.load_in_8bit):
+            policy_path = offline.resolve_model_path(args.model_name)
+            policy, merge = merge_in_full_precision(policy, policy_path, args.trust_remote_code), False
+        save_final(out, policy, model.value, tr.value_kind, tr.tok, merge)
     # Every process takes the process group down together, once the main one has written: one
     # tearing gloo down while its peer is still busy can abort at exit (a 2-process test run once
     # ended in SIGABRT on rank 1 after it had finished and saved).

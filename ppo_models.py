@@ -106,9 +106,13 @@ def build_policy_and_value(
     lora_spec: LoraSpec | None = None,
     trust_remote_code: bool = False,
     gradient_checkpointing: bool = False,
+    quantization=None,
 ):
     """Policy (+ LoRA) and value function wrapped in one module, so one optimizer and one DDP
     wrapper cover both (as summarize_from_feedback_details' PolicyAndValueWrapper).
+
+    quantization: a `transformers.BitsAndBytesConfig` loads the policy's weights in 4 or 8 bits (QLoRA:
+    `lora_spec` required, only the adapters train), on this process's device; None keeps float32.
 
     value_kind: "head" (a scalar head on the policy trunk), "critic" (a separate network, from the
     reward model at `critic_path` when given, else from the policy backbone with a new head) or
@@ -121,14 +125,27 @@ def build_policy_and_value(
     # float32 master weights whatever the checkpoint's dtype (transformers 5 loads a bf16 checkpoint,
     # as most hub models are, in bf16): AdamW steps of lr x update are below bf16's resolution, and
     # --bf16 is autocast over these weights.
+    if quantization is not None and lora_spec is None:
+        raise ValueError("a quantized policy trains LoRA adapters only: lora_spec is required")
+    quantized = {"quantization_config": quantization, "device_map": lora.kbit_device_map()}
     policy = AutoModelForCausalLM.from_pretrained(
-        policy_path, trust_remote_code=trust_remote_code, dtype=torch.float32
+        policy_path,
+        trust_remote_code=trust_remote_code,
+        dtype=torch.float32,
+        **(quantized if quantization is not None else {}),
     )
     if getattr(policy.config, "is_encoder_decoder", False):
         raise cmdline.UsageError(
             f"{policy_path} is an encoder-decoder model; --use_seq2seq policies are not supported"
         )
     ref = None
+    if quantization is not None:
+        from peft import prepare_model_for_kbit_training
+
+        # Layer norms and embeddings in float32, every weight frozen (the adapters come next); gradient
+        # checkpointing is set below, as for an unquantized policy.
+        policy = prepare_model_for_kbit_training(policy, use_gradient_checkpointing=False)
+        lora.keep_one_cpu_weight_format(policy)
     if lora_spec is not None:
         from peft import LoraConfig, get_peft_model
 
@@ -184,6 +201,20 @@ def build_policy_and_value(
     return model, ref, source
 
 
+def merge_in_full_precision(policy, policy_path: str, trust_remote_code: bool = False):
+    """A LoRA policy over a quantized backbone as QLoRA models are released: its adapters merged into the
+    backbone loaded again in float32 from `policy_path` (`lora.merge_in_full_precision`), a plain
+    causal LM that pipeline() loads without bitsandbytes."""
+    from transformers import AutoModelForCausalLM
+
+    return lora.merge_in_full_precision(
+        policy,
+        lambda: AutoModelForCausalLM.from_pretrained(
+            policy_path, trust_remote_code=trust_remote_code, dtype=torch.float32
+        ),
+    )
+
+
 @contextlib.contextmanager
 def merged_lora(policy):
     """Run the LoRA policy on merged weights W + B A s (one matmul per layer instead of three, which
@@ -195,13 +226,20 @@ def merged_lora(policy):
     while the context lasts (memory: one copy of the adapted weights), the layer is marked merged so
     peft skips its adapter branch, and the policy's disable_adapter() points back at W for the
     reference's passes. On exit W is back, bit for bit. A weight tied to another module (GPT-2's
-    lm_head and embeddings) stays unmerged: merging it would change the embeddings too. Without
-    adapters, or with layers already merged, it changes nothing. For no-grad passes only."""
+    lm_head and embeddings) stays unmerged: merging it would change the embeddings too, and so does a
+    quantized one (QLoRA: bitsandbytes' packed 4-bit or 8-bit integers cannot take B A s as a float
+    add), which keeps peft's adapter branch. Without adapters, or with layers already merged, it
+    changes nothing. For no-grad passes only."""
     from peft.tuners.lora import LoraLayer
 
     layers = [m for m in policy.modules() if isinstance(m, LoraLayer)]
     uses = Counter(id(p) for _, p in policy.named_parameters(remove_duplicate=False))
-    layers = [m for m in layers if uses[id(m.get_base_layer().weight)] == 1]
+    # bitsandbytes' quantized weights are Parameter subclasses (Params4bit, Int8Params)
+    layers = [
+        m
+        for m in layers
+        if uses[id(m.get_base_layer().weight)] == 1 and type(m.get_base_layer().weight) is nn.Parameter
+    ]
     if not layers or any(m.merged for m in layers):
         yield
         return

@@ -26,6 +26,7 @@ Multi-process: `accelerate launch reward_modeling.py ...`.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import os
 import sys
@@ -141,6 +142,11 @@ def default_flags() -> dict:
         # about a third to the compute.
         "gradient_checkpointing": False,
         "output_dir": "reward_modeling_anthropic_hh",
+        # A reward model is a 1-label sequence classifier: peft's task type for it (TRL's default is CAUSAL_LM).
+        "lora_task_type": "SEQ_CLS",
+        # The datasets hold only what this script built; the `length` column must reach the length-grouped
+        # sampler.
+        "remove_unused_columns": False,
     }
 
 
@@ -369,15 +375,35 @@ def head_module_names(missing_keys):
     )
 
 
+def reward_head_modules(path: str, trust_remote_code: bool) -> list[str]:
+    """The modules of the 1-label sequence classifier outside its backbone (DistilBERT's `pre_classifier`
+    and `classifier`, GPT-2's `score`), read from an empty model on the meta device."""
+    import torch
+    from transformers import AutoConfig, AutoModelForSequenceClassification
+
+    config = AutoConfig.from_pretrained(path, num_labels=1, trust_remote_code=trust_remote_code)
+    with torch.device("meta"):
+        model = AutoModelForSequenceClassification.from_config(config, trust_remote_code=trust_remote_code)
+    return [name for name, _ in model.named_children() if name != model.base_model_prefix]
+
+
 def load_backbone(model_args, training_args):
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from trl import get_quantization_config
 
     path = offline.resolve_model_path(model_args.model_name_or_path)
     tokenizer = AutoTokenizer.from_pretrained(
         path, revision=model_args.model_revision, trust_remote_code=training_args.trust_remote_code
     )
     dtype = model_args.dtype if model_args.dtype in (None, "auto") else getattr(torch, model_args.dtype)
+    # --load_in_4bit / --load_in_8bit: bitsandbytes layers, computing in --dtype, as TRL's scripts load them.
+    quantization = get_quantization_config(model_args)
+    quantized = {}
+    if quantization:
+        # The reward head is new and trains in full: it stays a float layer.
+        quantization.llm_int8_skip_modules = reward_head_modules(path, training_args.trust_remote_code)
+        quantized = {"quantization_config": quantization, "device_map": lora.kbit_device_map()}
     model, info = AutoModelForSequenceClassification.from_pretrained(
         path,
         num_labels=1,
@@ -386,6 +412,7 @@ def load_backbone(model_args, training_args):
         attn_implementation=model_args.attn_implementation,
         dtype=dtype,
         output_loading_info=True,
+        **quantized,
     )
     scoring.ensure_pad_token(tokenizer, model)
     return path, tokenizer, model, info
@@ -415,14 +442,19 @@ def build_trainer(
 
     peft_config = None
     if model_args.use_peft:
-        model_args.lora_task_type = "SEQ_CLS"
+        if model_args.load_in_4bit or model_args.load_in_8bit:
+            from peft import prepare_model_for_kbit_training
+
+            # Layer norms and the new head in float32, every weight frozen (the adapters come next).
+            model = prepare_model_for_kbit_training(
+                model, use_gradient_checkpointing=training_args.gradient_checkpointing
+            )
+            lora.keep_one_cpu_weight_format(model)
         peft_config = get_peft_config(model_args)
         # The head is new: train it in full, next to the adapters.
         heads = head_module_names(info["missing_keys"])
         peft_config.modules_to_save = sorted(set(peft_config.modules_to_save or []) | set(heads))
         print(f"[rm] trained in full next to the LoRA adapters: {peft_config.modules_to_save}")
-    # The datasets hold only what we built; the `length` column must reach the length-grouped sampler.
-    training_args.remove_unused_columns = False
     if training_args.eval_strategy != "no" and training_args.per_device_eval_batch_size == 8:
         training_args.per_device_eval_batch_size = training_args.per_device_train_batch_size
     return ChunkedRewardTrainer(
@@ -475,6 +507,9 @@ def main(script_args: ScriptArguments, training_args: RewardConfig, model_args: 
         runtime.wandb_offline_if_unreachable()
     out = Path(training_args.output_dir)
 
+    quantized = lora.quantization_flag(model_args.load_in_4bit, model_args.load_in_8bit)
+    if quantized:  # an --eval_only run scores a quantized model without adapters
+        lora.require_quantization(quantized, model_args.use_peft or script_args.eval_only)
     if model_args.use_peft and not script_args.eval_only:
         # Before the data and the weights load: a misspelt module name fails in seconds. The resolved
         # names, not None, go to args.json.
@@ -568,7 +603,11 @@ def main(script_args: ScriptArguments, training_args: RewardConfig, model_args: 
     # Unwrapped from accelerate's bf16 autocast forward: the held-out scores are those of the saved
     # float32 model, as --eval_only and pipeline() compute them.
     model = trainer.accelerator.unwrap_model(trainer.model, keep_fp32_wrapper=False)
-    if model_args.use_peft:
+    if model_args.use_peft and (model_args.load_in_4bit or model_args.load_in_8bit):
+        # The saved model, and the held-out scores below, are the full-precision backbone plus the adapters.
+        unquantized = dataclasses.replace(model_args, load_in_4bit=False, load_in_8bit=False)
+        model = lora.merge_in_full_precision(model, lambda: load_backbone(unquantized, training_args)[2])
+    elif model_args.use_peft:
         model = model.merge_and_unload()
     model.eval()
     eval_ids = eval_rows["chosen_ids"] + eval_rows["rejected_ids"]
