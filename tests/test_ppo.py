@@ -43,6 +43,18 @@ def run_ppo(policy, rm, data, out, *extra):
     )
 
 
+# LoRA on the word policy's attention and output layers, fast enough to move it in a few updates
+LORA_FLAGS = [
+    "--use_peft=True",
+    "--lora_r=8",
+    "--lora_alpha=16",
+    "--lora_target_modules",
+    "c_attn",
+    "lm_head",
+    "--learning_rate=1e-2",
+]
+
+
 def read_metrics(out):
     return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
 
@@ -158,13 +170,7 @@ def test_ppo_with_lora_reference_is_adapters_off(word_policy, kind_rm, kind_data
         kind_rm,
         kind_data,
         out,
-        "--use_peft=True",
-        "--lora_r=8",
-        "--lora_alpha=16",
-        "--lora_target_modules",
-        "c_attn",
-        "lm_head",
-        "--learning_rate=1e-2",
+        *LORA_FLAGS,
     )
     history = read_metrics(out)
     assert history[-1]["objective/scores"] > history[0]["objective/scores"] + 0.3

@@ -9,8 +9,8 @@ import json
 import pytest
 import torch
 from test_cli_errors import assert_one_line_error, run_script
-from test_ppo import make_trainer, read_metrics, run_ppo
-from test_reward_modeling import CHOSEN, REJECTED, check_saved_model, train, weights
+from test_ppo import LORA_FLAGS, make_trainer, read_metrics, run_ppo
+from test_reward_modeling import CHOSEN, REJECTED, check_merged_adapters, check_saved_model, train, weights
 
 import cmdline
 import lora
@@ -61,15 +61,8 @@ def test_reward_model_trains_lora_on_a_quantized_backbone(
     # trained on bitsandbytes layers, then merged into the backbone loaded again in float32
     assert seen == [f"Linear{bits}bit" if bits == 4 else "Linear8bitLt", "Linear"]
     assert metrics["accuracy"] >= 0.9, metrics
-    before, after = weights(tiny_distilbert), weights(out)
-    assert after["distilbert.transformer.layer.0.attention.q_lin.weight"].dtype == torch.float32
-    assert not torch.equal(
-        before["transformer.layer.0.attention.q_lin.weight"],
-        after["distilbert.transformer.layer.0.attention.q_lin.weight"],
-    )  # merged adapters
-    assert torch.equal(
-        before["transformer.layer.0.ffn.lin1.weight"], after["distilbert.transformer.layer.0.ffn.lin1.weight"]
-    )  # the full-precision weights, not their quantized round trip
+    # merged adapters on the full-precision weights, not on their quantized round trip
+    check_merged_adapters(weights(tiny_distilbert), weights(out))
     assert "quantization_config" not in json.loads((out / "config.json").read_text())
     check_saved_model(out, CHOSEN, REJECTED)
 
@@ -96,13 +89,7 @@ def test_ppo_qlora_policy_raises_the_reward(word_policy, kind_rm, kind_data, tmp
         kind_data,
         out,
         "--load_in_4bit=True",
-        "--use_peft=True",
-        "--lora_r=8",
-        "--lora_alpha=16",
-        "--lora_target_modules",
-        "c_attn",
-        "lm_head",
-        "--learning_rate=1e-2",
+        *LORA_FLAGS,
     )
     assert seen == [(True, None)]  # a 4-bit policy, and no second copy: the reference is adapters off
     history = read_metrics(out)

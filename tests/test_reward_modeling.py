@@ -55,6 +55,17 @@ def check_saved_model(out, chosen_text, rejected_text):
     assert AutoModelForSequenceClassification.from_pretrained(str(out)).config.num_labels == 1
 
 
+def check_merged_adapters(before, after):
+    """A DistilBERT reward model saved with its q_lin/v_lin adapters merged, in float32: the adapted
+    layers moved, the others are the starting weights exactly, and the new head is saved."""
+    q_lin = "transformer.layer.0.attention.q_lin.weight"
+    assert after[f"distilbert.{q_lin}"].dtype == torch.float32
+    assert not torch.equal(before[q_lin], after[f"distilbert.{q_lin}"])  # merged adapters
+    lin1 = "transformer.layer.0.ffn.lin1.weight"
+    assert torch.equal(before[lin1], after[f"distilbert.{lin1}"])  # untouched by LoRA
+    assert "pre_classifier.weight" in after and "classifier.weight" in after
+
+
 CHOSEN = "\n\nHuman: Can you give me a tip about chess?\n\nAssistant: Sure, happy to help! A good chess tip is to practice a little every day."
 REJECTED = "\n\nHuman: Can you give me a tip about chess?\n\nAssistant: Go away."
 
@@ -129,15 +140,7 @@ def test_lora_trains_adapters_and_the_new_head(tiny_distilbert, pref_dir, tmp_pa
         "--learning_rate=1e-2",
     )
     assert metrics["accuracy"] >= 0.9, metrics
-    before, after = weights(tiny_distilbert), weights(out)
-    assert not torch.equal(
-        before["transformer.layer.0.attention.q_lin.weight"],
-        after["distilbert.transformer.layer.0.attention.q_lin.weight"],
-    )  # merged adapters
-    assert torch.equal(
-        before["transformer.layer.0.ffn.lin1.weight"], after["distilbert.transformer.layer.0.ffn.lin1.weight"]
-    )  # untouched by LoRA
-    assert "pre_classifier.weight" in after and "classifier.weight" in after
+    check_merged_adapters(weights(tiny_distilbert), weights(out))
     check_saved_model(out, CHOSEN, REJECTED)
 
 
