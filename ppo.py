@@ -383,6 +383,24 @@ ALIASES = {
 }
 
 
+# No flag is accepted and then ignored: every PPOArguments field is on one of these two lists
+# (tests/test_flags.py walks them, so a new field fails that test until it is placed).
+USED_FLAGS = frozenset(
+    "model_name reward_model gold_reward_model query_dataset data_dir query_split eval_dataset eval_data_dir "
+    "eval_split eval_samples max_prompt_length value_model trust_remote_code use_peft lora_r lora_alpha "
+    "lora_target_modules load_in_4bit load_in_8bit bnb_4bit_quant_type use_bnb_nested_quant merge_lora_on_save "
+    "steps batch_size mini_batch_size gradient_accumulation_steps rollout_batch_size ppo_epochs learning_rate "
+    "critic_learning_rate adam_eps weight_decay max_grad_norm lr_decay init_kl_coef adap_kl_ctrl target horizon "
+    "kl_estimator kl_penalty advantage_estimator num_generations gamma lam cliprange cliprange_value vf_coef whiten_rewards response_length temperature "
+    "eval_temperature stop_token ignore_eos missing_eos_penalty normalize_reward reward_clip exp_name seed "
+    "output_dir log_with logging_steps sample_every num_samples eval_every eval_seeds gradient_checkpointing "
+    "bf16 fp16 num_threads save_steps save_total_limit resume_from_checkpoint max_bad_updates".split()
+)
+# Accepted for the 2024 command lines and TRL's names, refused by `validate` when set to anything but
+# their default, with the reason.
+REFUSED_FLAGS = ("use_seq2seq", "lora_dropout")
+
+
 @dataclass
 class Sizes:
     world: int

@@ -114,6 +114,86 @@ class ScriptArguments:
 
 RENAMED_FLAGS = {"evaluation_strategy": "eval_strategy"}  # transformers removed the old name in v5
 
+# No flag is accepted and then ignored: every field of the three dataclasses is on one of these two lists
+# (tests/test_flags.py walks them, so a field a new transformers or TRL adds fails that test until it is
+# placed). Used: ours, and the inherited ones that transformers' Trainer, TRL's RewardTrainer (its
+# chunked training step included) or this script read.
+USED_FLAGS = frozenset(
+    # ScriptArguments
+    "dataset_name data_dir eval_data_dir dataset_train_split dataset_test_split max_train_samples "
+    "max_eval_samples eval_only eval_batch_tokens train_chunk_tokens matmul_peak_gflops "
+    # ModelConfig (the lora_* fields through TRL's get_peft_config, the bnb ones its get_quantization_config)
+    "model_name_or_path model_revision dtype attn_implementation use_peft lora_r lora_alpha lora_dropout "
+    "lora_target_modules lora_target_parameters lora_modules_to_save use_rslora use_dora load_in_8bit "
+    "load_in_4bit bnb_4bit_quant_type use_bnb_nested_quant bnb_4bit_quant_storage "
+    # RewardConfig's own
+    "trust_remote_code disable_dropout max_length pad_to_multiple_of center_rewards_coefficient "
+    "activation_offloading "
+    # TrainingArguments: the Trainer's training loop, optimizer, scheduler, periodic evaluation (the
+    # held-out evaluation after training is this script's), checkpoints, logging and launchers
+    "output_dir per_device_train_batch_size per_device_eval_batch_size gradient_accumulation_steps "
+    "eval_accumulation_steps eval_delay torch_empty_cache_steps learning_rate weight_decay adam_beta1 "
+    "adam_beta2 adam_epsilon max_grad_norm num_train_epochs max_steps lr_scheduler_type lr_scheduler_kwargs "
+    "warmup_steps log_level log_level_replica log_on_each_node logging_first_step logging_nan_inf_filter "
+    "logging_steps logging_strategy save_strategy save_steps save_total_limit save_on_each_node "
+    "save_only_model restore_callback_states_from_checkpoint use_cpu seed data_seed bf16 fp16 bf16_full_eval "
+    "fp16_full_eval tf32 local_rank ddp_backend debug dataloader_drop_last eval_steps dataloader_num_workers "
+    "dataloader_prefetch_factor dataloader_persistent_workers dataloader_pin_memory dataloader_in_order "
+    "dataloader_multiprocessing_context run_name disable_tqdm load_best_model_at_end metric_for_best_model "
+    "greater_is_better ignore_data_skip fsdp fsdp_config accelerator_config parallelism_config deepspeed "
+    "optim optim_args optim_target_modules train_sampling_strategy length_column_name report_to project "
+    "trackio_space_id trackio_bucket_id trackio_static_space_id ddp_find_unused_parameters ddp_bucket_cap_mb "
+    "ddp_broadcast_buffers ddp_static_graph ddp_timeout gradient_checkpointing gradient_checkpointing_kwargs "
+    "activation_checkpointing activation_checkpointing_kwargs resume_from_checkpoint eval_strategy "
+    "eval_on_start eval_do_concat_batches eval_use_gather_object prediction_loss_only full_determinism "
+    "torch_compile torch_compile_backend torch_compile_mode include_num_input_tokens_seen neftune_noise_alpha "
+    "use_liger_kernel liger_kernel_config average_tokens_across_devices auto_find_batch_size skip_memory_metrics "
+    "use_cache enable_jit_checkpoint".split()
+)
+# Inherited flags this script cannot honour: set to anything but their default, they stop the run at start.
+REFUSED_FLAGS = {
+    "model_init_kwargs": "this script loads the model itself; use the ModelConfig flags (--dtype, ...)",
+    "chat_template_path": "the text format is reward_format.py's (hh-rlhf dialogues), not a chat template",
+    "dataset_num_proc": "the pairs are tokenized by this script, in one process",
+    "eos_token": "reward_format.py decides where EOS goes, as ppo.py's scorer reads it",
+    "pad_token": "the backbone's pad token is set by this script and saved with the model",
+    "lora_task_type": "a reward model is a 1-label sequence classifier: SEQ_CLS",
+    "remove_unused_columns": "the datasets hold only the columns the training step reads",
+    "do_train": "this script always trains (or, with --eval_only, only evaluates)",
+    "do_eval": "use --eval_strategy to evaluate during training; the held-out evaluation always runs",
+    "do_predict": "there is no prediction step; --eval_only scores a trained model",
+    "batch_eval_metrics": "the evaluation's metrics are this script's own (no compute_metrics)",
+    "include_for_metrics": "the evaluation's metrics are this script's own (no compute_metrics)",
+    "label_names": "preference pairs have no labels",
+    "label_smoothing_factor": "the pairwise loss has no labels to smooth",
+    "push_to_hub": "the Trainer would push its checkpoints, never the final folder (merged model, "
+    "reward_format.json); upload that folder with `hf upload`",
+    "hub_model_id": "nothing is pushed (see --push_to_hub)",
+    "hub_strategy": "nothing is pushed (see --push_to_hub)",
+    "hub_token": "nothing is pushed (see --push_to_hub)",
+    "hub_private_repo": "nothing is pushed (see --push_to_hub)",
+    "hub_always_push": "nothing is pushed (see --push_to_hub)",
+    "hub_revision": "nothing is pushed (see --push_to_hub)",
+}
+
+
+def refuse_ignored_flags(*parsed) -> None:
+    """A REFUSED_FLAGS field set to anything but its default (this script's, from `default_flags`, else
+    the library's) is refused, naming the flag and why."""
+    defaults = default_flags()
+    for obj in parsed:
+        for f in dataclasses.fields(obj):
+            if f.name not in REFUSED_FLAGS:
+                continue
+            if f.name == "do_eval":  # transformers sets it from --eval_strategy
+                default = obj.eval_strategy != "no"
+            elif f.name in defaults:
+                default = defaults[f.name]
+            else:
+                default = f.default_factory() if f.default is dataclasses.MISSING else f.default
+            if getattr(obj, f.name) != default:
+                raise cmdline.UsageError(f"--{f.name}={getattr(obj, f.name)}: {REFUSED_FLAGS[f.name]}")
+
 
 def default_flags() -> dict:
     """Defaults that differ from the libraries' own."""
@@ -258,6 +338,11 @@ def training_step_in_chunks(trainer, model, inputs, chunk_tokens: int, num_items
         sel = torch.tensor(chunk, device=ids.device)
         rows = torch.cat([sel, sel + n_pairs])  # chosen rows, then their rejected rows
         width = max(pair_lengths[i] for i in chunk)
+        if trainer.args.pad_to_multiple_of:  # as the collator pads a whole batch
+            width = min(
+                ids.shape[1],
+                math.ceil(width / trainer.args.pad_to_multiple_of) * trainer.args.pad_to_multiple_of,
+            )
         # Gradients are reduced across processes once per step, after the last chunk.
         sync = contextlib.nullcontext() if k == len(chunks) - 1 else trainer.accelerator.no_sync(model)
         with sync:
@@ -278,6 +363,11 @@ def training_step_in_chunks(trainer, model, inputs, chunk_tokens: int, num_items
         total += loss.detach()
         rewards[rows] = out.logits.squeeze(-1).detach().float()
         del out, loss
+    every = trainer.args.torch_empty_cache_steps
+    if every is not None and trainer.state.global_step % every == 0:  # as Trainer.training_step
+        from accelerate.utils import clear_device_cache
+
+        clear_device_cache()
     _log_step_metrics(trainer, rewards, mask)
     return total
 
@@ -680,11 +770,11 @@ def evaluate_only(script_args, model, tokenizer, pairs, fmt, out, t0):
 
 
 def cli(argv: list[str] | None = None):
-    return main(
-        *cmdline.parse_args(
-            (ScriptArguments, RewardConfig, ModelConfig), argv, RENAMED_FLAGS, default_flags()
-        )
+    parsed = cmdline.parse_args(
+        (ScriptArguments, RewardConfig, ModelConfig), argv, RENAMED_FLAGS, default_flags()
     )
+    refuse_ignored_flags(*parsed)
+    return main(*parsed)
 
 
 if __name__ == "__main__":
