@@ -364,6 +364,109 @@ ALIASES = {
 }
 
 
+def validate(args: PPOArguments) -> None:
+    resolve_estimator(args)
+    if args.use_seq2seq:
+        raise cmdline.UsageError(
+            "--use_seq2seq=True: seq2seq (encoder-decoder) policies are not supported; "
+            "use a causal language model (GPT-2, Llama, SmolLM2, ...)"
+        )
+    if args.temperature <= 0:
+        raise cmdline.UsageError(
+            f"--temperature must be > 0 (got {args.temperature}); sampling is required for PPO"
+        )
+    if args.eval_temperature is not None and args.eval_temperature <= 0:
+        raise cmdline.UsageError(
+            f"--eval_temperature must be > 0 (got {args.eval_temperature}); for near-greedy answers use 0.01"
+        )
+    if args.lora_dropout:
+        raise cmdline.UsageError(
+            f"--lora_dropout={args.lora_dropout}: dropout is disabled in every model (policy, reference, "
+            "value, reward), so that the first PPO ratio is exactly 1; use --lora_dropout=0"
+        )
+    if args.response_length < 1 or args.max_prompt_length < 1:
+        raise cmdline.UsageError("--response_length and --max_prompt_length must be at least 1")
+    if args.bf16 and args.fp16:
+        raise cmdline.UsageError("--bf16 and --fp16 are exclusive")
+    if args.log_with == "none":
+        args.log_with = None
+    check_reward_models(args)
+
+
+# Each estimator as its paper runs it: (where the KL goes, its estimator, how token losses are averaged;
+# see ppo_math.loss_weights). PPO: [SFFD]'s per-token k1 penalty and token mean. RLOO (Ahmadian et al.
+# 2024, eq. 7): the sequence KL in the reward, and REINFORCE on the sequence's log-prob (a sum over its
+# tokens), divided by the constant --response_length so learning rates compare with the token mean.
+# GRPO (Shao et al. 2024, eq. 3-4): k3 in the loss, each response's token mean. Dr. GRPO (Liu et al.
+# 2025, sec. 3.2): as GRPO without the 1/|o_i| (and without the std, in the advantage). REINFORCE++
+# (Hu 2025, sec. 3): per-token k1 in the reward, token mean.
+ESTIMATOR_DEFAULTS = {
+    "gae": ("reward", "k1", "token"),
+    "rloo": ("reward", "k1", "constant"),
+    "grpo": ("loss", "k3", "sequence"),
+    "dr_grpo": ("loss", "k3", "constant"),
+    "reinforce_pp": ("reward", "k1", "token"),
+}
+
+
+def critic_free(args: PPOArguments) -> bool:
+    return args.advantage_estimator in ppo_math.CRITIC_FREE
+
+
+def resolve_estimator(args: PPOArguments) -> None:
+    """Fill --kl_penalty and --kl_estimator from the estimator's paper when not given, and refuse the
+    value-model flags where there is no value model."""
+    penalty, estimator, _ = ESTIMATOR_DEFAULTS[args.advantage_estimator]
+    args.kl_penalty = args.kl_penalty or penalty
+    args.kl_estimator = args.kl_estimator or estimator
+    if not critic_free(args):
+        return
+    for flag, given in (
+        ("value_model", args.value_model != "auto"),
+        ("critic_learning_rate", args.critic_learning_rate is not None),
+        ("whiten_rewards", args.whiten_rewards),
+    ):
+        if given:
+            raise cmdline.UsageError(
+                f"--{flag} is for PPO's value model and GAE, which --advantage_estimator="
+                f"{args.advantage_estimator} has not; drop it or use --advantage_estimator=gae"
+            )
+
+
+def check_reward_models(args: PPOArguments) -> None:
+    """Before any model is loaded: every reward model exists, and no gold model is one the policy
+    is trained against (its gold curve would be the proxy's)."""
+    if args.eval_seeds < 1:
+        raise cmdline.UsageError(f"--eval_seeds must be at least 1 (got {args.eval_seeds})")
+    proxy = {reward_model_key(name) for name in split_reward_models(args.reward_model)}
+    if not args.gold_reward_model:
+        return
+    seen = set()
+    for name in split_reward_models(args.gold_reward_model):
+        try:
+            key = reward_model_key(name)
+        except FileNotFoundError as e:
+            raise cmdline.MissingInputError(f"--gold_reward_model: {e}") from None
+        if key in proxy:
+            raise cmdline.UsageError(
+                f"--gold_reward_model {name} is the --reward_model the policy is trained against; "
+                "a gold model must be another one"
+            )
+        if key in seen:
+            raise cmdline.UsageError(f"--gold_reward_model lists {name} twice")
+        seen.add(key)
+
+
+def resolve_precision(args: PPOArguments, device_type: str, launcher: str = "no") -> None:
+    """Decide --bf16 when it was not given: what `accelerate launch --mixed_precision` asked for
+    (`launcher`: "no", "bf16" or "fp16"), else bf16 where the device multiplies it natively
+    (`runtime.native_bf16`), else float32."""
+    if args.bf16 is not None:
+        return
+    args.fp16 = args.fp16 or launcher == "fp16"
+    args.bf16 = not args.fp16 and runtime.default_bf16(device_type, launcher)
+
+
 @dataclass
 class Sizes:
     world: int
@@ -431,109 +534,6 @@ def check_generations(args: PPOArguments) -> None:
         )
 
 
-# Each estimator as its paper runs it: (where the KL goes, its estimator, how token losses are averaged;
-# see ppo_math.loss_weights). PPO: [SFFD]'s per-token k1 penalty and token mean. RLOO (Ahmadian et al.
-# 2024, eq. 7): the sequence KL in the reward, and REINFORCE on the sequence's log-prob (a sum over its
-# tokens), divided by the constant --response_length so learning rates compare with the token mean.
-# GRPO (Shao et al. 2024, eq. 3-4): k3 in the loss, each response's token mean. Dr. GRPO (Liu et al.
-# 2025, sec. 3.2): as GRPO without the 1/|o_i| (and without the std, in the advantage). REINFORCE++
-# (Hu 2025, sec. 3): per-token k1 in the reward, token mean.
-ESTIMATOR_DEFAULTS = {
-    "gae": ("reward", "k1", "token"),
-    "rloo": ("reward", "k1", "constant"),
-    "grpo": ("loss", "k3", "sequence"),
-    "dr_grpo": ("loss", "k3", "constant"),
-    "reinforce_pp": ("reward", "k1", "token"),
-}
-
-
-def critic_free(args: PPOArguments) -> bool:
-    return args.advantage_estimator in ppo_math.CRITIC_FREE
-
-
-def resolve_estimator(args: PPOArguments) -> None:
-    """Fill --kl_penalty and --kl_estimator from the estimator's paper when not given, and refuse the
-    value-model flags where there is no value model."""
-    penalty, estimator, _ = ESTIMATOR_DEFAULTS[args.advantage_estimator]
-    args.kl_penalty = args.kl_penalty or penalty
-    args.kl_estimator = args.kl_estimator or estimator
-    if not critic_free(args):
-        return
-    for flag, given in (
-        ("value_model", args.value_model != "auto"),
-        ("critic_learning_rate", args.critic_learning_rate is not None),
-        ("whiten_rewards", args.whiten_rewards),
-    ):
-        if given:
-            raise cmdline.UsageError(
-                f"--{flag} is for PPO's value model and GAE, which --advantage_estimator="
-                f"{args.advantage_estimator} has not; drop it or use --advantage_estimator=gae"
-            )
-
-
-def validate(args: PPOArguments) -> None:
-    resolve_estimator(args)
-    if args.use_seq2seq:
-        raise cmdline.UsageError(
-            "--use_seq2seq=True: seq2seq (encoder-decoder) policies are not supported; "
-            "use a causal language model (GPT-2, Llama, SmolLM2, ...)"
-        )
-    if args.temperature <= 0:
-        raise cmdline.UsageError(
-            f"--temperature must be > 0 (got {args.temperature}); sampling is required for PPO"
-        )
-    if args.eval_temperature is not None and args.eval_temperature <= 0:
-        raise cmdline.UsageError(
-            f"--eval_temperature must be > 0 (got {args.eval_temperature}); for near-greedy answers use 0.01"
-        )
-    if args.lora_dropout:
-        raise cmdline.UsageError(
-            f"--lora_dropout={args.lora_dropout}: dropout is disabled in every model (policy, reference, "
-            "value, reward), so that the first PPO ratio is exactly 1; use --lora_dropout=0"
-        )
-    if args.response_length < 1 or args.max_prompt_length < 1:
-        raise cmdline.UsageError("--response_length and --max_prompt_length must be at least 1")
-    if args.bf16 and args.fp16:
-        raise cmdline.UsageError("--bf16 and --fp16 are exclusive")
-    if args.log_with == "none":
-        args.log_with = None
-    check_reward_models(args)
-
-
-def check_reward_models(args: PPOArguments) -> None:
-    """Before any model is loaded: every reward model exists, and no gold model is one the policy
-    is trained against (its gold curve would be the proxy's)."""
-    if args.eval_seeds < 1:
-        raise cmdline.UsageError(f"--eval_seeds must be at least 1 (got {args.eval_seeds})")
-    proxy = {reward_model_key(name) for name in split_reward_models(args.reward_model)}
-    if not args.gold_reward_model:
-        return
-    seen = set()
-    for name in split_reward_models(args.gold_reward_model):
-        try:
-            key = reward_model_key(name)
-        except FileNotFoundError as e:
-            raise cmdline.MissingInputError(f"--gold_reward_model: {e}") from None
-        if key in proxy:
-            raise cmdline.UsageError(
-                f"--gold_reward_model {name} is the --reward_model the policy is trained against; "
-                "a gold model must be another one"
-            )
-        if key in seen:
-            raise cmdline.UsageError(f"--gold_reward_model lists {name} twice")
-        seen.add(key)
-
-
-def resolve_precision(args: PPOArguments, device_type: str, launcher: str = "no") -> None:
-    """Decide --bf16 when it was not given: what `accelerate launch --mixed_precision` asked for
-    (`launcher`: "no", "bf16" or "fp16"), else bf16 where the device multiplies it natively
-    (`runtime.native_bf16`), else float32."""
-    if args.bf16 is not None:
-        return
-    args.fp16 = args.fp16 or launcher == "fp16"
-    args.bf16 = not args.fp16 and runtime.default_bf16(device_type, launcher)
-
-
 # ---------------------------------------------------------------------------------------------
 # One PPO update
 # ---------------------------------------------------------------------------------------------
@@ -551,6 +551,12 @@ def autocast(args: PPOArguments, device):
     if args.fp16:
         return torch.autocast(device.type, dtype=torch.float16)
     return torch.autocast(device.type, enabled=False)
+
+
+def _null():
+    import contextlib
+
+    return contextlib.nullcontext()
 
 
 class Trainer:
@@ -589,6 +595,42 @@ class Trainer:
             f"({s.minibatch // s.micro} micro-batches of {s.micro}); {len(self.train_ids)} train prompts, "
             f"{len(self.eval_ids)} eval prompts"
         )
+
+    def _load_prompts(self):
+        """Training and held-out prompts; refused when the held-out rows overlap the training rows."""
+        args = self.args
+        train, train_rows = load_prompts(args.query_dataset, args.query_split, args.data_dir)
+        explicit = args.eval_dataset or args.eval_split or args.eval_data_dir
+        eval_data_dir = args.eval_data_dir if args.eval_data_dir or args.eval_dataset else args.data_dir
+        eval_split = args.eval_split or ("train" if args.eval_dataset else "test")
+        no_test = "a single file" if not explicit and Path(args.query_dataset).is_file() else None
+        if not no_test:
+            try:
+                evals, eval_rows = load_prompts(
+                    args.eval_dataset or args.query_dataset, eval_split, eval_data_dir
+                )
+            except Exception as e:
+                if explicit:
+                    raise
+                no_test = type(e).__name__
+        if no_test:  # no test split: hold out the tail of the training prompts
+            if len(train) <= args.eval_samples:
+                raise cmdline.UsageError(
+                    f"{args.query_dataset}: {len(train)} prompts and no test split; need more than "
+                    f"--eval_samples={args.eval_samples} to hold some out"
+                )
+            self.acc.print(
+                f"[ppo] no test split ({no_test}); holding out the last {args.eval_samples} prompts"
+            )
+            return train[: -args.eval_samples], train[-args.eval_samples :]
+        hh_data.refuse_overlap(
+            train_rows,
+            eval_rows,
+            f"--query_dataset={args.query_dataset} --data_dir={args.data_dir} --query_split={args.query_split}",
+            f"{'--eval_dataset=' + args.eval_dataset if args.eval_dataset else '--query_dataset'} "
+            f"--eval_data_dir={eval_data_dir} --eval_split={eval_split}",
+        )
+        return train, evals[: args.eval_samples]
 
     def _load_tokenizer_and_reward_models(self, policy_path: str) -> tuple[str | None, str]:
         """The policy's tokenizer and stop tokens, the proxy reward model (or ensemble) and the gold ones.
@@ -758,42 +800,6 @@ class Trainer:
             state["bad_updates"],
         )
 
-    def _load_prompts(self):
-        """Training and held-out prompts; refused when the held-out rows overlap the training rows."""
-        args = self.args
-        train, train_rows = load_prompts(args.query_dataset, args.query_split, args.data_dir)
-        explicit = args.eval_dataset or args.eval_split or args.eval_data_dir
-        eval_data_dir = args.eval_data_dir if args.eval_data_dir or args.eval_dataset else args.data_dir
-        eval_split = args.eval_split or ("train" if args.eval_dataset else "test")
-        no_test = "a single file" if not explicit and Path(args.query_dataset).is_file() else None
-        if not no_test:
-            try:
-                evals, eval_rows = load_prompts(
-                    args.eval_dataset or args.query_dataset, eval_split, eval_data_dir
-                )
-            except Exception as e:
-                if explicit:
-                    raise
-                no_test = type(e).__name__
-        if no_test:  # no test split: hold out the tail of the training prompts
-            if len(train) <= args.eval_samples:
-                raise cmdline.UsageError(
-                    f"{args.query_dataset}: {len(train)} prompts and no test split; need more than "
-                    f"--eval_samples={args.eval_samples} to hold some out"
-                )
-            self.acc.print(
-                f"[ppo] no test split ({no_test}); holding out the last {args.eval_samples} prompts"
-            )
-            return train[: -args.eval_samples], train[-args.eval_samples :]
-        hh_data.refuse_overlap(
-            train_rows,
-            eval_rows,
-            f"--query_dataset={args.query_dataset} --data_dir={args.data_dir} --query_split={args.query_split}",
-            f"{'--eval_dataset=' + args.eval_dataset if args.eval_dataset else '--query_dataset'} "
-            f"--eval_data_dir={eval_data_dir} --eval_split={eval_split}",
-        )
-        return train, evals[: args.eval_samples]
-
     @property
     def policy(self):
         return self.acc.unwrap_model(self.model).policy
@@ -805,93 +811,6 @@ class Trainer:
         if self.ref is not None:
             return self.ref, contextlib.nullcontext()
         return self.policy, self.policy.disable_adapter()
-
-    # -- phase 1-3: rollout, log-probs, scores ---------------------------------------------------
-    def rollout(
-        self,
-        index: list[int],
-        prompts_src=None,
-        ids_src=None,
-        generator=None,
-        use_reference=False,
-        temperature: float | None = None,
-    ) -> Rollout:
-        """Sample (phase 1) and score (phase 3) responses to the prompts at `index`, in chunks of
-        --rollout_batch_size, at `temperature` (default: --temperature)."""
-        args = self.args
-        prompts_src = prompts_src or self.train_prompts
-        ids_src = ids_src or self.train_ids
-        lm, ctx = self.reference() if use_reference else (self.policy, _null())
-        self.model.eval()
-        chunks = []
-        t0 = time.perf_counter()
-        with ctx, autocast(args, self.device):
-            for start in range(0, len(index), self.sizes.rollout):
-                part = index[start : start + self.sizes.rollout]
-                chunk = generate(
-                    lm,
-                    [prompts_src[i] for i in part],
-                    [ids_src[i] for i in part],
-                    args.response_length,
-                    temperature or args.temperature,
-                    self.stop_ids,
-                    self.tok.pad_token_id,
-                    generator,
-                    self.device,
-                )
-                chunks.append(chunk)
-        t1 = time.perf_counter()
-        # Each chunk scored as it was sampled: the reward model's batches stay rollout-sized.
-        with torch.inference_mode():
-            for c in chunks:
-                c.raw_scores = self.scorer(c.prompts, c.responses, c.lengths).to(self.device).float()
-        self.timers["generate"] += t1 - t0
-        self.timers["score"] += time.perf_counter() - t1
-        ro = Rollout.cat(chunks, self.tok.pad_token_id)
-        ro.scores = self.shape_scores(ro.raw_scores, ro.has_stop)
-        return ro
-
-    def shape_scores(self, raw: torch.Tensor, has_stop: torch.Tensor) -> torch.Tensor:
-        """Normalisation, missing-EOS penalty, clipping."""
-        args = self.args
-        scores = raw.clone()
-        if args.normalize_reward:
-            mean, std = self.rm_format.get("reward_mean"), self.rm_format.get("reward_std")
-            if mean is None or not std:
-                raise cmdline.UsageError(
-                    f"--normalize_reward: {args.reward_model} has no reward_mean/reward_std in "
-                    f"{reward_format.REWARD_FORMAT_FILE} (train it with reward_modeling.py)"
-                )
-            scores = (scores - mean) / std
-        if args.missing_eos_penalty is not None:
-            scores = scores - args.missing_eos_penalty * (~has_stop).float()
-        if args.reward_clip is not None:
-            scores = scores.clamp(-args.reward_clip, args.reward_clip)
-        return scores
-
-    def forward_logprobs(self, ro: Rollout, temperature: float | None = None):
-        """Phase 2: old log-probs, values, reference log-probs and entropy, without gradients, at the
-        temperature that sampled `ro` (default: --temperature)."""
-        args = self.args
-        temperature = temperature or args.temperature
-        logprobs, ref_logprobs, values, entropy = [], [], [], []
-        self.model.eval()
-        with torch.inference_mode(), autocast(args, self.device):
-            for s in range(0, ro.responses.shape[0], self.sizes.micro):
-                sl = slice(s, s + self.sizes.micro)
-                logits, v = self.acc.unwrap_model(self.model)(*ro.model_inputs(sl))
-                lp, ent = ppo_math.logprobs_and_entropy(logits, ro.responses[sl], temperature)
-                logprobs.append(lp)
-                entropy.append(ent)
-                values.append(v)
-                del logits
-                ref, ctx = self.reference()
-                with ctx:
-                    _, ref_logits = response_logits(ref, *ro.model_inputs(sl))
-                ref_logprobs.append(ppo_math.logprobs_from_logits(ref_logits, ro.responses[sl], temperature))
-                del ref_logits
-        values = torch.cat(values) if values[0] is not None else None  # None: no value model
-        return torch.cat(logprobs), torch.cat(ref_logprobs), values, torch.cat(entropy)
 
     def step(self) -> dict:
         """One PPO update: phases 1-6. Returns the update's metrics (averaged over processes)."""
@@ -1009,6 +928,93 @@ class Trainer:
         self.last_rollout = ro
         return metrics
 
+    # -- phase 1-3: rollout, log-probs, scores ---------------------------------------------------
+    def rollout(
+        self,
+        index: list[int],
+        prompts_src=None,
+        ids_src=None,
+        generator=None,
+        use_reference=False,
+        temperature: float | None = None,
+    ) -> Rollout:
+        """Sample (phase 1) and score (phase 3) responses to the prompts at `index`, in chunks of
+        --rollout_batch_size, at `temperature` (default: --temperature)."""
+        args = self.args
+        prompts_src = prompts_src or self.train_prompts
+        ids_src = ids_src or self.train_ids
+        lm, ctx = self.reference() if use_reference else (self.policy, _null())
+        self.model.eval()
+        chunks = []
+        t0 = time.perf_counter()
+        with ctx, autocast(args, self.device):
+            for start in range(0, len(index), self.sizes.rollout):
+                part = index[start : start + self.sizes.rollout]
+                chunk = generate(
+                    lm,
+                    [prompts_src[i] for i in part],
+                    [ids_src[i] for i in part],
+                    args.response_length,
+                    temperature or args.temperature,
+                    self.stop_ids,
+                    self.tok.pad_token_id,
+                    generator,
+                    self.device,
+                )
+                chunks.append(chunk)
+        t1 = time.perf_counter()
+        # Each chunk scored as it was sampled: the reward model's batches stay rollout-sized.
+        with torch.inference_mode():
+            for c in chunks:
+                c.raw_scores = self.scorer(c.prompts, c.responses, c.lengths).to(self.device).float()
+        self.timers["generate"] += t1 - t0
+        self.timers["score"] += time.perf_counter() - t1
+        ro = Rollout.cat(chunks, self.tok.pad_token_id)
+        ro.scores = self.shape_scores(ro.raw_scores, ro.has_stop)
+        return ro
+
+    def shape_scores(self, raw: torch.Tensor, has_stop: torch.Tensor) -> torch.Tensor:
+        """Normalisation, missing-EOS penalty, clipping."""
+        args = self.args
+        scores = raw.clone()
+        if args.normalize_reward:
+            mean, std = self.rm_format.get("reward_mean"), self.rm_format.get("reward_std")
+            if mean is None or not std:
+                raise cmdline.UsageError(
+                    f"--normalize_reward: {args.reward_model} has no reward_mean/reward_std in "
+                    f"{reward_format.REWARD_FORMAT_FILE} (train it with reward_modeling.py)"
+                )
+            scores = (scores - mean) / std
+        if args.missing_eos_penalty is not None:
+            scores = scores - args.missing_eos_penalty * (~has_stop).float()
+        if args.reward_clip is not None:
+            scores = scores.clamp(-args.reward_clip, args.reward_clip)
+        return scores
+
+    def forward_logprobs(self, ro: Rollout, temperature: float | None = None):
+        """Phase 2: old log-probs, values, reference log-probs and entropy, without gradients, at the
+        temperature that sampled `ro` (default: --temperature)."""
+        args = self.args
+        temperature = temperature or args.temperature
+        logprobs, ref_logprobs, values, entropy = [], [], [], []
+        self.model.eval()
+        with torch.inference_mode(), autocast(args, self.device):
+            for s in range(0, ro.responses.shape[0], self.sizes.micro):
+                sl = slice(s, s + self.sizes.micro)
+                logits, v = self.acc.unwrap_model(self.model)(*ro.model_inputs(sl))
+                lp, ent = ppo_math.logprobs_and_entropy(logits, ro.responses[sl], temperature)
+                logprobs.append(lp)
+                entropy.append(ent)
+                values.append(v)
+                del logits
+                ref, ctx = self.reference()
+                with ctx:
+                    _, ref_logits = response_logits(ref, *ro.model_inputs(sl))
+                ref_logprobs.append(ppo_math.logprobs_from_logits(ref_logits, ro.responses[sl], temperature))
+                del ref_logits
+        values = torch.cat(values) if values[0] is not None else None  # None: no value model
+        return torch.cat(logprobs), torch.cat(ref_logprobs), values, torch.cat(entropy)
+
     def critic_free_advantages(self, rewards: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Phase 5 without a value model: the token advantages [B, T] of --advantage_estimator from the
         per-token rewards (rollouts hold whole groups, in order: `group_index`)."""
@@ -1019,21 +1025,6 @@ class Trainer:
         return ppo_math.sequence_advantages(
             self.args.advantage_estimator, rewards, mask, self.sizes.generations
         )
-
-    def skip_update(self, why: str) -> None:
-        """Non-finite numbers: skip (the weights stay as they were), warn, count; stop when it repeats."""
-        self.bad_updates += 1
-        self.skipped_total += 1
-        print(
-            f"[ppo] warning: update {self.update + 1} skipped: {why} ({self.bad_updates} in a row)",
-            file=sys.stderr,
-        )
-        if self.bad_updates >= self.args.max_bad_updates:
-            raise FloatingPointError(
-                f"{self.bad_updates} updates in a row had non-finite numbers (last: {why}); "
-                f"stopping (--max_bad_updates={self.args.max_bad_updates})"
-            )
-        return None
 
     def train_on(self, ro: Rollout, old_logprobs, old_values, advantages, returns, ref_logprobs=None) -> dict:
         """Phase 6. Without a value model `old_values` and `returns` are None; `ref_logprobs` are needed
@@ -1134,15 +1125,24 @@ class Trainer:
         stats["fp16_overflows"] = overflows
         return stats
 
-
-def _null():
-    import contextlib
-
-    return contextlib.nullcontext()
+    def skip_update(self, why: str) -> None:
+        """Non-finite numbers: skip (the weights stay as they were), warn, count; stop when it repeats."""
+        self.bad_updates += 1
+        self.skipped_total += 1
+        print(
+            f"[ppo] warning: update {self.update + 1} skipped: {why} ({self.bad_updates} in a row)",
+            file=sys.stderr,
+        )
+        if self.bad_updates >= self.args.max_bad_updates:
+            raise FloatingPointError(
+                f"{self.bad_updates} updates in a row had non-finite numbers (last: {why}); "
+                f"stopping (--max_bad_updates={self.args.max_bad_updates})"
+            )
+        return None
 
 
 # ---------------------------------------------------------------------------------------------
-# Evaluation and samples
+# Evaluation
 # ---------------------------------------------------------------------------------------------
 
 
@@ -1286,6 +1286,11 @@ def tracker_metrics(result: dict) -> dict[str, float]:
     return out
 
 
+# ---------------------------------------------------------------------------------------------
+# Samples and printing
+# ---------------------------------------------------------------------------------------------
+
+
 def sample_rows(tr: Trainer, pol: Rollout, ref: Rollout | None, n: int) -> list[dict]:
     rows = []
     pol_text = decode(tr.tok, pol.responses[:n], pol.lengths[:n])
@@ -1315,6 +1320,33 @@ def print_samples(rows: list[dict], title: str) -> None:
             print(f"  reference : [{row['reference_score']:+.3f}] {short(row['reference_response'])}")
         print(f"  policy    : [{row['score']:+.3f}] {short(row['response'])}")
         print()
+
+
+def log_samples(tr: Trainer, acc) -> None:
+    """A table of completions from this update's batch, next to the reference's on the same prompts."""
+    ro = tr.last_rollout
+    n = min(tr.args.num_samples, len(ro.prompt_ids))
+    g = torch.Generator(device=tr.device).manual_seed(tr.args.seed + tr.update)
+    index = list(range(n))
+    ref = tr.rollout(index, ro.prompts[:n], ro.prompt_ids[:n], generator=g, use_reference=True)
+    rows = sample_rows(tr, ro, ref, n)
+    print_samples(rows, f"samples at update {tr.update}")
+    if tr.args.log_with == "wandb":
+        import wandb
+
+        table = wandb.Table(columns=list(rows[0]), data=[list(r.values()) for r in rows])
+        acc.get_tracker("wandb", unwrap=True).log({"samples": table}, step=tr.update)
+
+
+def print_evaluation(result: dict) -> None:
+    """Proxy and gold gains (policy - reference, ± standard error over prompts) and the text diagnostics."""
+    print(
+        f"  KL {result['kl_mean']:.3f} nats (sqrt {result['sqrt_kl']:.3f}), {result['eval_seeds']} seed(s)/prompt"
+    )
+    for name, f in {"proxy": result["proxy"], **{f"gold {n}": g for n, g in result["gold"].items()}}.items():
+        print(f"  {name}: gain {f['gain_mean']:+.3f} ± {f['gain_se']:.3f}, win rate {f['win_rate']:.3f}")
+    for side, d in result["diagnostics"].items():
+        print(f"  {side}: " + ", ".join(f"{k} {v:.3f}" for k, v in d.items()))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1489,33 +1521,6 @@ def main(args: PPOArguments) -> dict:
 
         plots.plot_safely(out)
     return result
-
-
-def print_evaluation(result: dict) -> None:
-    """Proxy and gold gains (policy - reference, ± standard error over prompts) and the text diagnostics."""
-    print(
-        f"  KL {result['kl_mean']:.3f} nats (sqrt {result['sqrt_kl']:.3f}), {result['eval_seeds']} seed(s)/prompt"
-    )
-    for name, f in {"proxy": result["proxy"], **{f"gold {n}": g for n, g in result["gold"].items()}}.items():
-        print(f"  {name}: gain {f['gain_mean']:+.3f} ± {f['gain_se']:.3f}, win rate {f['win_rate']:.3f}")
-    for side, d in result["diagnostics"].items():
-        print(f"  {side}: " + ", ".join(f"{k} {v:.3f}" for k, v in d.items()))
-
-
-def log_samples(tr: Trainer, acc) -> None:
-    """A table of completions from this update's batch, next to the reference's on the same prompts."""
-    ro = tr.last_rollout
-    n = min(tr.args.num_samples, len(ro.prompt_ids))
-    g = torch.Generator(device=tr.device).manual_seed(tr.args.seed + tr.update)
-    index = list(range(n))
-    ref = tr.rollout(index, ro.prompts[:n], ro.prompt_ids[:n], generator=g, use_reference=True)
-    rows = sample_rows(tr, ro, ref, n)
-    print_samples(rows, f"samples at update {tr.update}")
-    if tr.args.log_with == "wandb":
-        import wandb
-
-        table = wandb.Table(columns=list(rows[0]), data=[list(r.values()) for r in rows])
-        acc.get_tracker("wandb", unwrap=True).log({"samples": table}, step=tr.update)
 
 
 def cli(argv: list[str] | None = None) -> dict:
