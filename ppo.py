@@ -2,10 +2,13 @@
 
 Each update follows the numbered phases of the PPO-for-RLHF recipe (Ziegler et al. 2019; Ouyang et
 al. 2022; Huang et al. 2024, "The N Implementation Details of RLHF with PPO"):
-  1. roll out responses to a batch of prompts;  2. log-probs of policy and reference by a forward
-  pass;  3. score prompt + response with the reward model, in the exact text format it was trained
-  on;  4. per-token KL penalty;  5. GAE advantages;  6. PPO epochs x minibatches;  7. log;
-  then evaluation and saving. The math lives in `ppo_math.py`, tested against naive loops.
+  1. roll out responses to a batch of prompts, each chunk scored as it is sampled (prompt + response
+  by the reward model, in the exact text format it was trained on);  2. log-probs of policy and
+  reference (and values) by a no-grad forward pass;  3. per-token KL penalty;  4. advantages (GAE, or
+  a critic-free --advantage_estimator);  5. PPO epochs x minibatches;  6. log (an update with
+  non-finite scores or losses is skipped); then evaluation and saving. `Trainer.step` runs them in
+  this order, and the methods below it follow it. The math lives in `ppo_math.py`, tested against
+  naive loops.
 
 Offline tiny run (SmolLM2-135M from PyPI, LoRA, against the quickstart reward model):
     python ppo.py configs/quickstart/ppo.yaml
@@ -535,7 +538,7 @@ def check_generations(args: PPOArguments) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# One PPO update
+# The Trainer: a run's state, then one PPO update
 # ---------------------------------------------------------------------------------------------
 
 
@@ -817,7 +820,7 @@ class Trainer:
         args, s = self.args, self.sizes
         t0 = time.perf_counter()
         self.timers = {"generate": 0.0, "score": 0.0}
-        # 1-3. Rollout and scores, then phase 2's no-grad passes: with LoRA, on merged weights
+        # 1-2. Rollout and scores, then the no-grad passes: with LoRA, on merged weights
         with merged_lora(self.policy):
             ro = self.rollout(group_index(self.stream.next_batch(), s.generations))
             t_rollout = time.perf_counter()
@@ -833,14 +836,14 @@ class Trainer:
         t_forward = time.perf_counter()
         mask = ro.response_mask
         maskf = mask.float()
-        # 4. Per-token KL penalty, score at the last real response token
+        # 3. Per-token KL penalty, score at the last real response token
         kl_coef = self.kl_ctl.value
         rewards, non_score, kl = ppo_math.compute_rewards(
             ro.scores, logprobs, ref_logprobs, mask, kl_coef, args.kl_estimator
         )
         if args.kl_penalty == "loss":  # the KL is a loss term in train_on: the reward is the score alone
             rewards = ppo_math.compute_rewards(ro.scores, logprobs, ref_logprobs, mask, 0.0)[0]
-        # 5. Optional reward whitening, GAE, advantage whitening (padding stays 0), with the statistics
+        # 4. Optional reward whitening, GAE, advantage whitening (padding stays 0), with the statistics
         # of every process's tokens together (acc.reduce sums over processes; one process: its own)
         if args.advantage_estimator == "gae":
             if args.whiten_rewards:
@@ -849,7 +852,7 @@ class Trainer:
             advantages = ppo_math.masked_whiten(advantages, mask, sum_across=self.acc.reduce)
         else:
             advantages, returns = self.critic_free_advantages(rewards, mask), None
-        # 6. PPO epochs x minibatches x micro-batches
+        # 5. PPO epochs x minibatches x micro-batches
         if args.lr_decay:
             frac = 1.0 - self.update / s.updates
             for group in self.optimizer.param_groups:
@@ -877,6 +880,7 @@ class Trainer:
         dt = time.perf_counter() - t0
         n_tokens = float(ro.lengths.sum())
 
+        # 6. Log: the update's metrics, averaged over processes
         def mean(x):
             return self.acc.reduce(x.detach().float().mean(), "mean").item()
 
@@ -928,7 +932,7 @@ class Trainer:
         self.last_rollout = ro
         return metrics
 
-    # -- phase 1-3: rollout, log-probs, scores ---------------------------------------------------
+    # -- the phases of `step`, in the order it runs them ------------------------------------------
     def rollout(
         self,
         index: list[int],
@@ -938,7 +942,7 @@ class Trainer:
         use_reference=False,
         temperature: float | None = None,
     ) -> Rollout:
-        """Sample (phase 1) and score (phase 3) responses to the prompts at `index`, in chunks of
+        """Sample and score (phase 1) responses to the prompts at `index`, in chunks of
         --rollout_batch_size, at `temperature` (default: --temperature)."""
         args = self.args
         prompts_src = prompts_src or self.train_prompts
@@ -1016,7 +1020,7 @@ class Trainer:
         return torch.cat(logprobs), torch.cat(ref_logprobs), values, torch.cat(entropy)
 
     def critic_free_advantages(self, rewards: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """Phase 5 without a value model: the token advantages [B, T] of --advantage_estimator from the
+        """Phase 4 without a value model: the token advantages [B, T] of --advantage_estimator from the
         per-token rewards (rollouts hold whole groups, in order: `group_index`)."""
         if self.args.advantage_estimator == "reinforce_pp":  # normalised over every process's tokens
             return ppo_math.reinforce_pp_advantages(
@@ -1027,7 +1031,7 @@ class Trainer:
         )
 
     def train_on(self, ro: Rollout, old_logprobs, old_values, advantages, returns, ref_logprobs=None) -> dict:
-        """Phase 6. Without a value model `old_values` and `returns` are None; `ref_logprobs` are needed
+        """Phase 5. Without a value model `old_values` and `returns` are None; `ref_logprobs` are needed
         with --kl_penalty=loss."""
         from trl.trainer.utils import disable_dropout_in_model
 
