@@ -59,15 +59,10 @@ def read_metrics(out):
     return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
 
 
-# The default precision is bf16 autocast where the CPU multiplies bf16 natively (AVX512-BF16, AMX),
-# else float32: run both, whatever this machine is.
-PRECISIONS = [pytest.param([], id="default"), pytest.param(["--bf16=False"], id="float32")]
-
-
-@pytest.mark.parametrize("precision", PRECISIONS)
-def test_ppo_raises_the_reward(word_policy, kind_rm, kind_data, tmp_path, monkeypatch, precision):
-    # Record the log-ratio of the first training micro-batch: before any optimizer step the
-    # training forward must reproduce phase 2's log-probs, so the PPO ratio starts at exactly 1.
+def record_first_log_ratio(monkeypatch) -> list:
+    """The log-ratio of the first training micro-batch, recorded into the list returned: before any
+    optimizer step the training forward must reproduce phase 2's log-probs, so the PPO ratio starts at
+    exactly 1."""
     first_log_ratio = []
     policy_loss = ppo.ppo_math.policy_loss
 
@@ -77,6 +72,17 @@ def test_ppo_raises_the_reward(word_policy, kind_rm, kind_data, tmp_path, monkey
         return policy_loss(new, old, *a, **k)
 
     monkeypatch.setattr(ppo.ppo_math, "policy_loss", recording_policy_loss)
+    return first_log_ratio
+
+
+# The default precision is bf16 autocast where the CPU multiplies bf16 natively (AVX512-BF16, AMX),
+# else float32: run both, whatever this machine is.
+PRECISIONS = [pytest.param([], id="default"), pytest.param(["--bf16=False"], id="float32")]
+
+
+@pytest.mark.parametrize("precision", PRECISIONS)
+def test_ppo_raises_the_reward(word_policy, kind_rm, kind_data, tmp_path, monkeypatch, precision):
+    first_log_ratio = record_first_log_ratio(monkeypatch)
     out = tmp_path / "ppo"
     result = run_ppo(word_policy, kind_rm, kind_data, out, *precision)
     history = read_metrics(out)

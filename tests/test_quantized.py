@@ -9,7 +9,7 @@ import json
 import pytest
 import torch
 from test_cli_errors import assert_one_line_error, run_script
-from test_ppo import LORA_FLAGS, make_trainer, read_metrics, run_ppo
+from test_ppo import LORA_FLAGS, make_trainer, read_metrics, record_first_log_ratio, run_ppo
 from test_reward_modeling import CHOSEN, REJECTED, check_merged_adapters, check_saved_model, train, weights
 
 import cmdline
@@ -73,15 +73,7 @@ def test_ppo_qlora_policy_raises_the_reward(word_policy, kind_rm, kind_data, tmp
     spy(monkeypatch, ppo, "build_policy_and_value", seen, lambda r: (r[0].policy.is_loaded_in_4bit, r[1]))
     # Phase 2's log-probs come from the merged_lora context, the training forward from peft's adapter
     # path: on 4-bit layers the two must agree, so the PPO ratio starts at exactly 1.
-    first_log_ratio = []
-    policy_loss = ppo.ppo_math.policy_loss
-
-    def recording_policy_loss(new, old, *a, **k):
-        if not first_log_ratio:
-            first_log_ratio.append((new - old).detach())
-        return policy_loss(new, old, *a, **k)
-
-    monkeypatch.setattr(ppo.ppo_math, "policy_loss", recording_policy_loss)
+    first_log_ratio = record_first_log_ratio(monkeypatch)
     out = tmp_path / "ppo-qlora"
     result = run_ppo(
         word_policy,
