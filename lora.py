@@ -9,9 +9,16 @@ tests/test_lora.py.
 
 from __future__ import annotations
 
+import logging
+
 from torch import nn
 
 import cmdline
+
+# bitsandbytes (QLoRA; imported by peft and TRL whenever it is installed) warns at every import, on
+# CPUs with AVX512-BF16, that the optional hub kernel package `kernels` is missing; it then uses its
+# own CPU kernel, which is what runs here. Quieted so every run does not open with a false alarm.
+logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
 
 # peft's shorthand for every Linear layer but the output layer (LoraConfig.target_modules docs)
 ALL_LINEAR = "all-linear"

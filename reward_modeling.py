@@ -34,11 +34,13 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import lora  # before TRL: it quiets bitsandbytes' import-time warning, which TRL's import triggers
+
+# isort: split
 from trl import ModelConfig, RewardConfig
 
 import cmdline
 import hh_data
-import lora
 import offline
 import reward_format
 import runtime

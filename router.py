@@ -27,6 +27,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import lora  # noqa: F401  before transformers: it quiets bitsandbytes' import-time warning
+
+# isort: split
 from transformers import TrainingArguments
 
 import cmdline

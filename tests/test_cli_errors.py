@@ -116,3 +116,12 @@ def test_internal_errors_keep_their_traceback(script, monkeypatch, capsys):
         cmdline.run_script(script.cli)
     assert exit_info.value.code == 2
     assert capsys.readouterr().err == "error: data file not found: x.jsonl\n"
+
+
+@pytest.mark.parametrize("script", ["reward_modeling.py", "router.py"])
+def test_scripts_start_without_bitsandbytes_kernel_warning(script, tmp_path):
+    # bitsandbytes is installed for QLoRA; its import-time "Failed to load CPU gemm_4bit_forward" warning
+    # (an optional hub kernel, lora.py) must not open every run
+    proc = run_script(script, ["--help"], tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "gemm_4bit" not in proc.stderr and "kernels-community" not in proc.stderr, proc.stderr[-3000:]
