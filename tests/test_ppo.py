@@ -629,10 +629,11 @@ MERGED_CASES = [
     ("tiny_gpt2", ["c_attn", "lm_head"], False),  # Conv1D layers, and an lm_head tied to the embeddings
     ("tiny_llama", ["q_proj", "v_proj"], False),
     ("tiny_llama", ["q_proj", "v_proj"], True),
+    ("word_t5", ["q", "v"], False),  # an encoder-decoder policy (--use_seq2seq)
 ]
 
 
-@pytest.mark.parametrize("fixture, targets, bf16", MERGED_CASES, ids=["gpt2", "llama", "llama-bf16"])
+@pytest.mark.parametrize("fixture, targets, bf16", MERGED_CASES, ids=["gpt2", "llama", "llama-bf16", "t5"])
 def test_lora_rollouts_on_merged_weights_equal_the_adapter_path(
     fixture, targets, bf16, request, kind_rm, kind_data, tmp_path
 ):
@@ -650,6 +651,7 @@ def test_lora_rollouts_on_merged_weights_equal_the_adapter_path(
         lora_target_modules=targets,
         bf16=bf16,
         learning_rate=1e-2,
+        use_seq2seq=fixture == "word_t5",
     )
     torch.manual_seed(1)
     for name, p in tr.policy.named_parameters():
