@@ -3,10 +3,13 @@ reward model of any tokenizer.
 
 Each update follows the numbered phases of the PPO-for-RLHF recipe (Ziegler et al. 2019; Ouyang et
 al. 2022; Huang et al. 2024, "The N Implementation Details of RLHF with PPO"):
-  1. roll out responses to a batch of prompts;  2. log-probs of policy and reference by a forward
-  pass;  3. score prompt + response with the reward model, in the exact text format it was trained
-  on;  4. per-token KL penalty;  5. GAE advantages;  6. PPO epochs x minibatches;  7. log;
-  then evaluation and saving. The math lives in `ppo_math.py`, tested against naive loops.
+  1. roll out responses to a batch of prompts, each chunk scored as it is sampled (prompt + response
+  by the reward model, in the exact text format it was trained on);  2. log-probs of policy and
+  reference (and values) by a no-grad forward pass;  3. per-token KL penalty;  4. advantages (GAE, or
+  a critic-free --advantage_estimator);  5. PPO epochs x minibatches;  6. log (an update with
+  non-finite scores or losses is skipped); then evaluation and saving. `Trainer.step` runs them in
+  this order, and the methods below it follow it. The math lives in `ppo_math.py`, tested against
+  naive loops.
 
 Offline tiny run (SmolLM2-135M from PyPI, LoRA, against the quickstart reward model):
     python ppo.py configs/quickstart/ppo.yaml
@@ -138,8 +141,9 @@ class PPOArguments:
         default="auto",
         metadata={
             "help": "'critic': a separate value network (from the reward model when it shares the policy "
-            "tokenizer and is causal, else from the policy backbone; always the backbone with --use_seq2seq); 'head': a scalar head on the policy "
-            "trunk (least memory); 'auto': head with --use_peft, critic otherwise.",
+            "tokenizer and is causal, else from the policy backbone; always the backbone with "
+            "--use_seq2seq); 'head': a scalar head on the policy trunk (least memory); 'auto': head with "
+            "--use_peft, critic otherwise.",
             "choices": ["auto", "critic", "head"],
         },
     )
@@ -370,6 +374,104 @@ ALIASES = {
 }
 
 
+def validate(args: PPOArguments) -> None:
+    resolve_estimator(args)
+    if args.temperature <= 0:
+        raise cmdline.UsageError(
+            f"--temperature must be > 0 (got {args.temperature}); sampling is required for PPO"
+        )
+    if args.eval_temperature is not None and args.eval_temperature <= 0:
+        raise cmdline.UsageError(
+            f"--eval_temperature must be > 0 (got {args.eval_temperature}); for near-greedy answers use 0.01"
+        )
+    if args.lora_dropout:
+        raise cmdline.UsageError(
+            f"--lora_dropout={args.lora_dropout}: dropout is disabled in every model (policy, reference, "
+            "value, reward), so that the first PPO ratio is exactly 1; use --lora_dropout=0"
+        )
+    if args.response_length < 1 or args.max_prompt_length < 1:
+        raise cmdline.UsageError("--response_length and --max_prompt_length must be at least 1")
+    if args.bf16 and args.fp16:
+        raise cmdline.UsageError("--bf16 and --fp16 are exclusive")
+    if args.log_with == "none":
+        args.log_with = None
+    check_reward_models(args)
+
+
+# Each estimator as its paper runs it: (where the KL goes, its estimator, how token losses are averaged;
+# see ppo_math.loss_weights). PPO: [SFFD]'s per-token k1 penalty and token mean. RLOO (Ahmadian et al.
+# 2024, eq. 7): the sequence KL in the reward, and REINFORCE on the sequence's log-prob (a sum over its
+# tokens), divided by the constant --response_length so learning rates compare with the token mean.
+# GRPO (Shao et al. 2024, eq. 3-4): k3 in the loss, each response's token mean. Dr. GRPO (Liu et al.
+# 2025, sec. 3.2): as GRPO without the 1/|o_i| (and without the std, in the advantage). REINFORCE++
+# (Hu 2025, sec. 3): per-token k1 in the reward, token mean.
+ESTIMATOR_DEFAULTS = {
+    "gae": ("reward", "k1", "token"),
+    "rloo": ("reward", "k1", "constant"),
+    "grpo": ("loss", "k3", "sequence"),
+    "dr_grpo": ("loss", "k3", "constant"),
+    "reinforce_pp": ("reward", "k1", "token"),
+}
+
+
+def critic_free(args: PPOArguments) -> bool:
+    return args.advantage_estimator in ppo_math.CRITIC_FREE
+
+
+def resolve_estimator(args: PPOArguments) -> None:
+    """Fill --kl_penalty and --kl_estimator from the estimator's paper when not given, and refuse the
+    value-model flags where there is no value model."""
+    penalty, estimator, _ = ESTIMATOR_DEFAULTS[args.advantage_estimator]
+    args.kl_penalty = args.kl_penalty or penalty
+    args.kl_estimator = args.kl_estimator or estimator
+    if not critic_free(args):
+        return
+    for flag, given in (
+        ("value_model", args.value_model != "auto"),
+        ("critic_learning_rate", args.critic_learning_rate is not None),
+        ("whiten_rewards", args.whiten_rewards),
+    ):
+        if given:
+            raise cmdline.UsageError(
+                f"--{flag} is for PPO's value model and GAE, which --advantage_estimator="
+                f"{args.advantage_estimator} has not; drop it or use --advantage_estimator=gae"
+            )
+
+
+def check_reward_models(args: PPOArguments) -> None:
+    """Before any model is loaded: every reward model exists, and no gold model is one the policy
+    is trained against (its gold curve would be the proxy's)."""
+    if args.eval_seeds < 1:
+        raise cmdline.UsageError(f"--eval_seeds must be at least 1 (got {args.eval_seeds})")
+    proxy = {reward_model_key(name) for name in split_reward_models(args.reward_model)}
+    if not args.gold_reward_model:
+        return
+    seen = set()
+    for name in split_reward_models(args.gold_reward_model):
+        try:
+            key = reward_model_key(name)
+        except FileNotFoundError as e:
+            raise cmdline.MissingInputError(f"--gold_reward_model: {e}") from None
+        if key in proxy:
+            raise cmdline.UsageError(
+                f"--gold_reward_model {name} is the --reward_model the policy is trained against; "
+                "a gold model must be another one"
+            )
+        if key in seen:
+            raise cmdline.UsageError(f"--gold_reward_model lists {name} twice")
+        seen.add(key)
+
+
+def resolve_precision(args: PPOArguments, device_type: str, launcher: str = "no") -> None:
+    """Decide --bf16 when it was not given: what `accelerate launch --mixed_precision` asked for
+    (`launcher`: "no", "bf16" or "fp16"), else bf16 where the device multiplies it natively
+    (`runtime.native_bf16`), else float32."""
+    if args.bf16 is not None:
+        return
+    args.fp16 = args.fp16 or launcher == "fp16"
+    args.bf16 = not args.fp16 and runtime.default_bf16(device_type, launcher)
+
+
 @dataclass
 class Sizes:
     world: int
@@ -437,106 +539,8 @@ def check_generations(args: PPOArguments) -> None:
         )
 
 
-# Each estimator as its paper runs it: (where the KL goes, its estimator, how token losses are averaged;
-# see ppo_math.loss_weights). PPO: [SFFD]'s per-token k1 penalty and token mean. RLOO (Ahmadian et al.
-# 2024, eq. 7): the sequence KL in the reward, and REINFORCE on the sequence's log-prob (a sum over its
-# tokens), divided by the constant --response_length so learning rates compare with the token mean.
-# GRPO (Shao et al. 2024, eq. 3-4): k3 in the loss, each response's token mean. Dr. GRPO (Liu et al.
-# 2025, sec. 3.2): as GRPO without the 1/|o_i| (and without the std, in the advantage). REINFORCE++
-# (Hu 2025, sec. 3): per-token k1 in the reward, token mean.
-ESTIMATOR_DEFAULTS = {
-    "gae": ("reward", "k1", "token"),
-    "rloo": ("reward", "k1", "constant"),
-    "grpo": ("loss", "k3", "sequence"),
-    "dr_grpo": ("loss", "k3", "constant"),
-    "reinforce_pp": ("reward", "k1", "token"),
-}
-
-
-def critic_free(args: PPOArguments) -> bool:
-    return args.advantage_estimator in ppo_math.CRITIC_FREE
-
-
-def resolve_estimator(args: PPOArguments) -> None:
-    """Fill --kl_penalty and --kl_estimator from the estimator's paper when not given, and refuse the
-    value-model flags where there is no value model."""
-    penalty, estimator, _ = ESTIMATOR_DEFAULTS[args.advantage_estimator]
-    args.kl_penalty = args.kl_penalty or penalty
-    args.kl_estimator = args.kl_estimator or estimator
-    if not critic_free(args):
-        return
-    for flag, given in (
-        ("value_model", args.value_model != "auto"),
-        ("critic_learning_rate", args.critic_learning_rate is not None),
-        ("whiten_rewards", args.whiten_rewards),
-    ):
-        if given:
-            raise cmdline.UsageError(
-                f"--{flag} is for PPO's value model and GAE, which --advantage_estimator="
-                f"{args.advantage_estimator} has not; drop it or use --advantage_estimator=gae"
-            )
-
-
-def validate(args: PPOArguments) -> None:
-    resolve_estimator(args)
-    if args.temperature <= 0:
-        raise cmdline.UsageError(
-            f"--temperature must be > 0 (got {args.temperature}); sampling is required for PPO"
-        )
-    if args.eval_temperature is not None and args.eval_temperature <= 0:
-        raise cmdline.UsageError(
-            f"--eval_temperature must be > 0 (got {args.eval_temperature}); for near-greedy answers use 0.01"
-        )
-    if args.lora_dropout:
-        raise cmdline.UsageError(
-            f"--lora_dropout={args.lora_dropout}: dropout is disabled in every model (policy, reference, "
-            "value, reward), so that the first PPO ratio is exactly 1; use --lora_dropout=0"
-        )
-    if args.response_length < 1 or args.max_prompt_length < 1:
-        raise cmdline.UsageError("--response_length and --max_prompt_length must be at least 1")
-    if args.bf16 and args.fp16:
-        raise cmdline.UsageError("--bf16 and --fp16 are exclusive")
-    if args.log_with == "none":
-        args.log_with = None
-    check_reward_models(args)
-
-
-def check_reward_models(args: PPOArguments) -> None:
-    """Before any model is loaded: every reward model exists, and no gold model is one the policy
-    is trained against (its gold curve would be the proxy's)."""
-    if args.eval_seeds < 1:
-        raise cmdline.UsageError(f"--eval_seeds must be at least 1 (got {args.eval_seeds})")
-    proxy = {reward_model_key(name) for name in split_reward_models(args.reward_model)}
-    if not args.gold_reward_model:
-        return
-    seen = set()
-    for name in split_reward_models(args.gold_reward_model):
-        try:
-            key = reward_model_key(name)
-        except FileNotFoundError as e:
-            raise cmdline.MissingInputError(f"--gold_reward_model: {e}") from None
-        if key in proxy:
-            raise cmdline.UsageError(
-                f"--gold_reward_model {name} is the --reward_model the policy is trained against; "
-                "a gold model must be another one"
-            )
-        if key in seen:
-            raise cmdline.UsageError(f"--gold_reward_model lists {name} twice")
-        seen.add(key)
-
-
-def resolve_precision(args: PPOArguments, device_type: str, launcher: str = "no") -> None:
-    """Decide --bf16 when it was not given: what `accelerate launch --mixed_precision` asked for
-    (`launcher`: "no", "bf16" or "fp16"), else bf16 where the device multiplies it natively
-    (`runtime.native_bf16`), else float32."""
-    if args.bf16 is not None:
-        return
-    args.fp16 = args.fp16 or launcher == "fp16"
-    args.bf16 = not args.fp16 and runtime.default_bf16(device_type, launcher)
-
-
 # ---------------------------------------------------------------------------------------------
-# One PPO update
+# The Trainer: a run's state, then one PPO update
 # ---------------------------------------------------------------------------------------------
 
 
@@ -552,6 +556,12 @@ def autocast(args: PPOArguments, device):
     if args.fp16:
         return torch.autocast(device.type, dtype=torch.float16)
     return torch.autocast(device.type, enabled=False)
+
+
+def _null():
+    import contextlib
+
+    return contextlib.nullcontext()
 
 
 class Trainer:
@@ -595,6 +605,42 @@ class Trainer:
             f"({s.minibatch // s.micro} micro-batches of {s.micro}); {len(self.train_ids)} train prompts, "
             f"{len(self.eval_ids)} eval prompts"
         )
+
+    def _load_prompts(self):
+        """Training and held-out prompts; refused when the held-out rows overlap the training rows."""
+        args = self.args
+        train, train_rows = load_prompts(args.query_dataset, args.query_split, args.data_dir)
+        explicit = args.eval_dataset or args.eval_split or args.eval_data_dir
+        eval_data_dir = args.eval_data_dir if args.eval_data_dir or args.eval_dataset else args.data_dir
+        eval_split = args.eval_split or ("train" if args.eval_dataset else "test")
+        no_test = "a single file" if not explicit and Path(args.query_dataset).is_file() else None
+        if not no_test:
+            try:
+                evals, eval_rows = load_prompts(
+                    args.eval_dataset or args.query_dataset, eval_split, eval_data_dir
+                )
+            except Exception as e:
+                if explicit:
+                    raise
+                no_test = type(e).__name__
+        if no_test:  # no test split: hold out the tail of the training prompts
+            if len(train) <= args.eval_samples:
+                raise cmdline.UsageError(
+                    f"{args.query_dataset}: {len(train)} prompts and no test split; need more than "
+                    f"--eval_samples={args.eval_samples} to hold some out"
+                )
+            self.acc.print(
+                f"[ppo] no test split ({no_test}); holding out the last {args.eval_samples} prompts"
+            )
+            return train[: -args.eval_samples], train[-args.eval_samples :]
+        hh_data.refuse_overlap(
+            train_rows,
+            eval_rows,
+            f"--query_dataset={args.query_dataset} --data_dir={args.data_dir} --query_split={args.query_split}",
+            f"{'--eval_dataset=' + args.eval_dataset if args.eval_dataset else '--query_dataset'} "
+            f"--eval_data_dir={eval_data_dir} --eval_split={eval_split}",
+        )
+        return train, evals[: args.eval_samples]
 
     def _load_tokenizer_and_reward_models(self, policy_path: str) -> tuple[str | None, str]:
         """The policy's tokenizer and stop tokens, the proxy reward model (or ensemble) and the gold ones.
@@ -771,42 +817,6 @@ class Trainer:
             state["bad_updates"],
         )
 
-    def _load_prompts(self):
-        """Training and held-out prompts; refused when the held-out rows overlap the training rows."""
-        args = self.args
-        train, train_rows = load_prompts(args.query_dataset, args.query_split, args.data_dir)
-        explicit = args.eval_dataset or args.eval_split or args.eval_data_dir
-        eval_data_dir = args.eval_data_dir if args.eval_data_dir or args.eval_dataset else args.data_dir
-        eval_split = args.eval_split or ("train" if args.eval_dataset else "test")
-        no_test = "a single file" if not explicit and Path(args.query_dataset).is_file() else None
-        if not no_test:
-            try:
-                evals, eval_rows = load_prompts(
-                    args.eval_dataset or args.query_dataset, eval_split, eval_data_dir
-                )
-            except Exception as e:
-                if explicit:
-                    raise
-                no_test = type(e).__name__
-        if no_test:  # no test split: hold out the tail of the training prompts
-            if len(train) <= args.eval_samples:
-                raise cmdline.UsageError(
-                    f"{args.query_dataset}: {len(train)} prompts and no test split; need more than "
-                    f"--eval_samples={args.eval_samples} to hold some out"
-                )
-            self.acc.print(
-                f"[ppo] no test split ({no_test}); holding out the last {args.eval_samples} prompts"
-            )
-            return train[: -args.eval_samples], train[-args.eval_samples :]
-        hh_data.refuse_overlap(
-            train_rows,
-            eval_rows,
-            f"--query_dataset={args.query_dataset} --data_dir={args.data_dir} --query_split={args.query_split}",
-            f"{'--eval_dataset=' + args.eval_dataset if args.eval_dataset else '--query_dataset'} "
-            f"--eval_data_dir={eval_data_dir} --eval_split={eval_split}",
-        )
-        return train, evals[: args.eval_samples]
-
     @property
     def policy(self):
         return self.acc.unwrap_model(self.model).policy
@@ -819,7 +829,124 @@ class Trainer:
             return self.ref, contextlib.nullcontext()
         return self.policy, self.policy.disable_adapter()
 
-    # -- phase 1-3: rollout, log-probs, scores ---------------------------------------------------
+    def step(self) -> dict:
+        """One PPO update: phases 1-6. Returns the update's metrics (averaged over processes)."""
+        args, s = self.args, self.sizes
+        t0 = time.perf_counter()
+        self.timers = {"generate": 0.0, "score": 0.0}
+        # 1-2. Rollout and scores, then the no-grad passes: with LoRA, on merged weights
+        with merged_lora(self.policy):
+            ro = self.rollout(group_index(self.stream.next_batch(), s.generations))
+            t_rollout = time.perf_counter()
+            logprobs, ref_logprobs, values, entropy = self.forward_logprobs(ro)
+        # Every process must take the same decision, or the next collective hangs (TRL #1103).
+        n_bad = self.acc.reduce(
+            torch.tensor(float((~torch.isfinite(ro.raw_scores)).sum()), device=self.device), "sum"
+        )
+        if n_bad > 0:
+            return self.skip_update(
+                f"the reward model returned {int(n_bad)} non-finite scores; check {args.reward_model}"
+            )
+        t_forward = time.perf_counter()
+        mask = ro.response_mask
+        maskf = mask.float()
+        # 3. Per-token KL penalty, score at the last real response token
+        kl_coef = self.kl_ctl.value
+        rewards, non_score, kl = ppo_math.compute_rewards(
+            ro.scores, logprobs, ref_logprobs, mask, kl_coef, args.kl_estimator
+        )
+        if args.kl_penalty == "loss":  # the KL is a loss term in train_on: the reward is the score alone
+            rewards = ppo_math.compute_rewards(ro.scores, logprobs, ref_logprobs, mask, 0.0)[0]
+        # 4. Optional reward whitening, GAE, advantage whitening (padding stays 0), with the statistics
+        # of every process's tokens together (acc.reduce sums over processes; one process: its own)
+        if args.advantage_estimator == "gae":
+            if args.whiten_rewards:
+                rewards = ppo_math.masked_whiten(rewards, mask, shift_mean=False, sum_across=self.acc.reduce)
+            advantages, returns = ppo_math.gae(rewards, values, mask, args.gamma, args.lam)
+            advantages = ppo_math.masked_whiten(advantages, mask, sum_across=self.acc.reduce)
+        else:
+            advantages, returns = self.critic_free_advantages(rewards, mask), None
+        # 5. PPO epochs x minibatches x micro-batches
+        if args.lr_decay:
+            frac = 1.0 - self.update / s.updates
+            for group in self.optimizer.param_groups:
+                group["lr"] = frac * group["initial_lr"]
+        stats = self.train_on(ro, logprobs, values, advantages, returns, ref_logprobs)
+        t_train = time.perf_counter()
+        all_overflowed = stats["fp16_overflows"] == s.minibatches * args.ppo_epochs
+        if stats["skipped_steps"]:
+            self.skip_update(
+                f"{int(stats['skipped_steps'])} optimizer step(s) had a non-finite loss or gradient"
+            )
+        elif all_overflowed and self.scaler.get_scale() < 1.0:
+            # below 1 the scale no longer explains it: the unscaled gradients are not finite
+            self.skip_update(
+                f"every fp16 step overflowed down to a loss scale of {self.scaler.get_scale():g}"
+            )
+        else:
+            self.bad_updates = 0
+        # KL controller update with the batch's mean sequence KL (k1, as logged)
+        k1 = ((logprobs - ref_logprobs) * maskf).sum(1)
+        mean_kl = self.acc.reduce(k1.mean(), "mean").item()
+        self.kl_ctl.update(mean_kl, s.global_batch)
+        self.update += 1
+        self.episodes += s.global_batch
+        dt = time.perf_counter() - t0
+        n_tokens = float(ro.lengths.sum())
+
+        # 6. Log: the update's metrics, averaged over processes
+        def mean(x):
+            return self.acc.reduce(x.detach().float().mean(), "mean").item()
+
+        critic = values is not None  # without one, the value metrics are absent (None, dropped below)
+
+        metrics = {
+            "objective/kl": mean_kl,
+            "objective/kl_penalty_estimator": mean((kl * maskf).sum(1)),
+            "objective/entropy": mean(ppo_math.masked_mean(entropy, mask)),
+            "objective/non_score_reward": mean(non_score.sum(1)),
+            "objective/scores": mean(ro.scores),
+            "objective/raw_scores": mean(ro.raw_scores),
+            "objective/rlhf_reward": mean(ro.scores + non_score.sum(1)),
+            "policy/approxkl": stats["approxkl"],
+            "policy/clipfrac": stats["clipfrac"],
+            "policy/ratio_mean": stats["ratio_mean"],
+            "policy/ratio_var": stats["ratio_var"],
+            "loss/policy": stats["pg_loss"],
+            "loss/kl": stats.get("kl_loss"),
+            "loss/value": stats.get("vf_loss"),
+            "val/clipfrac": stats.get("vf_clipfrac"),
+            "policy/grad_norm": stats["policy_grad_norm"],
+            "val/grad_norm": stats.get("value_grad_norm"),
+            "val/explained_variance": mean(ppo_math.explained_variance(values, returns, mask))
+            if critic
+            else None,
+            "val/mean": mean(ppo_math.masked_mean(values, mask)) if critic else None,
+            "val/advantage_mean_raw": mean(ppo_math.masked_mean(returns - values, mask)) if critic else None,
+            "rollout/eos_rate": mean(ro.has_stop.float()),
+            "rollout/response_length": mean(ro.lengths.float()),
+            "objective/kl_coef": kl_coef,
+            "lr": self.optimizer.param_groups[0]["lr"],
+            "val/lr": self.optimizer.param_groups[1]["lr"] if critic else None,
+            "episodes": self.episodes,
+            "update": self.update,
+            "time/update_s": dt,
+            "time/rollout_s": t_rollout - t0,
+            "time/generate_s": self.timers["generate"],
+            "time/score_s": self.timers["score"],
+            "time/forward_s": t_forward - t_rollout,
+            "time/train_s": t_train - t_forward,
+            "time/tokens_per_s": n_tokens * s.world / dt,
+            "faults/skipped_total": self.skipped_total,
+        }
+        metrics = {k: v for k, v in metrics.items() if v is not None}
+        if self.scaler is not None:
+            metrics["fp16/loss_scale"] = self.scaler.get_scale()
+            metrics["fp16/overflow_steps"] = stats["fp16_overflows"]
+        self.last_rollout = ro
+        return metrics
+
+    # -- the phases of `step`, in the order it runs them ------------------------------------------
     def rollout(
         self,
         index: list[int],
@@ -829,7 +956,7 @@ class Trainer:
         use_reference=False,
         temperature: float | None = None,
     ) -> Rollout:
-        """Sample (phase 1) and score (phase 3) responses to the prompts at `index`, in chunks of
+        """Sample and score (phase 1) responses to the prompts at `index`, in chunks of
         --rollout_batch_size, at `temperature` (default: --temperature)."""
         args = self.args
         prompts_src = prompts_src or self.train_prompts
@@ -906,124 +1033,8 @@ class Trainer:
         values = torch.cat(values) if values[0] is not None else None  # None: no value model
         return torch.cat(logprobs), torch.cat(ref_logprobs), values, torch.cat(entropy)
 
-    def step(self) -> dict:
-        """One PPO update: phases 1-6. Returns the update's metrics (averaged over processes)."""
-        args, s = self.args, self.sizes
-        t0 = time.perf_counter()
-        self.timers = {"generate": 0.0, "score": 0.0}
-        # 1-3. Rollout and scores, then phase 2's no-grad passes: with LoRA, on merged weights
-        with merged_lora(self.policy):
-            ro = self.rollout(group_index(self.stream.next_batch(), s.generations))
-            t_rollout = time.perf_counter()
-            logprobs, ref_logprobs, values, entropy = self.forward_logprobs(ro)
-        # Every process must take the same decision, or the next collective hangs (TRL #1103).
-        n_bad = self.acc.reduce(
-            torch.tensor(float((~torch.isfinite(ro.raw_scores)).sum()), device=self.device), "sum"
-        )
-        if n_bad > 0:
-            return self.skip_update(
-                f"the reward model returned {int(n_bad)} non-finite scores; check {args.reward_model}"
-            )
-        t_forward = time.perf_counter()
-        mask = ro.response_mask
-        maskf = mask.float()
-        # 4. Per-token KL penalty, score at the last real response token
-        kl_coef = self.kl_ctl.value
-        rewards, non_score, kl = ppo_math.compute_rewards(
-            ro.scores, logprobs, ref_logprobs, mask, kl_coef, args.kl_estimator
-        )
-        if args.kl_penalty == "loss":  # the KL is a loss term in train_on: the reward is the score alone
-            rewards = ppo_math.compute_rewards(ro.scores, logprobs, ref_logprobs, mask, 0.0)[0]
-        # 5. Optional reward whitening, GAE, advantage whitening (padding stays 0), with the statistics
-        # of every process's tokens together (acc.reduce sums over processes; one process: its own)
-        if args.advantage_estimator == "gae":
-            if args.whiten_rewards:
-                rewards = ppo_math.masked_whiten(rewards, mask, shift_mean=False, sum_across=self.acc.reduce)
-            advantages, returns = ppo_math.gae(rewards, values, mask, args.gamma, args.lam)
-            advantages = ppo_math.masked_whiten(advantages, mask, sum_across=self.acc.reduce)
-        else:
-            advantages, returns = self.critic_free_advantages(rewards, mask), None
-        # 6. PPO epochs x minibatches x micro-batches
-        if args.lr_decay:
-            frac = 1.0 - self.update / s.updates
-            for group in self.optimizer.param_groups:
-                group["lr"] = frac * group["initial_lr"]
-        stats = self.train_on(ro, logprobs, values, advantages, returns, ref_logprobs)
-        t_train = time.perf_counter()
-        all_overflowed = stats["fp16_overflows"] == s.minibatches * args.ppo_epochs
-        if stats["skipped_steps"]:
-            self.skip_update(
-                f"{int(stats['skipped_steps'])} optimizer step(s) had a non-finite loss or gradient"
-            )
-        elif all_overflowed and self.scaler.get_scale() < 1.0:
-            # below 1 the scale no longer explains it: the unscaled gradients are not finite
-            self.skip_update(
-                f"every fp16 step overflowed down to a loss scale of {self.scaler.get_scale():g}"
-            )
-        else:
-            self.bad_updates = 0
-        # KL controller update with the batch's mean sequence KL (k1, as logged)
-        k1 = ((logprobs - ref_logprobs) * maskf).sum(1)
-        mean_kl = self.acc.reduce(k1.mean(), "mean").item()
-        self.kl_ctl.update(mean_kl, s.global_batch)
-        self.update += 1
-        self.episodes += s.global_batch
-        dt = time.perf_counter() - t0
-        n_tokens = float(ro.lengths.sum())
-
-        def mean(x):
-            return self.acc.reduce(x.detach().float().mean(), "mean").item()
-
-        critic = values is not None  # without one, the value metrics are absent (None, dropped below)
-
-        metrics = {
-            "objective/kl": mean_kl,
-            "objective/kl_penalty_estimator": mean((kl * maskf).sum(1)),
-            "objective/entropy": mean(ppo_math.masked_mean(entropy, mask)),
-            "objective/non_score_reward": mean(non_score.sum(1)),
-            "objective/scores": mean(ro.scores),
-            "objective/raw_scores": mean(ro.raw_scores),
-            "objective/rlhf_reward": mean(ro.scores + non_score.sum(1)),
-            "policy/approxkl": stats["approxkl"],
-            "policy/clipfrac": stats["clipfrac"],
-            "policy/ratio_mean": stats["ratio_mean"],
-            "policy/ratio_var": stats["ratio_var"],
-            "loss/policy": stats["pg_loss"],
-            "loss/kl": stats.get("kl_loss"),
-            "loss/value": stats.get("vf_loss"),
-            "val/clipfrac": stats.get("vf_clipfrac"),
-            "policy/grad_norm": stats["policy_grad_norm"],
-            "val/grad_norm": stats.get("value_grad_norm"),
-            "val/explained_variance": mean(ppo_math.explained_variance(values, returns, mask))
-            if critic
-            else None,
-            "val/mean": mean(ppo_math.masked_mean(values, mask)) if critic else None,
-            "val/advantage_mean_raw": mean(ppo_math.masked_mean(returns - values, mask)) if critic else None,
-            "rollout/eos_rate": mean(ro.has_stop.float()),
-            "rollout/response_length": mean(ro.lengths.float()),
-            "objective/kl_coef": kl_coef,
-            "lr": self.optimizer.param_groups[0]["lr"],
-            "val/lr": self.optimizer.param_groups[1]["lr"] if critic else None,
-            "episodes": self.episodes,
-            "update": self.update,
-            "time/update_s": dt,
-            "time/rollout_s": t_rollout - t0,
-            "time/generate_s": self.timers["generate"],
-            "time/score_s": self.timers["score"],
-            "time/forward_s": t_forward - t_rollout,
-            "time/train_s": t_train - t_forward,
-            "time/tokens_per_s": n_tokens * s.world / dt,
-            "faults/skipped_total": self.skipped_total,
-        }
-        metrics = {k: v for k, v in metrics.items() if v is not None}
-        if self.scaler is not None:
-            metrics["fp16/loss_scale"] = self.scaler.get_scale()
-            metrics["fp16/overflow_steps"] = stats["fp16_overflows"]
-        self.last_rollout = ro
-        return metrics
-
     def critic_free_advantages(self, rewards: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """Phase 5 without a value model: the token advantages [B, T] of --advantage_estimator from the
+        """Phase 4 without a value model: the token advantages [B, T] of --advantage_estimator from the
         per-token rewards (rollouts hold whole groups, in order: `group_index`)."""
         if self.args.advantage_estimator == "reinforce_pp":  # normalised over every process's tokens
             return ppo_math.reinforce_pp_advantages(
@@ -1033,23 +1044,8 @@ class Trainer:
             self.args.advantage_estimator, rewards, mask, self.sizes.generations
         )
 
-    def skip_update(self, why: str) -> None:
-        """Non-finite numbers: skip (the weights stay as they were), warn, count; stop when it repeats."""
-        self.bad_updates += 1
-        self.skipped_total += 1
-        print(
-            f"[ppo] warning: update {self.update + 1} skipped: {why} ({self.bad_updates} in a row)",
-            file=sys.stderr,
-        )
-        if self.bad_updates >= self.args.max_bad_updates:
-            raise FloatingPointError(
-                f"{self.bad_updates} updates in a row had non-finite numbers (last: {why}); "
-                f"stopping (--max_bad_updates={self.args.max_bad_updates})"
-            )
-        return None
-
     def train_on(self, ro: Rollout, old_logprobs, old_values, advantages, returns, ref_logprobs=None) -> dict:
-        """Phase 6. Without a value model `old_values` and `returns` are None; `ref_logprobs` are needed
+        """Phase 5. Without a value model `old_values` and `returns` are None; `ref_logprobs` are needed
         with --kl_penalty=loss."""
         from trl.trainer.utils import disable_dropout_in_model
 
@@ -1147,15 +1143,24 @@ class Trainer:
         stats["fp16_overflows"] = overflows
         return stats
 
-
-def _null():
-    import contextlib
-
-    return contextlib.nullcontext()
+    def skip_update(self, why: str) -> None:
+        """Non-finite numbers: skip (the weights stay as they were), warn, count; stop when it repeats."""
+        self.bad_updates += 1
+        self.skipped_total += 1
+        print(
+            f"[ppo] warning: update {self.update + 1} skipped: {why} ({self.bad_updates} in a row)",
+            file=sys.stderr,
+        )
+        if self.bad_updates >= self.args.max_bad_updates:
+            raise FloatingPointError(
+                f"{self.bad_updates} updates in a row had non-finite numbers (last: {why}); "
+                f"stopping (--max_bad_updates={self.args.max_bad_updates})"
+            )
+        return None
 
 
 # ---------------------------------------------------------------------------------------------
-# Evaluation and samples
+# Evaluation
 # ---------------------------------------------------------------------------------------------
 
 
@@ -1299,6 +1304,11 @@ def tracker_metrics(result: dict) -> dict[str, float]:
     return out
 
 
+# ---------------------------------------------------------------------------------------------
+# Samples and printing
+# ---------------------------------------------------------------------------------------------
+
+
 def sample_rows(tr: Trainer, pol: Rollout, ref: Rollout | None, n: int) -> list[dict]:
     rows = []
     pol_text = decode(tr.tok, pol.responses[:n], pol.lengths[:n])
@@ -1328,6 +1338,33 @@ def print_samples(rows: list[dict], title: str) -> None:
             print(f"  reference : [{row['reference_score']:+.3f}] {short(row['reference_response'])}")
         print(f"  policy    : [{row['score']:+.3f}] {short(row['response'])}")
         print()
+
+
+def log_samples(tr: Trainer, acc) -> None:
+    """A table of completions from this update's batch, next to the reference's on the same prompts."""
+    ro = tr.last_rollout
+    n = min(tr.args.num_samples, len(ro.prompt_ids))
+    g = torch.Generator(device=tr.device).manual_seed(tr.args.seed + tr.update)
+    index = list(range(n))
+    ref = tr.rollout(index, ro.prompts[:n], ro.prompt_ids[:n], generator=g, use_reference=True)
+    rows = sample_rows(tr, ro, ref, n)
+    print_samples(rows, f"samples at update {tr.update}")
+    if tr.args.log_with == "wandb":
+        import wandb
+
+        table = wandb.Table(columns=list(rows[0]), data=[list(r.values()) for r in rows])
+        acc.get_tracker("wandb", unwrap=True).log({"samples": table}, step=tr.update)
+
+
+def print_evaluation(result: dict) -> None:
+    """Proxy and gold gains (policy - reference, ± standard error over prompts) and the text diagnostics."""
+    print(
+        f"  KL {result['kl_mean']:.3f} nats (sqrt {result['sqrt_kl']:.3f}), {result['eval_seeds']} seed(s)/prompt"
+    )
+    for name, f in {"proxy": result["proxy"], **{f"gold {n}": g for n, g in result["gold"].items()}}.items():
+        print(f"  {name}: gain {f['gain_mean']:+.3f} ± {f['gain_se']:.3f}, win rate {f['win_rate']:.3f}")
+    for side, d in result["diagnostics"].items():
+        print(f"  {side}: " + ", ".join(f"{k} {v:.3f}" for k, v in d.items()))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1502,33 +1539,6 @@ def main(args: PPOArguments) -> dict:
 
         plots.plot_safely(out)
     return result
-
-
-def print_evaluation(result: dict) -> None:
-    """Proxy and gold gains (policy - reference, ± standard error over prompts) and the text diagnostics."""
-    print(
-        f"  KL {result['kl_mean']:.3f} nats (sqrt {result['sqrt_kl']:.3f}), {result['eval_seeds']} seed(s)/prompt"
-    )
-    for name, f in {"proxy": result["proxy"], **{f"gold {n}": g for n, g in result["gold"].items()}}.items():
-        print(f"  {name}: gain {f['gain_mean']:+.3f} ± {f['gain_se']:.3f}, win rate {f['win_rate']:.3f}")
-    for side, d in result["diagnostics"].items():
-        print(f"  {side}: " + ", ".join(f"{k} {v:.3f}" for k, v in d.items()))
-
-
-def log_samples(tr: Trainer, acc) -> None:
-    """A table of completions from this update's batch, next to the reference's on the same prompts."""
-    ro = tr.last_rollout
-    n = min(tr.args.num_samples, len(ro.prompt_ids))
-    g = torch.Generator(device=tr.device).manual_seed(tr.args.seed + tr.update)
-    index = list(range(n))
-    ref = tr.rollout(index, ro.prompts[:n], ro.prompt_ids[:n], generator=g, use_reference=True)
-    rows = sample_rows(tr, ro, ref, n)
-    print_samples(rows, f"samples at update {tr.update}")
-    if tr.args.log_with == "wandb":
-        import wandb
-
-        table = wandb.Table(columns=list(rows[0]), data=[list(r.values()) for r in rows])
-        acc.get_tracker("wandb", unwrap=True).log({"samples": table}, step=tr.update)
 
 
 def cli(argv: list[str] | None = None) -> dict:

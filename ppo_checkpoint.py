@@ -77,6 +77,15 @@ def load_checkpoint(path: Path, world: int, rank: int) -> dict:
     """The state a checkpoint holds (for the Trainer's `load_state_dict`), once its process count is
     `world`; restores process `rank`'s random generators as they were at the save."""
     state = torch.load(path / "trainer_state.pt", weights_only=False)
+    # Before the optimizer had a parameter group per model (policy, value function), each with the
+    # "initial_lr" the decay scales, checkpoints held one group for both: torch refuses to load that
+    # into two groups, with a traceback that does not say what to do.
+    if any("initial_lr" not in group for group in state.get("optimizer", {}).get("param_groups", [])):
+        raise cmdline.UsageError(
+            f"{path} was written by an older ppo.py (one optimizer parameter group for policy and value "
+            "function) and cannot be resumed; start a new --output_dir, or drop --resume_from_checkpoint "
+            "to start over in this one"
+        )
     saved_world = runtime.read_json(path / "trainer_state.json")["world"]
     if saved_world != world:
         raise cmdline.UsageError(

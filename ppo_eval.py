@@ -97,3 +97,23 @@ def text_diagnostics(texts: list[str], lengths: list[float], has_eos: list[bool]
         "distinct_2": distinct_n(texts, 2),
         "refusal_rate": _mean([float(is_refusal(t)) for t in texts]),
     }
+
+
+def best_of_n(proxy: list[float], gold: list[float], n: int) -> float:
+    """Expected gold score of best-of-n sampling by the proxy, from N >= n draws of one prompt.
+
+    Picking the proxy's best of a random n of the N draws gives the draw of proxy rank i (1 = lowest)
+    with probability C(i-1, n-1) / C(N, n): every subset whose maximum is i. Averaging over all subsets
+    this way is unbiased and uses all N draws (Nakano et al. 2021, "WebGPT", appendix; Gao et al. 2022,
+    sec. 3.3). Ties in the proxy are ranked by draw order."""
+    if not 1 <= n <= len(proxy) or len(proxy) != len(gold):
+        raise ValueError(f"best_of_n: need 1 <= n <= N draws and one gold per proxy score (n={n})")
+    order = sorted(range(len(proxy)), key=lambda j: proxy[j])
+    total = math.comb(len(proxy), n)
+    return sum(math.comb(i, n - 1) * gold[j] for i, j in enumerate(order)) / total
+
+
+def best_of_n_kl(n: int) -> float:
+    """KL(best-of-n || the sampling policy) in nats: log n - (n - 1) / n (Stiennon et al. 2020, appendix;
+    an upper bound, exact for continuous rewards: Beirami et al. 2024)."""
+    return math.log(n) - (n - 1) / n

@@ -2,6 +2,7 @@
 
 import itertools
 import json
+import math
 import os
 import random
 import re
@@ -315,3 +316,25 @@ def test_score_policies_pairs_the_same_prompts_and_seeds(word_policy, tiny_gpt2,
     # the same policy, prompts and seeds: the same samples, so no difference and only ties
     assert result["vs_base"]["again"] == {"mean": 0.0, "standard_error": 0.0, "win_rate": 0.5}
     assert result["vs_base"]["random"]["mean"] != 0.0
+
+
+def test_best_of_n_curve_rises_with_n_and_a_gold_equal_to_the_proxy_agrees(
+    word_policy, kind_rm, kind_data, tmp_path, capsys
+):
+    import best_of_n
+
+    argv = [
+        f"--policy={word_policy}", f"--reward_model={kind_rm}", f"--gold_reward_model={kind_rm}",
+        f"--query_dataset={kind_data}", "--query_split=test", "--prompts=6", "--n=4", "--response_length=6",
+        "--batch_size=8", f"--json_out={tmp_path / 'bon.jsonl'}",
+    ]  # fmt: skip
+    result = best_of_n.main(argv)
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1]) == result
+    curve = result["curve"]
+    assert [row["n"] for row in curve] == [1, 2, 4] and result["prompts"] == 6
+    proxy = [row["proxy"]["gain_mean"] for row in curve]
+    # best of 1 is the policy itself; the proxy's best of more is better by the proxy, and more so with n
+    assert proxy[0] == 0.0 and 0 < proxy[1] < proxy[2]
+    # the same model as gold: it agrees with the proxy's choice exactly
+    assert [row[str(kind_rm)]["gain_mean"] for row in curve] == proxy
+    assert curve[2]["kl"] == pytest.approx(math.log(4) - 0.75, abs=1e-4)

@@ -260,3 +260,20 @@ def test_a_plotting_error_is_a_warning(tmp_path, capsys):
     (tmp_path / "metrics.jsonl").write_text("not json\n")
     plots.plot_safely(tmp_path)
     assert "JSONDecodeError" in capsys.readouterr().err
+
+
+def test_best_of_n_equals_the_mean_over_every_subset():
+    import itertools
+
+    proxy = [0.3, -1.0, 2.0, 0.3, 0.9]
+    gold = [1.0, 4.0, -2.0, 0.5, 3.0]
+    for n in range(1, 6):
+        subsets = list(itertools.combinations(range(5), n))
+        # the proxy's pick in each subset; of tied draws the later one, as in best_of_n's stable sort
+        picks = [max(s, key=lambda j: (proxy[j], j)) for s in subsets]
+        naive = sum(gold[j] for j in picks) / len(subsets)
+        assert ppo_eval.best_of_n(proxy, gold, n) == pytest.approx(naive)
+    assert ppo_eval.best_of_n(proxy, gold, 1) == pytest.approx(sum(gold) / 5)
+    assert ppo_eval.best_of_n_kl(1) == 0.0 and ppo_eval.best_of_n_kl(4) == pytest.approx(math.log(4) - 0.75)
+    with pytest.raises(ValueError, match="n <= N"):
+        ppo_eval.best_of_n(proxy, gold, 6)

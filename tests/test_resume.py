@@ -267,6 +267,20 @@ def test_checkpoint_files_round_trip_state_and_rng_and_refuse_another_world(tmp_
         ppo_checkpoint.load_checkpoint(path, world=2, rank=0)
 
 
+def test_a_checkpoint_with_one_optimizer_group_is_refused_in_one_line(tmp_path):
+    """A checkpoint from before the optimizer's group per model (no "initial_lr") fails with what to
+    do, not with torch's group-count error; one written since loads."""
+    weights = torch.nn.Parameter(torch.zeros(2))
+    old = torch.optim.AdamW([weights], lr=1e-3).state_dict()
+    new = torch.optim.AdamW([{"params": [weights], "initial_lr": 1e-3}], lr=1e-3).state_dict()
+    for name, optimizer in (("old", old), ("new", new)):
+        state = {"update": 2, "episodes": 16, "optimizer": optimizer}
+        ppo_checkpoint.save_checkpoint(OneProcess(), tmp_path / name, state, {})
+    with pytest.raises(ValueError, match=r"older ppo\.py .* start a new --output_dir"):
+        ppo_checkpoint.load_checkpoint(tmp_path / "old" / "checkpoint-2", world=1, rank=0)
+    assert ppo_checkpoint.load_checkpoint(tmp_path / "new" / "checkpoint-2", world=1, rank=0)["update"] == 2
+
+
 def test_critic_free_resume_with_groups_is_bit_identical(word_policy, kind_rm, kind_data, tmp_path):
     """GRPO with 4 responses per prompt: resumed from checkpoint-2, the run ends as the straight one
     (the prompt stream counts prompts, not episodes), and no checkpoint holds a value model."""
