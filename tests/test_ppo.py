@@ -52,19 +52,25 @@ def read_metrics(out):
 PRECISIONS = [pytest.param([], id="default"), pytest.param(["--bf16=False"], id="float32")]
 
 
-@pytest.mark.parametrize("precision", PRECISIONS)
-def test_ppo_raises_the_reward(word_policy, kind_rm, kind_data, tmp_path, monkeypatch, precision):
-    # Record the log-ratio of the first training micro-batch: before any optimizer step the
-    # training forward must reproduce phase 2's log-probs, so the PPO ratio starts at exactly 1.
-    first_log_ratio = []
+def recorded_first_log_ratio(monkeypatch) -> list:
+    """Records the log-ratio of the first training micro-batch (from ppo_math.policy_loss): before
+    any optimizer step the training forward must reproduce phase 2's log-probs, so the PPO ratio
+    starts at exactly 1."""
+    first = []
     policy_loss = ppo.ppo_math.policy_loss
 
     def recording_policy_loss(new, old, *a, **k):
-        if not first_log_ratio:
-            first_log_ratio.append((new - old).detach())
+        if not first:
+            first.append((new - old).detach())
         return policy_loss(new, old, *a, **k)
 
     monkeypatch.setattr(ppo.ppo_math, "policy_loss", recording_policy_loss)
+    return first
+
+
+@pytest.mark.parametrize("precision", PRECISIONS)
+def test_ppo_raises_the_reward(word_policy, kind_rm, kind_data, tmp_path, monkeypatch, precision):
+    first_log_ratio = recorded_first_log_ratio(monkeypatch)
     out = tmp_path / "ppo"
     result = run_ppo(word_policy, kind_rm, kind_data, out, *precision)
     history = read_metrics(out)

@@ -4,13 +4,12 @@ decoders sample almost only the kind and curt words of tests/test_ppo.py (`conft
 the reward model is the same tiny DistilBERT."""
 
 import json
-import shutil
 
 import pytest
 import torch
 from conftest import write_jsonl
-from test_ppo import read_metrics, run_ppo
-from test_resume import comparable, ppo_argv, weights
+from test_ppo import read_metrics, recorded_first_log_ratio, run_ppo
+from test_resume import assert_resumed_from_checkpoint_2_ends_as, comparable, ppo_argv
 
 import cmdline
 import ppo
@@ -79,20 +78,6 @@ def test_left_padded_prompts_give_the_logits_and_values_of_each_alone(fixture, k
             torch.testing.assert_close(values[i], alone_values[0], atol=1e-5, rtol=1e-5)
 
 
-def recorded_first_log_ratio(monkeypatch) -> list:
-    """The log-ratio of the first training micro-batch, recorded from ppo_math.policy_loss."""
-    first = []
-    policy_loss = ppo.ppo_math.policy_loss
-
-    def recording_policy_loss(new, old, *a, **k):
-        if not first:
-            first.append((new - old).detach())
-        return policy_loss(new, old, *a, **k)
-
-    monkeypatch.setattr(ppo.ppo_math, "policy_loss", recording_policy_loss)
-    return first
-
-
 def generate_text(out, prompt: str) -> str:
     """The saved policy loaded as transformers' seq2seq class, answering a prompt. (This is what
     pipeline("text2text-generation") did; transformers 5 removed that task.)"""
@@ -144,23 +129,15 @@ def test_seq2seq_lora_reference_is_the_adapters_off_and_saves_merged(word_t5, ki
 
 
 def test_seq2seq_resume_is_bit_identical(word_t5, kind_rm, kind_data, tmp_path):
-    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
-    argv = ppo_argv(word_t5, kind_rm, kind_data, straight, "--use_seq2seq=True", "--save_total_limit=3")
-    ppo.cli(argv)
-    history = comparable(straight)
-    resumed.mkdir()
-    shutil.copytree(straight / "checkpoint-2", resumed / "checkpoint-2")
-    argv = ppo_argv(
-        word_t5, kind_rm, kind_data, resumed, "--use_seq2seq=True", "--resume_from_checkpoint=auto"
-    )
-    ppo.cli(argv)
-    assert comparable(resumed) == history[2:]  # updates 3-6
-    a, b = weights(straight), weights(resumed)
-    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-    assert (
-        json.loads((resumed / "eval.json").read_text())["policy_score_mean"]
-        == (json.loads((straight / "eval.json").read_text())["policy_score_mean"])
-    )
+    def argv(out, *extra):
+        return ppo_argv(
+            word_t5, kind_rm, kind_data, out, "--use_seq2seq=True", "--save_total_limit=3", *extra
+        )
+
+    straight = tmp_path / "straight"
+    ppo.cli(argv(straight))
+    assert len(comparable(straight)) == 6
+    assert_resumed_from_checkpoint_2_ends_as(straight, tmp_path / "resumed", argv)
 
 
 def test_seq2seq_critic_free_rloo_raises_the_reward(word_bart, kind_rm, kind_data, tmp_path):
