@@ -94,14 +94,24 @@ def resolve_target_modules_from_config(
 ) -> list[str] | str:
     """`resolve_target_modules` on an empty copy of the model built on the meta device from its config
     alone (no weights read, no memory): a misspelt module name fails in seconds, before the data and
-    the weights load. `task`: "causal" (a policy) or "reward" (a 1-label sequence classifier)."""
+    the weights load. `task`: "causal" (a policy), "seq2seq" (an encoder-decoder policy) or "reward"
+    (a 1-label sequence classifier)."""
     import torch
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSequenceClassification
+    from transformers import (
+        AutoConfig,
+        AutoModelForCausalLM,
+        AutoModelForSeq2SeqLM,
+        AutoModelForSequenceClassification,
+    )
 
     config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
     if task == "reward":
         config.num_labels = 1
-    auto = {"causal": AutoModelForCausalLM, "reward": AutoModelForSequenceClassification}[task]
+    auto = {
+        "causal": AutoModelForCausalLM,
+        "seq2seq": AutoModelForSeq2SeqLM,
+        "reward": AutoModelForSequenceClassification,
+    }[task]
     with torch.device("meta"):
         model = auto.from_config(config, trust_remote_code=trust_remote_code)
     return resolve_target_modules(model, requested)

@@ -1,4 +1,5 @@
-"""PPO fine-tuning of a causal language model against a reward model of any tokenizer.
+"""PPO fine-tuning of a causal (or, with --use_seq2seq, an encoder-decoder) language model against a
+reward model of any tokenizer.
 
 Each update follows the numbered phases of the PPO-for-RLHF recipe (Ziegler et al. 2019; Ouyang et
 al. 2022; Huang et al. 2024, "The N Implementation Details of RLHF with PPO"):
@@ -58,6 +59,7 @@ from ppo_models import (
     LoraSpec,
     Rollout,
     build_policy_and_value,
+    check_policy_kind,
     decode,
     generate,
     load_proxy_reward,
@@ -140,13 +142,18 @@ class PPOArguments:
         default="auto",
         metadata={
             "help": "'critic': a separate value network (from the reward model when it shares the policy "
-            "tokenizer and is causal, else from the policy backbone); 'head': a scalar head on the policy "
-            "trunk (least memory); 'auto': head with --use_peft, critic otherwise.",
+            "tokenizer and is causal, else from the policy backbone; always the backbone with "
+            "--use_seq2seq); 'head': a scalar head on the policy trunk (least memory); 'auto': head with "
+            "--use_peft, critic otherwise.",
             "choices": ["auto", "critic", "head"],
         },
     )
     use_seq2seq: bool = field(
-        default=False, metadata={"help": "Seq2seq policies are not supported (refused)."}
+        default=False,
+        metadata={
+            "help": "The policy is an encoder-decoder model (T5, Flan-T5, BART): the prompt is its encoder's "
+            "input, the response its decoder's; its critic is its own backbone. Must match the model."
+        },
     )
     trust_remote_code: bool = field(default=False, metadata={"help": "Allow custom model code from the hub."})
     # --- LoRA ---
@@ -389,7 +396,7 @@ ALIASES = {
 # No flag is accepted and then ignored: every PPOArguments field is on one of these two lists
 # (tests/test_flags.py walks them, so a new field fails that test until it is placed).
 USED_FLAGS = frozenset(
-    "model_name reward_model gold_reward_model query_dataset data_dir query_split eval_dataset eval_data_dir "
+    "model_name use_seq2seq reward_model gold_reward_model query_dataset data_dir query_split eval_dataset eval_data_dir "
     "eval_split eval_samples max_prompt_length value_model trust_remote_code use_peft lora_r lora_alpha "
     "lora_target_modules load_in_4bit load_in_8bit bnb_4bit_quant_type use_bnb_nested_quant merge_lora_on_save "
     "steps batch_size mini_batch_size gradient_accumulation_steps rollout_batch_size ppo_epochs learning_rate "
@@ -401,16 +408,11 @@ USED_FLAGS = frozenset(
 )
 # Accepted for the 2024 command lines and TRL's names, refused by `validate` when set to anything but
 # their default, with the reason.
-REFUSED_FLAGS = ("use_seq2seq", "lora_dropout")
+REFUSED_FLAGS = ("lora_dropout",)
 
 
 def validate(args: PPOArguments) -> None:
     resolve_estimator(args)
-    if args.use_seq2seq:
-        raise cmdline.UsageError(
-            "--use_seq2seq=True: seq2seq (encoder-decoder) policies are not supported; "
-            "use a causal language model (GPT-2, Llama, SmolLM2, ...)"
-        )
     if args.temperature <= 0:
         raise cmdline.UsageError(
             f"--temperature must be > 0 (got {args.temperature}); sampling is required for PPO"
@@ -628,11 +630,16 @@ class Trainer:
         self.args, self.acc = args, accelerator
         self.device = accelerator.device
         self.sizes = derive_sizes(args, accelerator.num_processes)
+        # The one choice of the model kind: ppo_models lays prompt and response out for it
+        kind = "seq2seq" if args.use_seq2seq else "causal"
+        check_policy_kind(
+            offline.resolve_model_path(args.model_name), args.use_seq2seq, args.trust_remote_code
+        )
         if args.use_peft:  # a misspelt module name fails before the data and the weights load
             args.lora_target_modules = lora.resolve_target_modules_from_config(
                 offline.resolve_model_path(args.model_name),
                 args.lora_target_modules,
-                "causal",
+                kind,
                 args.trust_remote_code,
             )
         # Before any weights load: a run whose evaluation overlaps its training data stops at once.
@@ -730,25 +737,32 @@ class Trainer:
             args.trust_remote_code,
             args.gradient_checkpointing,
             quantization_config(args),
+            args.use_seq2seq,
         )
         self.model.policy.config.pad_token_id = self.tok.pad_token_id
         return value_source
 
     def _encode_prompts(self) -> tuple[list[list[int]], list[list[int]]]:
-        """Training and held-out prompts as token ids, cut so that prompt + response fit the context."""
+        """Training and held-out prompts as token ids, cut so that prompt + response fit the context
+        (an encoder-decoder policy: the prompt the encoder's, the response the decoder's)."""
         args = self.args
         limit = scoring.model_max_length(self.tok, self.model.policy.config)
         max_prompt = args.max_prompt_length
-        if limit is not None and args.response_length >= limit:
+        in_prompt_context = 0 if args.use_seq2seq else args.response_length
+        if limit is not None and args.use_seq2seq and args.response_length > limit:
+            raise cmdline.UsageError(
+                f"--response_length={args.response_length} is longer than the decoder's context of {limit} tokens"
+            )
+        if limit is not None and in_prompt_context >= limit:
             raise cmdline.UsageError(
                 f"--response_length={args.response_length} leaves no room for a prompt in the "
                 f"policy's context of {limit} tokens"
             )
-        if limit is not None and max_prompt + args.response_length > limit:
-            max_prompt = limit - args.response_length
+        if limit is not None and max_prompt + in_prompt_context > limit:
+            max_prompt = limit - in_prompt_context
             self.acc.print(
-                f"[ppo] prompts cut to {max_prompt} tokens so that prompt + --response_length fits the "
-                f"policy's context of {limit}"
+                f"[ppo] prompts cut to {max_prompt} tokens so that prompt"
+                f"{'' if args.use_seq2seq else ' + --response_length'} fits the policy's context of {limit}"
             )
 
         encoder = PromptEncoder(self.tok, max_prompt)

@@ -105,9 +105,10 @@ def save_final(
     out: Path, policy, value: nn.Module | None, value_kind: str, tokenizer, merge_lora: bool
 ) -> None:
     """Policy (LoRA merged when `merge_lora`, else the adapter alone) + tokenizer in HF format, and the
-    value function in value_model.safetensors (its kind, "head" or "critic", in the metadata); a
-    critic-free run (`value` None) has none to save."""
-    from safetensors.torch import save_file
+    value function in value_model.safetensors (its kind, "head" or "critic", in the metadata; a tensor
+    shared by several names, as a T5 critic's embeddings, once: safetensors' `load_model` ties them
+    again); a critic-free run (`value` None) has none to save."""
+    from safetensors.torch import save_model
 
     if merge_lora:
         policy = policy.merge_and_unload()
@@ -116,8 +117,7 @@ def save_final(
     tokenizer.save_pretrained(out)
     if value is None:  # a critic-free estimator: there is no value model to save
         return
-    value_state = {k: v.detach().contiguous() for k, v in value.state_dict().items()}
-    save_file(value_state, str(out / "value_model.safetensors"), metadata={"kind": value_kind})
+    save_model(value, str(out / "value_model.safetensors"), metadata={"kind": value_kind})
 
 
 def check_output_dir(out: Path) -> None:

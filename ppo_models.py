@@ -2,7 +2,10 @@
 policy and value function in one module, and the KV-cache sampler whose distribution PPO's log-probs
 recompute. It alone knows how prompt and response are laid out for the model: `generate` turns
 prompts into a `Rollout`, `PolicyAndValue.forward` and `response_logits` read one back (ppo.py and
-the benchmarks hand over a Rollout's tensors). Tested in tests/test_ppo.py.
+the benchmarks hand over a Rollout's tensors). Two layouts: a causal policy reads prompt and response
+as one sequence (`scored_inputs`), an encoder-decoder one (T5, BART; --use_seq2seq) the prompt in its
+encoder and the response in its decoder (`seq2seq_inputs`). Tested in tests/test_ppo.py and
+tests/test_seq2seq.py.
 """
 
 from __future__ import annotations
@@ -107,6 +110,7 @@ def build_policy_and_value(
     trust_remote_code: bool = False,
     gradient_checkpointing: bool = False,
     quantization=None,
+    seq2seq: bool = False,
 ):
     """Policy (+ LoRA) and value function wrapped in one module, so one optimizer and one DDP
     wrapper cover both (as summarize_from_feedback_details' PolicyAndValueWrapper).
@@ -117,27 +121,32 @@ def build_policy_and_value(
     value_kind: "head" (a scalar head on the policy trunk), "critic" (a separate network, from the
     reward model at `critic_path` when given, else from the policy backbone with a new head) or
     "none" (a critic-free estimator: the value function is None and no value weights are allocated).
+    seq2seq: an encoder-decoder policy (T5, BART), whose critic is its own encoder-decoder backbone
+    (without the LM head) with a new scalar head on the decoder's states.
     Returns (model, reference or None with LoRA, a note on where the value function came from)."""
     import copy
 
-    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
+    from transformers import (
+        AutoModel,
+        AutoModelForCausalLM,
+        AutoModelForSeq2SeqLM,
+        AutoModelForSequenceClassification,
+    )
 
+    check_policy_kind(policy_path, seq2seq, trust_remote_code)
+    if quantization is not None and lora_spec is None:
+        raise ValueError("a quantized policy trains LoRA adapters only: lora_spec is required")
+    quantized = (
+        {"quantization_config": quantization, "device_map": lora.kbit_device_map()} if quantization else {}
+    )
     # float32 master weights whatever the checkpoint's dtype (transformers 5 loads a bf16 checkpoint,
     # as most hub models are, in bf16): AdamW steps of lr x update are below bf16's resolution, and
     # --bf16 is autocast over these weights.
-    if quantization is not None and lora_spec is None:
-        raise ValueError("a quantized policy trains LoRA adapters only: lora_spec is required")
-    quantized = {"quantization_config": quantization, "device_map": lora.kbit_device_map()}
-    policy = AutoModelForCausalLM.from_pretrained(
-        policy_path,
-        trust_remote_code=trust_remote_code,
-        dtype=torch.float32,
-        **(quantized if quantization is not None else {}),
+    policy = (AutoModelForSeq2SeqLM if seq2seq else AutoModelForCausalLM).from_pretrained(
+        policy_path, trust_remote_code=trust_remote_code, dtype=torch.float32, **quantized
     )
-    if getattr(policy.config, "is_encoder_decoder", False):
-        raise cmdline.UsageError(
-            f"{policy_path} is an encoder-decoder model; --use_seq2seq policies are not supported"
-        )
+    if seq2seq:
+        decoder_start_id(policy)  # refused now, not at the first rollout
     ref = None
     if quantization is not None:
         from peft import prepare_model_for_kbit_training
@@ -155,7 +164,7 @@ def build_policy_and_value(
             lora_dropout=0.0,  # dropout is off in every model, so that the first PPO ratio is exactly 1
             target_modules=lora.resolve_target_modules(policy, lora_spec.target_modules),
             bias="none",
-            task_type="CAUSAL_LM",
+            task_type="SEQ_2_SEQ_LM" if seq2seq else "CAUSAL_LM",
         )
         policy = get_peft_model(policy, config)
     else:
@@ -168,6 +177,17 @@ def build_policy_and_value(
         nn.init.zeros_(value.weight)
         nn.init.zeros_(value.bias)
         source = "a scalar head on the policy trunk"
+    elif seq2seq:
+        # A reward model is an encoder or a decoder: neither reads the encoder-decoder layout, so the
+        # critic is the policy's own backbone (T5Model, BartModel: decoder states, no LM head).
+        trunk = AutoModel.from_pretrained(
+            policy_path, trust_remote_code=trust_remote_code, dtype=torch.float32
+        )
+        head = nn.Linear(policy.config.get_text_config().hidden_size, 1)
+        nn.init.zeros_(head.weight)
+        nn.init.zeros_(head.bias)
+        value = nn.ModuleDict({"trunk": trunk, "head": head})
+        source = f"the policy backbone {policy_path} (encoder-decoder) with a new scalar head"
     else:
         # The critic reads the policy's tokens, so it can start from the reward model only when that
         # model shares the tokenizer and is causal (a bidirectional critic would see future tokens).
@@ -197,6 +217,7 @@ def build_policy_and_value(
     for m in (model, ref):
         if m is not None:
             disable_dropout_in_model(m)  # with dropout on, the first PPO ratio is not 1 (PPO-NOTES.md)
+            zero_dropout_rates(m)
             fuse_gelu(m)
     return model, ref, source
 
@@ -276,6 +297,20 @@ def merged_lora(policy):
         del policy.disable_adapter
 
 
+def zero_dropout_rates(module) -> int:
+    """Set to 0 the dropout rates transformers keeps as floats on a module and applies as a function
+    in training mode (BART's dropout, activation_dropout and layerdrop, the attention dropout of T5 and
+    Llama), which trl's disable_dropout_in_model, written for nn.Dropout modules, leaves on: with them
+    a T5's or BART's first PPO ratio was off by up to 0.18 in log. Returns the number of rates zeroed."""
+    zeroed = 0
+    for m in module.modules():
+        for name, value in vars(m).items():
+            if ("dropout" in name or name == "layerdrop") and isinstance(value, float) and value:
+                setattr(m, name, 0.0)
+                zeroed += 1
+    return zeroed
+
+
 def fuse_gelu(module) -> int:
     """Swap GPT-2's tanh-GELU written as seven tensor ops (`gelu_new`, `gelu_fast`) for torch's
     one-kernel `gelu(approximate="tanh")`: the same function, equal up to float rounding
@@ -293,6 +328,66 @@ def fuse_gelu(module) -> int:
                 setattr(parent, name, GELUTanh())
                 swapped += 1
     return swapped
+
+
+def is_seq2seq(lm) -> bool:
+    """An encoder-decoder model (T5, BART): the prompt is its encoder's input, the response its decoder's."""
+    return bool(getattr(lm.config, "is_encoder_decoder", False))
+
+
+def check_policy_kind(policy_path: str, seq2seq: bool, trust_remote_code: bool = False) -> None:
+    """--use_seq2seq against the policy's config (read alone, no weights): a mismatch is refused."""
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(policy_path, trust_remote_code=trust_remote_code)
+    if seq2seq and not config.is_encoder_decoder:
+        raise cmdline.UsageError(
+            f"--use_seq2seq=True, but {policy_path} ({config.model_type}) is not an encoder-decoder model; "
+            "use --use_seq2seq=False for a causal language model"
+        )
+    if config.is_encoder_decoder and not seq2seq:
+        raise cmdline.UsageError(
+            f"{policy_path} is an encoder-decoder model ({config.model_type}); train it with --use_seq2seq=True"
+        )
+
+
+def decoder_start_id(lm) -> int:
+    """The token an encoder-decoder model's decoder starts from (T5: pad; BART: EOS), from its config or
+    its generation config (transformers 5 keeps it in either)."""
+    for config in (lm.config, getattr(lm, "generation_config", None)):
+        start = getattr(config, "decoder_start_token_id", None)
+        if start is not None:
+            return start
+    raise cmdline.UsageError(
+        f"{lm.config.model_type}: no decoder_start_token_id in the model's config or generation config"
+    )
+
+
+def right_aligned(query, query_mask) -> tuple[torch.Tensor, torch.Tensor]:
+    """Left-padded prompts [B, P] moved to the right-padded layout an encoder reads: each row rotated
+    by its count of pads. BART's encoder counts its learned positions from the first slot whatever the
+    mask, so a left-padded prompt would be read at other positions than alone (T5's relative positions
+    do not care; both read the right-padded form the same as alone)."""
+    P = query.shape[1]
+    pads = (query_mask == 0).sum(1, keepdim=True)
+    index = (torch.arange(P, device=query.device)[None, :] + pads) % P
+    return query.gather(1, index), query_mask.gather(1, index)
+
+
+def seq2seq_inputs(lm, query, query_mask, responses, response_mask) -> dict:
+    """The encoder-decoder layout: the prompt (right-aligned) in the encoder; in the decoder the start
+    token then every response token but the last, so decoder position t predicts response token t.
+    No decoder mask: responses are right-padded and the decoder is causal, so no real position sees a
+    pad (as in `sample`, which feeds pads after a row's stop token). `response_mask` is unused: the
+    signature is `scored_inputs`'."""
+    input_ids, attention_mask = right_aligned(query, query_mask)
+    start = torch.full_like(responses[:, :1], decoder_start_id(lm))
+    return {
+        "input_ids": input_ids,
+        "attention_mask": attention_mask,
+        "decoder_input_ids": torch.cat([start, responses[:, :-1]], dim=1),
+        "use_cache": False,
+    }
 
 
 def scored_inputs(query, query_mask, responses, response_mask) -> dict:
@@ -317,7 +412,11 @@ def response_logits(lm, query, query_mask, responses, response_mask, **kw):
 
     The token at t is predicted from position t - 1, so the model reads positions 0 .. P+T-2
     (`scored_inputs`) and `logits_to_keep=T` skips the vocabulary projection of the prompt.
+    An encoder-decoder model reads `seq2seq_inputs`, whose decoder has the T response positions alone.
     Returns (model output, logits)."""
+    if is_seq2seq(lm):
+        out = lm(**seq2seq_inputs(lm, query, query_mask, responses, response_mask), **kw)
+        return out, out.logits
     out = lm(
         **scored_inputs(query, query_mask, responses, response_mask), logits_to_keep=responses.shape[1], **kw
     )
@@ -333,20 +432,25 @@ class PolicyAndValue(nn.Module):
 
     def forward(self, query, query_mask, responses, response_mask):
         """(logits [B, T, V], values [B, T] or None without a value model) at the response positions:
-        the one place that knows how prompt and response are laid out for the model (`scored_inputs`);
+        the one place that knows how prompt and response are laid out for the model (`scored_inputs`,
+        `seq2seq_inputs`);
         ppo.py's loop hands over the four tensors of a `Rollout` and never builds the sequence itself."""
         out, logits = response_logits(
             self.policy, query, query_mask, responses, response_mask, output_hidden_states=self.kind == "head"
         )
         if self.kind == "none":
             return logits, None
-        P = query.shape[1]
+        # the state that predicts response token 0: the decoder's first, or the causal prompt's last
+        seq2seq = is_seq2seq(self.policy)
+        first = 0 if seq2seq else query.shape[1] - 1
         if self.kind == "head":
-            values = self.value(out.hidden_states[-1][:, P - 1 :])
+            hidden = out.decoder_hidden_states[-1] if seq2seq else out.hidden_states[-1]
+            values = self.value(hidden[:, first:])
         else:
-            inputs = scored_inputs(query, query_mask, responses, response_mask)
+            args = (query, query_mask, responses, response_mask)
+            inputs = seq2seq_inputs(self.policy, *args) if seq2seq else scored_inputs(*args)
             hidden = self.value["trunk"](**inputs).last_hidden_state
-            values = self.value["head"](hidden[:, P - 1 :])
+            values = self.value["head"](hidden[:, first:])
         return logits, values.squeeze(-1).float()
 
 
@@ -376,6 +480,64 @@ def sample_categorical(probs: torch.Tensor, generator=None) -> torch.Tensor:
     return index.clamp_(max=probs.shape[-1] - 1)
 
 
+def causal_steps(lm, prompt_ids, prompt_mask, max_new_tokens: int):
+    """A causal model's calls in `sample`: one forward over the prompt, then one token at a time with
+    the KV cache. Returns (logits [B, V] of the first response token, advance(token [B]) -> the next's)."""
+    B, P = prompt_ids.shape
+    # One mask for prompt + every new token, passed as growing views (no concatenation per token).
+    full_mask = torch.ones((B, P + max_new_tokens), dtype=prompt_mask.dtype, device=prompt_mask.device)
+    full_mask[:, :P] = prompt_mask
+    position = (prompt_mask.cumsum(1) - 1).clamp(min=0)
+    out = lm(
+        input_ids=prompt_ids,
+        attention_mask=prompt_mask,
+        position_ids=position,
+        logits_to_keep=1,
+        use_cache=True,
+    )
+    next_pos = position[:, -1:] + 1
+    step = 0
+
+    def advance(token):
+        nonlocal out, next_pos, step
+        step += 1
+        out = lm(
+            input_ids=token[:, None],
+            attention_mask=full_mask[:, : P + step],
+            position_ids=next_pos,
+            past_key_values=out.past_key_values,
+            use_cache=True,
+        )
+        next_pos = next_pos + 1
+        return out.logits[:, -1]
+
+    return out.logits[:, -1], advance
+
+
+def seq2seq_steps(lm, prompt_ids, prompt_mask, max_new_tokens: int):
+    """An encoder-decoder model's calls in `sample`: the encoder once per prompt batch (prompts
+    right-aligned, as `seq2seq_inputs` reads them), then the decoder one token at a time from its start
+    token, with its KV cache (self-attention grows, cross-attention is computed once). Returns what
+    `causal_steps` returns (`max_new_tokens` is the causal mask's; the decoder needs none)."""
+    input_ids, attention_mask = right_aligned(prompt_ids, prompt_mask)
+    encoded = lm.get_encoder()(input_ids=input_ids, attention_mask=attention_mask)
+    start = torch.full_like(prompt_ids[:, :1], decoder_start_id(lm))
+    out = lm(encoder_outputs=encoded, attention_mask=attention_mask, decoder_input_ids=start, use_cache=True)
+
+    def advance(token):
+        nonlocal out
+        out = lm(
+            encoder_outputs=encoded,
+            attention_mask=attention_mask,
+            decoder_input_ids=token[:, None],
+            past_key_values=out.past_key_values,
+            use_cache=True,
+        )
+        return out.logits[:, -1]
+
+    return out.logits[:, -1], advance
+
+
 @torch.inference_mode()
 def sample(
     lm,
@@ -390,40 +552,25 @@ def sample(
     """Sample responses with a KV cache from softmax(logits / T) -- no top-k, no top-p, no
     repetition penalty -- the very distribution whose log-probs PPO later recomputes (TRL #925,
     #1161: any other sampling setting biases the KL). Stops once every row has produced a stop token.
+    A causal model and an encoder-decoder one differ only in their calls (`causal_steps`,
+    `seq2seq_steps`).
 
     Returns responses [B, <= max_new_tokens]; tokens after a row's first stop token are pad_id."""
-    B, P = prompt_ids.shape
+    B = prompt_ids.shape[0]
     stop = torch.tensor(sorted(stop_ids), dtype=torch.long, device=prompt_ids.device)
-    # One mask for prompt + every new token, passed as growing views (no concatenation per token).
-    full_mask = torch.ones((B, P + max_new_tokens), dtype=prompt_mask.dtype, device=prompt_mask.device)
-    full_mask[:, :P] = prompt_mask
-    position = (prompt_mask.cumsum(1) - 1).clamp(min=0)
-    out = lm(
-        input_ids=prompt_ids,
-        attention_mask=prompt_mask,
-        position_ids=position,
-        logits_to_keep=1,
-        use_cache=True,
-    )
-    next_pos = position[:, -1:] + 1
+    steps = seq2seq_steps if is_seq2seq(lm) else causal_steps
+    logits, advance = steps(lm, prompt_ids, prompt_mask, max_new_tokens)
     done = torch.zeros(B, dtype=torch.bool, device=prompt_ids.device)
     tokens = []
     for step in range(max_new_tokens):
-        probs = torch.softmax(out.logits[:, -1].float() / temperature, dim=-1)
+        probs = torch.softmax(logits.float() / temperature, dim=-1)
         token = sample_categorical(probs, generator)
         token = torch.where(done, torch.full_like(token, pad_id), token)
         tokens.append(token)
         done |= torch.isin(token, stop)
         if done.all() or step == max_new_tokens - 1:
             break
-        out = lm(
-            input_ids=token[:, None],
-            attention_mask=full_mask[:, : P + step + 1],
-            position_ids=next_pos,
-            past_key_values=out.past_key_values,
-            use_cache=True,
-        )
-        next_pos = next_pos + 1
+        logits = advance(token)
     return torch.stack(tokens, dim=1)
 
 

@@ -263,3 +263,83 @@ def offline_wandb(tmp_path, monkeypatch):
     monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.netrc with a key
     yield tmp_path / "wandb"
     wandb.teardown()
+
+
+def save_word_seq2seq(out: Path, arch: str) -> Path:
+    """A 2-layer, 32-wide random T5 or BART with the GPT-2 BPE vocabulary (pad == eos == decoder start)
+    whose decoder samples ~99% GOOD + BAD words and EOS, as `word_policy` does. Its output layer reads
+    a direction every decoder state holds: BART's last layer norm has it as its bias (GPT-2's trick);
+    T5 has no biases, so every token embedding carries it as one large coordinate, which T5's RMS
+    norm passes to the last state, and the output layer (T5's embeddings, tied) has it larger for
+    the words."""
+    from transformers import (
+        AutoTokenizer,
+        BartConfig,
+        BartForConditionalGeneration,
+        T5Config,
+        T5ForConditionalGeneration,
+    )
+
+    import offline
+
+    tok = AutoTokenizer.from_pretrained(str(offline.gpt2_tokenizer_dir()))
+    ids = [tok(w)["input_ids"][0] for w in GOOD + BAD] + [tok.eos_token_id]
+    special = dict(
+        pad_token_id=tok.eos_token_id,
+        eos_token_id=tok.eos_token_id,
+        bos_token_id=tok.eos_token_id,
+        decoder_start_token_id=tok.eos_token_id,
+    )
+    torch.manual_seed(0)
+    if arch == "t5":
+        config = T5Config(
+            vocab_size=len(tok),
+            d_model=32,
+            d_kv=16,
+            d_ff=64,
+            num_layers=2,
+            num_heads=2,
+            feed_forward_proj="gated-gelu",  # Flan-T5's
+            **special,
+        )
+        model = T5ForConditionalGeneration(config)
+        with torch.no_grad():
+            model.shared.weight[:, 0] = 20.0
+            model.shared.weight[ids, 0] += 14.0
+    else:
+        config = BartConfig(
+            vocab_size=len(tok),
+            d_model=32,
+            encoder_layers=2,
+            decoder_layers=2,
+            encoder_attention_heads=2,
+            decoder_attention_heads=2,
+            encoder_ffn_dim=64,
+            decoder_ffn_dim=64,
+            max_position_embeddings=256,
+            forced_eos_token_id=None,
+            tie_word_embeddings=False,
+            **special,
+        )
+        model = BartForConditionalGeneration(config)
+        with torch.no_grad():
+            direction = torch.randn(32)
+            direction /= direction.norm()
+            norm = model.model.decoder.layers[-1].final_layer_norm
+            norm.weight.mul_(0.1)
+            norm.bias.copy_(direction)
+            model.lm_head.weight.normal_(0, 0.01)
+            model.lm_head.weight[ids] = 14.0 * direction
+    model.save_pretrained(out)
+    tok.save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def word_t5(tmp_path_factory) -> Path:
+    return save_word_seq2seq(tmp_path_factory.mktemp("word-t5"), "t5")
+
+
+@pytest.fixture(scope="session")
+def word_bart(tmp_path_factory) -> Path:
+    return save_word_seq2seq(tmp_path_factory.mktemp("word-bart"), "bart")

@@ -59,25 +59,25 @@ def read_metrics(out):
     return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
 
 
-def record_first_log_ratio(monkeypatch) -> list:
-    """The log-ratio of the first training micro-batch, recorded into the list returned: before any
-    optimizer step the training forward must reproduce phase 2's log-probs, so the PPO ratio starts at
-    exactly 1."""
-    first_log_ratio = []
-    policy_loss = ppo.ppo_math.policy_loss
-
-    def recording_policy_loss(new, old, *a, **k):
-        if not first_log_ratio:
-            first_log_ratio.append((new - old).detach())
-        return policy_loss(new, old, *a, **k)
-
-    monkeypatch.setattr(ppo.ppo_math, "policy_loss", recording_policy_loss)
-    return first_log_ratio
-
-
 # The default precision is bf16 autocast where the CPU multiplies bf16 natively (AVX512-BF16, AMX),
 # else float32: run both, whatever this machine is.
 PRECISIONS = [pytest.param([], id="default"), pytest.param(["--bf16=False"], id="float32")]
+
+
+def record_first_log_ratio(monkeypatch) -> list:
+    """Records the log-ratio of the first training micro-batch (from ppo_math.policy_loss): before
+    any optimizer step the training forward must reproduce phase 2's log-probs, so the PPO ratio
+    starts at exactly 1."""
+    first = []
+    policy_loss = ppo.ppo_math.policy_loss
+
+    def recording_policy_loss(new, old, *a, **k):
+        if not first:
+            first.append((new - old).detach())
+        return policy_loss(new, old, *a, **k)
+
+    monkeypatch.setattr(ppo.ppo_math, "policy_loss", recording_policy_loss)
+    return first
 
 
 @pytest.mark.parametrize("precision", PRECISIONS)
@@ -641,10 +641,11 @@ MERGED_CASES = [
     ("tiny_gpt2", ["c_attn", "lm_head"], False),  # Conv1D layers, and an lm_head tied to the embeddings
     ("tiny_llama", ["q_proj", "v_proj"], False),
     ("tiny_llama", ["q_proj", "v_proj"], True),
+    ("word_t5", ["q", "v"], False),  # an encoder-decoder policy (--use_seq2seq)
 ]
 
 
-@pytest.mark.parametrize("fixture, targets, bf16", MERGED_CASES, ids=["gpt2", "llama", "llama-bf16"])
+@pytest.mark.parametrize("fixture, targets, bf16", MERGED_CASES, ids=["gpt2", "llama", "llama-bf16", "t5"])
 def test_lora_rollouts_on_merged_weights_equal_the_adapter_path(
     fixture, targets, bf16, request, kind_rm, kind_data, tmp_path
 ):
@@ -662,6 +663,7 @@ def test_lora_rollouts_on_merged_weights_equal_the_adapter_path(
         lora_target_modules=targets,
         bf16=bf16,
         learning_rate=1e-2,
+        use_seq2seq=fixture == "word_t5",
     )
     torch.manual_seed(1)
     for name, p in tr.policy.named_parameters():

@@ -284,8 +284,6 @@ def test_a_checkpoint_with_one_optimizer_group_is_refused_in_one_line(tmp_path):
 def test_critic_free_resume_with_groups_is_bit_identical(word_policy, kind_rm, kind_data, tmp_path):
     """GRPO with 4 responses per prompt: resumed from checkpoint-2, the run ends as the straight one
     (the prompt stream counts prompts, not episodes), and no checkpoint holds a value model."""
-    import shutil
-
     flags = ["--advantage_estimator=grpo", "--num_generations=4", "--save_total_limit=3", "--bf16=False"]
 
     def argv(out, *extra):  # the two-group optimizer of ppo_argv has no place here: no value model
@@ -299,10 +297,18 @@ def test_critic_free_resume_with_groups_is_bit_identical(word_policy, kind_rm, k
     state = torch.load(straight / "checkpoint-2" / "trainer_state.pt", weights_only=False)
     assert not [k for k in state["model"] if k.startswith("value.")]
     assert len(state["optimizer"]["param_groups"]) == 1
+    assert_resumed_from_checkpoint_2_ends_as(straight, resumed, argv)
+
+
+def assert_resumed_from_checkpoint_2_ends_as(straight, resumed, argv) -> None:
+    """A run started in `resumed` from a copy of `straight`'s checkpoint-2 (`argv(out, *extra)`: the
+    command line) logs updates 3-6 as `straight` did and ends with its weights and evaluation."""
+    import shutil
+
     resumed.mkdir()
     shutil.copytree(straight / "checkpoint-2", resumed / "checkpoint-2")
     ppo.cli(argv(resumed, "--resume_from_checkpoint=auto"))
-    assert comparable(resumed) == history[2:]  # updates 3-6
+    assert comparable(resumed) == comparable(straight)[2:]  # updates 3-6
     a, b = weights(straight), weights(resumed)
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert (
