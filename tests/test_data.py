@@ -343,7 +343,7 @@ def test_reward_modeling_refuses_overlap_before_loading_a_model(hh_layout, tmp_p
         reward_modeling.cli(flags + ["--eval_data_dir=a[4:],c"])
 
 
-def test_ppo_eval_prompts_take_their_own_subsets_and_never_training_rows(hh_layout, tmp_path):
+def test_ppo_eval_prompts_take_their_own_subsets_and_never_training_rows(hh_layout, tiny_gpt2, tmp_path):
     from types import SimpleNamespace
 
     import ppo
@@ -371,13 +371,13 @@ def test_ppo_eval_prompts_take_their_own_subsets_and_never_training_rows(hh_layo
     (args,) = cmdline.parse_args((ppo.PPOArguments,), [f"--query_dataset={txt}", "--eval_samples=4"])
     train, evals = ppo.Trainer._load_prompts(SimpleNamespace(args=args, acc=SimpleNamespace(print=print)))
     assert [p["turns"][0]["content"] for p in evals] == ["q6", "q7", "q8", "q9"] and len(train) == 6
-    # And the refusal comes before any model loads (the policy here does not exist, the reward model
-    # folder is empty).
+    # And the refusal comes before any weights load (only the policy's config is read, for its kind;
+    # the reward model folder is empty).
     (tmp_path / "empty-rm").mkdir()
     with pytest.raises(ValueError, match="overlap the training rows"):
         ppo.cli(
             [
-                f"--model_name={tmp_path / 'no-such-policy'}",
+                f"--model_name={tiny_gpt2}",
                 f"--reward_model={tmp_path / 'empty-rm'}",
                 f"--query_dataset={hh_layout}",
                 "--data_dir=a",
