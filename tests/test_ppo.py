@@ -195,27 +195,33 @@ def test_ppo_with_lora_reference_is_adapters_off(word_policy, kind_rm, kind_data
     assert torch.equal(merged.transformer.h[0].mlp.c_fc.weight, base.transformer.h[0].mlp.c_fc.weight)
 
 
-def test_seed_command_line_parses_and_runs_one_update(word_policy, kind_rm, tmp_path, offline_wandb):
-    # A first-prompt dataset like wentingzhao/anthropic-hh-first-prompt: one `user` column.
+@pytest.mark.parametrize(
+    "policy, seq2seq", [("word_policy", False), ("word_t5", True)], ids=["causal", "seq2seq"]
+)
+def test_seed_command_line_parses_and_runs_one_update(
+    policy, seq2seq, kind_rm, tmp_path, offline_wandb, request
+):
+    """The 2024 command (gpt2 replaced by a tiny local policy, causal or T5 with --use_seq2seq=True) on a
+    first-prompt dataset like wentingzhao/anthropic-hh-first-prompt: one `user` column."""
+    policy = request.getfixturevalue(policy)
     prompts = write_jsonl(tmp_path / "first-prompt.jsonl", [{"user": f"hello number {i}"} for i in range(80)])
     seed = (
-        f"--exp_name=ppo --seed=0 --log_with=wandb --model_name={word_policy} --query_dataset={prompts} "
-        f"--reward_model={kind_rm} --lora_alpha=16 --lora_r=16 --use_seq2seq=False --trust_remote_code=False "
+        f"--exp_name=ppo --seed=0 --log_with=wandb --model_name={policy} --query_dataset={prompts} "
+        f"--reward_model={kind_rm} --lora_alpha=16 --lora_r=16 --use_seq2seq={seq2seq} --trust_remote_code=False "
         "--use_peft=False --ppo_epochs=8"
     ).split()
-    result = ppo.cli(
-        seed
-        + [
-            f"--output_dir={tmp_path / 'out'}",
-            "--steps=16",
-            "--batch_size=16",
-            "--mini_batch_size=16",
-            "--response_length=4",
-            "--eval_samples=8",
-        ]
-    )
-    assert len(read_metrics(tmp_path / "out")) == 1
+    out = tmp_path / "out"
+    extra = [
+        "--steps=16",
+        "--batch_size=16",
+        "--mini_batch_size=16",
+        "--response_length=4",
+        "--eval_samples=8",
+    ]
+    result = ppo.cli(seed + [f"--output_dir={out}", *extra])
+    assert len(read_metrics(out)) == 1
     assert result["prompts"] == 8
+    assert json.loads((out / "config.json").read_text()).get("is_encoder_decoder", False) is seq2seq
     (run,) = offline_wandb.glob("offline-run-*")
     assert b"objective/scores" in next(run.glob("*.wandb")).read_bytes()
 

@@ -7,7 +7,6 @@ import json
 
 import pytest
 import torch
-from conftest import write_jsonl
 from test_ppo import read_metrics, record_first_log_ratio, run_ppo
 from test_resume import assert_resumed_from_checkpoint_2_ends_as, comparable, ppo_argv
 
@@ -158,27 +157,6 @@ def test_seq2seq_critic_free_rloo_raises_the_reward(word_bart, kind_rm, kind_dat
     assert result["policy_score_mean"] > result["reference_score_mean"] + 0.5
     assert not [k for m in history for k in m if k.startswith("val/")]
     assert not (out / "value_model.safetensors").exists()
-
-
-def test_seed_command_line_with_use_seq2seq_runs_one_update(word_t5, kind_rm, tmp_path, offline_wandb):
-    """The 2024 command with --use_seq2seq=True and a tiny T5 for gpt2 (and a local first-prompt set)."""
-    prompts = write_jsonl(tmp_path / "first-prompt.jsonl", [{"user": f"hello number {i}"} for i in range(80)])
-    seed = (
-        f"--exp_name=ppo --seed=0 --log_with=wandb --model_name={word_t5} --query_dataset={prompts} "
-        f"--reward_model={kind_rm} --lora_alpha=16 --lora_r=16 --use_seq2seq=True --trust_remote_code=False "
-        "--use_peft=False --ppo_epochs=8"
-    ).split()
-    out = tmp_path / "out"
-    extra = [
-        "--steps=16",
-        "--batch_size=16",
-        "--mini_batch_size=16",
-        "--response_length=4",
-        "--eval_samples=8",
-    ]
-    result = ppo.cli(seed + [f"--output_dir={out}", *extra])
-    assert len(read_metrics(out)) == 1 and result["prompts"] == 8
-    assert json.loads((out / "config.json").read_text())["is_encoder_decoder"] is True
 
 
 def test_use_seq2seq_must_match_the_model(word_policy, word_t5, kind_rm, kind_data, tmp_path):
