@@ -76,6 +76,20 @@ def test_ppo_two_processes(word_policy, kind_rm, kind_data, tmp_path):
     assert len(list((tmp_path / "wandb").glob("offline-run-*"))) == 1
 
 
+def test_ppo_two_processes_seq2seq(word_t5, kind_rm, kind_data, tmp_path):
+    """An encoder-decoder policy under DDP: the same update loop, gathered evaluation, one writer."""
+    out = tmp_path / "ppo"
+    argv = ppo_argv(word_t5, kind_rm, kind_data, out, "--steps=64", "--use_seq2seq=True", "--save_steps=4")
+    log = launch("ppo.py", argv, tmp_path)
+    assert "4 updates x 16 episodes (2 process(es))" in log
+    assert log.count("[ppo] saved policy") == 1
+    history = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [m["update"] for m in history] == [1, 2, 3, 4] and history[0]["objective/kl"] == 0.0
+    assert json.loads((out / "eval.json").read_text())["prompts"] == 7
+    assert len(list((out / "checkpoint-4").glob("rng_state_*.pt"))) == 2
+    assert json.loads((out / "config.json").read_text())["is_encoder_decoder"] is True
+
+
 # ppo.py with every training rollout's prompt indices written per process (evaluation passes its own
 # prompt list, and is not recorded).
 RECORD_ROLLOUTS = """
