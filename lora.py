@@ -169,6 +169,17 @@ def merge_in_full_precision(peft_model, load_full_precision):
     return full.merge_and_unload()
 
 
+def prepare_quantized(model, gradient_checkpointing: bool):
+    """A bitsandbytes-loaded model made ready for LoRA: peft's `prepare_model_for_kbit_training` (layer
+    norms and float layers in float32, every weight frozen; the adapters come next) and one CPU weight
+    format for sampling and training (`keep_one_cpu_weight_format`). Returns the model."""
+    from peft import prepare_model_for_kbit_training
+
+    model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=gradient_checkpointing)
+    keep_one_cpu_weight_format(model)
+    return model
+
+
 def keep_one_cpu_weight_format(model) -> None:
     """bitsandbytes (0.50) repacks a 4-bit layer's weights for its CPU inference kernel, with bf16 block
     scales, the first time the layer runs in eval mode without gradients on a CPU with AVX512-BF16, and

@@ -630,21 +630,16 @@ class Trainer:
         self.args, self.acc = args, accelerator
         self.device = accelerator.device
         self.sizes = derive_sizes(args, accelerator.num_processes)
+        policy_path = offline.resolve_model_path(args.model_name)
         # The one choice of the model kind: ppo_models lays prompt and response out for it
         kind = "seq2seq" if args.use_seq2seq else "causal"
-        check_policy_kind(
-            offline.resolve_model_path(args.model_name), args.use_seq2seq, args.trust_remote_code
-        )
+        check_policy_kind(policy_path, args.use_seq2seq, args.trust_remote_code)
         if args.use_peft:  # a misspelt module name fails before the data and the weights load
             args.lora_target_modules = lora.resolve_target_modules_from_config(
-                offline.resolve_model_path(args.model_name),
-                args.lora_target_modules,
-                kind,
-                args.trust_remote_code,
+                policy_path, args.lora_target_modules, kind, args.trust_remote_code
             )
         # Before any weights load: a run whose evaluation overlaps its training data stops at once.
         self.train_prompts, self.eval_prompts = self._load_prompts()
-        policy_path = offline.resolve_model_path(args.model_name)
         critic_rm, rm_note = self._load_tokenizer_and_reward_models(policy_path)
         value_source = self._build_models(policy_path, critic_rm)
         self.train_ids, self.eval_ids = self._encode_prompts()
@@ -1250,8 +1245,7 @@ def evaluate(tr: Trainer, n_show: int = 0) -> dict:
             pol_k = tr.rollout(index, tr.eval_prompts, tr.eval_ids, generator=g, temperature=T)
             logprobs, ref_logprobs, _, _ = tr.forward_logprobs(pol_k, T)
         kl = ((logprobs - ref_logprobs) * pol_k.response_mask.float()).sum(1).tolist()
-        policy_side = {"rollout": pol_k, "gold": score_gold(tr, pol_k)}
-        policy_side["text"] = decode(tr.tok, pol_k.responses, pol_k.lengths)
+        policy_side = judged_draw(tr, pol_k)
         ref_side = reference_draw(tr, index, seed, T)
         for j, row in enumerate(local):
             draw = {"kl": kl[j], "gold": {}}
@@ -1275,13 +1269,15 @@ def evaluate(tr: Trainer, n_show: int = 0) -> dict:
     return result
 
 
-def score_gold(tr: Trainer, ro: Rollout) -> dict[str, list[float]]:
-    """Each gold reward model's scores of a rollout, in its own format and tokenizer."""
+def judged_draw(tr: Trainer, ro: Rollout) -> dict:
+    """A rollout (proxy-scored) with what evaluation reads besides: each gold reward model's scores,
+    in its own format and tokenizer, and the responses' text."""
     with torch.inference_mode():
-        return {
+        gold = {
             name: scorer(ro.prompts, ro.responses, ro.lengths).float().tolist()
             for name, scorer in tr.gold.items()
         }
+    return {"rollout": ro, "gold": gold, "text": decode(tr.tok, ro.responses, ro.lengths)}
 
 
 def reference_draw(tr: Trainer, index: list[int], seed: int, temperature: float) -> dict:
@@ -1296,11 +1292,7 @@ def reference_draw(tr: Trainer, index: list[int], seed: int, temperature: float)
         ro = tr.rollout(
             index, tr.eval_prompts, tr.eval_ids, generator=g, use_reference=True, temperature=temperature
         )
-        cache[key] = {
-            "rollout": ro,
-            "gold": score_gold(tr, ro),
-            "text": decode(tr.tok, ro.responses, ro.lengths),
-        }
+        cache[key] = judged_draw(tr, ro)
     return cache[key]
 
 

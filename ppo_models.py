@@ -149,12 +149,8 @@ def build_policy_and_value(
         decoder_start_id(policy)  # refused now, not at the first rollout
     ref = None
     if quantization is not None:
-        from peft import prepare_model_for_kbit_training
-
-        # Layer norms and embeddings in float32, every weight frozen (the adapters come next); gradient
-        # checkpointing is set below, as for an unquantized policy.
-        policy = prepare_model_for_kbit_training(policy, use_gradient_checkpointing=False)
-        lora.keep_one_cpu_weight_format(policy)
+        # Gradient checkpointing is set below, as for an unquantized policy.
+        policy = lora.prepare_quantized(policy, gradient_checkpointing=False)
     if lora_spec is not None:
         from peft import LoraConfig, get_peft_model
 
@@ -172,10 +168,7 @@ def build_policy_and_value(
     if value_kind == "none":  # critic-free: no value weights are ever allocated
         value, source = None, "none (a critic-free estimator)"
     elif value_kind == "head":
-        hidden = policy.config.get_text_config().hidden_size
-        value = nn.Linear(hidden, 1)
-        nn.init.zeros_(value.weight)
-        nn.init.zeros_(value.bias)
+        value = zero_value_head(policy.config.get_text_config().hidden_size)
         source = "a scalar head on the policy trunk"
     elif seq2seq:
         # A reward model is an encoder or a decoder: neither reads the encoder-decoder layout, so the
@@ -183,9 +176,7 @@ def build_policy_and_value(
         trunk = AutoModel.from_pretrained(
             policy_path, trust_remote_code=trust_remote_code, dtype=torch.float32
         )
-        head = nn.Linear(policy.config.get_text_config().hidden_size, 1)
-        nn.init.zeros_(head.weight)
-        nn.init.zeros_(head.bias)
+        head = zero_value_head(policy.config.get_text_config().hidden_size)
         value = nn.ModuleDict({"trunk": trunk, "head": head})
         source = f"the policy backbone {policy_path} (encoder-decoder) with a new scalar head"
     else:
@@ -222,17 +213,24 @@ def build_policy_and_value(
     return model, ref, source
 
 
+def zero_value_head(hidden: int) -> nn.Linear:
+    """A scalar value head that starts at 0 for every state: the first advantages are the rewards'."""
+    head = nn.Linear(hidden, 1)
+    nn.init.zeros_(head.weight)
+    nn.init.zeros_(head.bias)
+    return head
+
+
 def merge_in_full_precision(policy, policy_path: str, trust_remote_code: bool = False):
     """A LoRA policy over a quantized backbone as QLoRA models are released: its adapters merged into the
-    backbone loaded again in float32 from `policy_path` (`lora.merge_in_full_precision`), a plain
-    causal LM that pipeline() loads without bitsandbytes."""
-    from transformers import AutoModelForCausalLM
+    backbone loaded again in float32 from `policy_path` (`lora.merge_in_full_precision`), of the
+    policy's own kind (causal or encoder-decoder), a plain model that loads without bitsandbytes."""
+    from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM
 
+    auto = AutoModelForSeq2SeqLM if is_seq2seq(policy) else AutoModelForCausalLM
     return lora.merge_in_full_precision(
         policy,
-        lambda: AutoModelForCausalLM.from_pretrained(
-            policy_path, trust_remote_code=trust_remote_code, dtype=torch.float32
-        ),
+        lambda: auto.from_pretrained(policy_path, trust_remote_code=trust_remote_code, dtype=torch.float32),
     )
 
 

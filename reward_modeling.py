@@ -535,13 +535,8 @@ def build_trainer(
     peft_config = None
     if model_args.use_peft:
         if model_args.load_in_4bit or model_args.load_in_8bit:
-            from peft import prepare_model_for_kbit_training
-
             # Layer norms and the new head in float32, every weight frozen (the adapters come next).
-            model = prepare_model_for_kbit_training(
-                model, use_gradient_checkpointing=training_args.gradient_checkpointing
-            )
-            lora.keep_one_cpu_weight_format(model)
+            model = lora.prepare_quantized(model, training_args.gradient_checkpointing)
         peft_config = get_peft_config(model_args)
         # The head is new: train it in full, next to the adapters.
         heads = head_module_names(info["missing_keys"])
