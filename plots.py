@@ -1,6 +1,6 @@
 """Figures of a run, written as PNGs into its output folder (matplotlib, no display needed).
 
-    python plots.py outputs/ppo-quickstart     # a ppo.py run: metrics.jsonl, eval.json
+    python plots.py outputs/ppo-quickstart     # a ppo.py run: metrics.jsonl, eval.json (alone: --eval_only)
     python plots.py outputs/rm-quickstart      # a reward_modeling.py run: metrics.json (or eval_results.json)
 
 ppo.py and reward_modeling.py call it at the end of every run; a plotting error is a warning there,
@@ -133,8 +133,10 @@ def reliability_figure(metrics: dict):
 def figures_for(out: Path) -> dict:
     """{file name: Figure} for a ppo.py or reward_modeling.py output folder."""
     out = Path(out)
-    if (out / "metrics.jsonl").is_file():
-        figs = {"training.png": ppo_training_figure(read_jsonl(out / "metrics.jsonl"))}
+    if (out / "metrics.jsonl").is_file() or (out / "eval.json").is_file():  # eval.json alone: --eval_only
+        figs = {}
+        if (out / "metrics.jsonl").is_file():
+            figs["training.png"] = ppo_training_figure(read_jsonl(out / "metrics.jsonl"))
         points = (
             json.loads((out / "eval.json").read_text()).get("points", [])
             if (out / "eval.json").is_file()
@@ -153,7 +155,7 @@ def figures_for(out: Path) -> dict:
     if (out / "eval_results.json").is_file():  # reward_modeling.py --eval_only
         return {"calibration.png": reliability_figure(json.loads((out / "eval_results.json").read_text()))}
     raise FileNotFoundError(
-        f"{out}: neither a ppo.py output (metrics.jsonl) nor a reward_modeling.py one (metrics.json, eval_results.json)"
+        f"{out}: neither a ppo.py output (metrics.jsonl, eval.json) nor a reward_modeling.py one (metrics.json, eval_results.json)"
     )
 
 

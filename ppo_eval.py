@@ -54,6 +54,45 @@ def paired_gain(policy: list[list[float]], reference: list[list[float]]) -> dict
     }
 
 
+def length_controlled_gain(
+    policy: list[list[float]],
+    reference: list[list[float]],
+    policy_lengths: list[list[float]],
+    reference_lengths: list[list[float]],
+) -> dict:
+    """The paired gain with what response length explains taken out (a judge that pays for length
+    rewards a policy that only got longer: Singhal et al. 2023; AlpacaEval's length control, Dubois et
+    al. 2024, regresses it out too).
+
+    The judge's price of a token, `length_slope`, is the pooled within-cell least-squares slope of
+    score on length, a cell being one prompt's draws (its seeds) from one side: it is learned only
+    from samples of the same model for the same prompt that happened to differ in length, so neither
+    the prompt nor the policy's own shift leaks into it. Each prompt's gain then loses
+    length_slope x its length difference (policy - reference, seeds averaged); mean and standard error
+    over prompts as in `paired_gain`. With one seed per prompt there is nothing within a cell: the
+    figures are None."""
+    sxy = sxx = 0.0
+    for scores, lengths in zip(policy + reference, policy_lengths + reference_lengths):
+        ls, ss = _mean(lengths), _mean(scores)
+        sxy += sum((x - ls) * (y - ss) for x, y in zip(lengths, scores))
+        sxx += sum((x - ls) ** 2 for x in lengths)
+    length_diff = [_mean(p) - _mean(r) for p, r in zip(policy_lengths, reference_lengths)]
+    if sxx == 0.0:
+        none = {"length_slope": None, "length_controlled_gain_mean": None, "length_controlled_gain_se": None}
+        return {**none, "length_diff_mean": _mean(length_diff)}
+    slope = sxy / sxx
+    gains = [_mean(p) - _mean(r) - slope * d for p, r, d in zip(policy, reference, length_diff)]
+    n = len(gains)
+    mean = _mean(gains)
+    var = sum((g - mean) ** 2 for g in gains) / (n - 1) if n > 1 else 0.0
+    return {
+        "length_slope": slope,
+        "length_controlled_gain_mean": mean,
+        "length_controlled_gain_se": math.sqrt(var / n) if n else 0.0,
+        "length_diff_mean": _mean(length_diff),
+    }
+
+
 def _mean(xs: list[float]) -> float:
     return sum(xs) / len(xs) if xs else 0.0
 

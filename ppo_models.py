@@ -111,6 +111,7 @@ def build_policy_and_value(
     gradient_checkpointing: bool = False,
     quantization=None,
     seq2seq: bool = False,
+    reference_path: str | None = None,
 ):
     """Policy (+ LoRA) and value function wrapped in one module, so one optimizer and one DDP
     wrapper cover both (as summarize_from_feedback_details' PolicyAndValueWrapper).
@@ -123,6 +124,8 @@ def build_policy_and_value(
     "none" (a critic-free estimator: the value function is None and no value weights are allocated).
     seq2seq: an encoder-decoder policy (T5, BART), whose critic is its own encoder-decoder backbone
     (without the LM head) with a new scalar head on the decoder's states.
+    reference_path: the reference's weights (same kind, float32) instead of a frozen copy of the
+    starting policy; not with LoRA, whose reference is its base weights with the adapters off.
     Returns (model, reference or None with LoRA, a note on where the value function came from)."""
     import copy
 
@@ -142,7 +145,10 @@ def build_policy_and_value(
     # float32 master weights whatever the checkpoint's dtype (transformers 5 loads a bf16 checkpoint,
     # as most hub models are, in bf16): AdamW steps of lr x update are below bf16's resolution, and
     # --bf16 is autocast over these weights.
-    policy = (AutoModelForSeq2SeqLM if seq2seq else AutoModelForCausalLM).from_pretrained(
+    if reference_path is not None and lora_spec is not None:
+        raise ValueError("a LoRA policy's reference is its base with the adapters off: no reference_path")
+    lm_class = AutoModelForSeq2SeqLM if seq2seq else AutoModelForCausalLM
+    policy = lm_class.from_pretrained(
         policy_path, trust_remote_code=trust_remote_code, dtype=torch.float32, **quantized
     )
     if seq2seq:
@@ -163,6 +169,11 @@ def build_policy_and_value(
             task_type="SEQ_2_SEQ_LM" if seq2seq else "CAUSAL_LM",
         )
         policy = get_peft_model(policy, config)
+    elif reference_path is not None:
+        ref = lm_class.from_pretrained(
+            reference_path, trust_remote_code=trust_remote_code, dtype=torch.float32
+        )
+        ref = ref.eval().requires_grad_(False)
     else:
         ref = copy.deepcopy(policy).eval().requires_grad_(False)
     if value_kind == "none":  # critic-free: no value weights are ever allocated

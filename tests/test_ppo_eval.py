@@ -31,6 +31,37 @@ def test_paired_gain_averages_seeds_within_a_prompt_then_takes_the_se_over_promp
         ppo_eval.paired_gain([[1.0]], [[1.0, 2.0]])
 
 
+def test_length_controlled_gain_against_a_fixed_effects_regression():
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    n, k = 12, 3
+    pol_len = rng.integers(10, 40, (n, k)).astype(float)
+    ref_len = rng.integers(5, 35, (n, k)).astype(float)
+    prompt = rng.normal(size=(n, 1))
+    pol = (prompt + 0.05 * pol_len + 0.3 + rng.normal(scale=0.2, size=(n, k))).tolist()
+    ref = (prompt + 0.05 * ref_len + rng.normal(scale=0.2, size=(n, k))).tolist()
+    got = ppo_eval.length_controlled_gain(pol, ref, pol_len.tolist(), ref_len.tolist())
+    # Naive reference: least squares of score on length plus one indicator per (prompt, side) cell.
+    y = np.concatenate([np.ravel(pol), np.ravel(ref)])
+    x = np.concatenate([pol_len.ravel(), ref_len.ravel()])
+    cells = np.repeat(np.arange(2 * n), k)
+    design = np.column_stack([x, np.eye(2 * n)[cells]])
+    slope = np.linalg.lstsq(design, y, rcond=None)[0][0]
+    assert got["length_slope"] == pytest.approx(slope)
+    gains = np.mean(pol, 1) - np.mean(ref, 1) - slope * (pol_len.mean(1) - ref_len.mean(1))
+    assert got["length_controlled_gain_mean"] == pytest.approx(gains.mean())
+    assert got["length_controlled_gain_se"] == pytest.approx(gains.std(ddof=1) / np.sqrt(n))
+    assert got["length_diff_mean"] == pytest.approx((pol_len - ref_len).mean())
+    # A judge that pays 0.05 per token: the raw gain carries the length, the controlled one is the 0.3.
+    raw = ppo_eval.paired_gain(pol, ref)["gain_mean"]
+    assert abs(raw - 0.3) > 0.1 and got["length_controlled_gain_mean"] == pytest.approx(0.3, abs=0.1)
+    # One seed per prompt: no draw of a cell differs from another, so there is no slope to learn.
+    one = ppo_eval.length_controlled_gain([[1.0]], [[0.0]], [[3.0]], [[2.0]])
+    assert one["length_slope"] is None and one["length_controlled_gain_mean"] is None
+    assert one["length_diff_mean"] == 1.0
+
+
 def test_repeated_ngrams_count_repeats_within_a_response_only():
     # "a b c a b c": 3-grams abc bca cab abc, one repeat; "x y" has none; a second "a b c" in
     # another response repeats nothing of its own.
@@ -182,6 +213,54 @@ def test_eval_with_gold_model_and_seeds(word_policy, kind_rm, gpt2_rm, kind_data
         assert math.isfinite(logged[key]), key
     assert 0 <= logged["eval/diagnostics/policy/refusal_rate"] <= 1
     assert {"training.png", "overoptimization.png", "diagnostics.png"} <= {p.name for p in out.iterdir()}
+
+
+def test_eval_only_repeats_the_final_evaluation_of_a_run(word_policy, kind_rm, gpt2_rm, kind_data, tmp_path):
+    gold = str(gpt2_rm)
+    common = (f"--gold_reward_model={gold}", "--eval_seeds=2", "--eval_samples=8")
+    run = tmp_path / "run"
+    trained = run_ppo(word_policy, kind_rm, kind_data, run, "--steps=32", *common)
+    assert trained["proxy"]["gain_mean"] != 0  # the run moved the policy
+    # The saved policy against the model it started from, with nothing trained and nothing saved.
+    again = run_ppo(
+        run, kind_rm, kind_data, tmp_path / "eval", "--eval_only=True", f"--ref_model={word_policy}", *common
+    )
+    for key in ("proxy", "gold", "kl_mean", "diagnostics", "lengths"):
+        assert again[key] == trained[key], key
+    assert trained["proxy"]["length_diff_mean"] == pytest.approx(
+        sum(map(sum, trained["lengths"]["policy"])) / 16 - sum(map(sum, trained["lengths"]["reference"])) / 16
+    )
+    saved = json.loads((tmp_path / "eval" / "eval.json").read_text())
+    assert saved["update"] == 0 and len(saved["points"]) == 1
+    assert not (tmp_path / "eval" / "model.safetensors").exists()
+    assert (tmp_path / "eval" / "overoptimization.png").exists()
+
+
+def test_ref_model_and_eval_only_are_refused_where_they_mean_nothing(
+    word_policy, kind_rm, kind_data, tiny_bert, tmp_path
+):
+    with pytest.raises(ValueError, match="^--eval_only compares --model_name with --ref_model"):
+        run_ppo(word_policy, kind_rm, kind_data, tmp_path / "a", "--eval_only=True")
+    with pytest.raises(ValueError, match="adapters off; use --use_peft=False"):
+        run_ppo(
+            word_policy, kind_rm, kind_data, tmp_path / "b", "--use_peft=True", f"--ref_model={word_policy}"
+        )
+    with pytest.raises(FileNotFoundError, match="^--ref_model: model folder not found"):
+        run_ppo(word_policy, kind_rm, kind_data, tmp_path / "c", f"--ref_model={tmp_path / 'missing'}")
+    with pytest.raises(ValueError, match=f"--ref_model={tiny_bert} has another tokenizer"):
+        run_ppo(word_policy, kind_rm, kind_data, tmp_path / "d", f"--ref_model={tiny_bert}", "--steps=16")
+
+
+def test_a_named_reference_is_the_one_the_kl_reads(word_policy, tiny_gpt2):
+    model, ref, _ = ppo_models.build_policy_and_value(str(word_policy), "none", reference_path=str(tiny_gpt2))
+    other, _, _ = ppo_models.build_policy_and_value(str(tiny_gpt2), "none")
+    for (name, a), b in zip(ref.state_dict().items(), other.policy.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0, msg=name)
+    assert not any(p.requires_grad for p in ref.parameters())
+    with pytest.raises(ValueError, match="no reference_path"):
+        ppo_models.build_policy_and_value(
+            str(word_policy), "head", lora_spec=ppo_models.LoraSpec(4, 8, None), reference_path=str(tiny_gpt2)
+        )
 
 
 # --- plots -----------------------------------------------------------------------------------
