@@ -61,6 +61,7 @@ from ppo_models import (
     build_policy_and_value,
     check_policy_kind,
     decode,
+    disable_dropout,
     generate,
     load_proxy_reward,
     load_scorer,
@@ -520,7 +521,9 @@ def resolve_estimator(args: PPOArguments) -> None:
 def quantization_config(args: PPOArguments):
     """The policy's bitsandbytes config for --load_in_4bit / --load_in_8bit, None without: TRL's
     `get_quantization_config`, as reward_modeling.py's, computing in float32 as the float32 master
-    weights elsewhere do (--bf16 autocasts over it)."""
+    weights elsewhere do (--bf16 autocasts over it). TRL is imported only then (see disable_dropout)."""
+    if not (args.load_in_4bit or args.load_in_8bit):
+        return None
     from trl import ModelConfig, get_quantization_config
 
     return get_quantization_config(
@@ -1158,12 +1161,10 @@ class Trainer:
     def train_on(self, ro: Rollout, old_logprobs, old_values, advantages, returns, ref_logprobs=None) -> dict:
         """Phase 5. Without a value model `old_values` and `returns` are None; `ref_logprobs` are needed
         with --kl_penalty=loss."""
-        from trl.trainer.utils import disable_dropout_in_model
-
         args, s = self.args, self.sizes
         aggregation = ESTIMATOR_DEFAULTS[args.advantage_estimator][2]
         self.model.train()
-        disable_dropout_in_model(self.model)
+        disable_dropout(self.model)
         totals: dict[str, list[float]] = {}
         names = ("policy_grad_norm", "value_grad_norm")[: len(self.optimizer.param_groups)]
         norms: dict[str, list[float]] = {name: [] for name in names}

@@ -213,13 +213,10 @@ def build_policy_and_value(
             value["trunk"].gradient_checkpointing_enable(
                 gradient_checkpointing_kwargs={"use_reentrant": False}
             )
-    from trl.trainer.utils import disable_dropout_in_model
-
     model = PolicyAndValue(policy, value, value_kind)
     for m in (model, ref):
         if m is not None:
-            disable_dropout_in_model(m)  # with dropout on, the first PPO ratio is not 1 (PPO-NOTES.md)
-            zero_dropout_rates(m)
+            disable_dropout(m)  # with dropout on, the first PPO ratio is not 1 (PPO-NOTES.md)
             fuse_gelu(m)
     return model, ref, source
 
@@ -306,13 +303,20 @@ def merged_lora(policy):
         del policy.disable_adapter
 
 
-def zero_dropout_rates(module) -> int:
-    """Set to 0 the dropout rates transformers keeps as floats on a module and applies as a function
-    in training mode (BART's dropout, activation_dropout and layerdrop, the attention dropout of T5 and
-    Llama), which trl's disable_dropout_in_model, written for nn.Dropout modules, leaves on: with them
-    a T5's or BART's first PPO ratio was off by up to 0.18 in log. Returns the number of rates zeroed."""
+def disable_dropout(module) -> int:
+    """No dropout anywhere in `module`, in training mode too: every nn.Dropout's p is 0 (what trl's
+    `disable_dropout_in_model` does; tests/test_libraries.py holds it as the reference) and so is every
+    rate transformers keeps as a float on a module and applies as a function (BART's dropout,
+    activation_dropout and layerdrop, the attention dropout of T5 and Llama), which trl's leaves on:
+    with them a T5's or BART's first PPO ratio was off by up to 0.18 in log. Not imported from trl:
+    `import trl` loads datasets, pandas, pyarrow and bitsandbytes (+253 MiB RSS at import), which put
+    ppo.py's peak RSS on the small preset up by 87 MiB (808 -> 895 MiB, bench/ppo_bench.py, three
+    runs each). Returns the number of rates zeroed."""
     zeroed = 0
     for m in module.modules():
+        if isinstance(m, nn.Dropout) and m.p:
+            m.p = 0.0
+            zeroed += 1
         for name, value in vars(m).items():
             if ("dropout" in name or name == "layerdrop") and isinstance(value, float) and value:
                 setattr(m, name, 0.0)

@@ -51,7 +51,6 @@ def main(argv=None):
     args = parse_args(argv)
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
-    from trl.trainer.utils import disable_dropout_in_model
 
     import hh_data
     import offline
@@ -60,6 +59,7 @@ def main(argv=None):
     from ppo_data import PromptEncoder, stop_token_ids
     from ppo_models import (
         PolicyAndValue,
+        disable_dropout,
         fuse_gelu,
         generate,
         response_logits,
@@ -78,7 +78,7 @@ def main(argv=None):
         AutoModelForSequenceClassification.from_pretrained(path, num_labels=1, dtype=torch.float32)
     )
     model = PolicyAndValue(policy, torch.nn.ModuleDict({"trunk": trunk, "head": head}), "critic")
-    disable_dropout_in_model(model)
+    disable_dropout(model)
     fuse_gelu(model)
     model.eval()
 
@@ -115,7 +115,7 @@ def main(argv=None):
         ref = AutoModelForCausalLM.from_pretrained(
             offline.resolve_model_path(args.reference), dtype=torch.float32
         )
-        disable_dropout_in_model(ref)
+        disable_dropout(ref)
         fuse_gelu(ref)
         ref.eval()
         for name, bf16 in (("fp32", False), ("bf16", True)):

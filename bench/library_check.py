@@ -84,11 +84,10 @@ def load_shape(name: str, args, device):
     """(policy, tokenizer) of a shape, float32, eval mode, dropout off, as ppo.py loads a policy."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer, GPT2Config
-    from trl.trainer.utils import disable_dropout_in_model
 
     import offline
     import scoring
-    from ppo_models import fuse_gelu
+    from ppo_models import disable_dropout, fuse_gelu
 
     if name == "quickstart":
         path = offline.resolve_model_path(args.model)
@@ -107,7 +106,7 @@ def load_shape(name: str, args, device):
         )
         model = AutoModelForCausalLM.from_config(config)
     scoring.ensure_pad_token(tok, model)
-    disable_dropout_in_model(model)
+    disable_dropout(model)
     fuse_gelu(model)
     return model.to(device).eval(), tok
 

@@ -3,6 +3,9 @@ replaced implementation as a naive reference and compares ids, tensors or module
 
 import gzip
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -10,6 +13,8 @@ from conftest import HH_HARMLESS_TEST
 
 import ppo_models
 import reward_format
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def naive_left_pad(seqs, pad_id):
@@ -33,14 +38,43 @@ def test_left_pad_equals_the_naive_loop(seqs):
 
 
 def test_built_models_have_no_active_dropout(tiny_gpt2):
-    """trl's disable_dropout_in_model, called by build_policy_and_value, zeroes every dropout rate of the
-    policy, the critic and the reference (tiny GPT-2 is configured with rate 0.1 everywhere)."""
+    """build_policy_and_value zeroes every dropout rate of the policy, the critic and the reference (tiny
+    GPT-2 is configured with rate 0.1 everywhere), as trl's disable_dropout_in_model does: our own
+    disable_dropout (which spares ppo.py the import of trl) leaves what trl's would."""
+    import copy
+
+    from transformers import AutoModelForCausalLM
+    from trl.trainer.utils import disable_dropout_in_model
+
     import ppo_models
 
     model, ref, _ = ppo_models.build_policy_and_value(str(tiny_gpt2), "critic")
     for m in (model, ref):
         rates = [d.p for d in m.modules() if isinstance(d, torch.nn.Dropout)]
         assert rates and all(p == 0 for p in rates)
+    ours = AutoModelForCausalLM.from_pretrained(str(tiny_gpt2))
+    theirs = copy.deepcopy(ours)
+    assert ppo_models.disable_dropout(ours) > 0
+    disable_dropout_in_model(theirs)
+    for a, b in zip(ours.modules(), theirs.modules()):
+        if isinstance(a, torch.nn.Dropout):
+            assert a.p == b.p == 0
+
+
+def test_ppo_never_imports_trl(word_policy, kind_rm, kind_data, tmp_path):
+    """trl at import costs 253 MiB RSS (datasets, pandas, pyarrow, bitsandbytes): a PPO run without
+    quantization flags never loads it (a fresh interpreter, since pytest's has trl already)."""
+    code = "import sys, ppo; ppo.cli(sys.argv[1:]); print('trl loaded' if 'trl' in sys.modules else 'no trl')"
+    argv = [
+        f"--model_name={word_policy}", f"--reward_model={kind_rm}", f"--query_dataset={kind_data}",
+        f"--output_dir={tmp_path / 'out'}", "--batch_size=8", "--mini_batch_size=8", "--steps=8",
+        "--response_length=4", "--eval_samples=4", "--sample_every=0", "--num_samples=0",
+    ]  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-c", code, *argv], cwd=ROOT, capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "no trl"
 
 
 def naive_encode_left_truncated(tokenizer, texts, max_length, append_eos=False):
