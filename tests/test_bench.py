@@ -338,3 +338,65 @@ def test_best_of_n_curve_rises_with_n_and_a_gold_equal_to_the_proxy_agrees(
     # the same model as gold: it agrees with the proxy's choice exactly
     assert [row[str(kind_rm)]["gain_mean"] for row in curve] == proxy
     assert curve[2]["kl"] == pytest.approx(math.log(4) - 0.75, abs=1e-4)
+
+
+def test_estimator_quality_summary_is_the_mean_over_seeds_with_its_standard_error():
+    import estimator_quality
+
+    def run(estimator, seed, kl, proxy, gold, cpu):
+        figures = {"gain_mean": gold, "length_controlled_gain_mean": gold / 2}
+        return {
+            "estimator": estimator, "seed": seed, "kl_mean": kl, "proxy": {"gain_mean": proxy},
+            "gold": {"g": figures}, "train_s": 10.0, "cpu_min": cpu,
+        }  # fmt: skip
+
+    runs = [
+        run("gae", 0, 1.0, 0.2, 0.1, 2.0),
+        run("gae", 1, 3.0, 0.4, 0.3, 4.0),
+        run("grpo", 0, 2.0, 0.5, 0.6, 3.0),
+    ]
+    got = estimator_quality.summarize(runs)
+    gae = got["gae"]
+    assert gae["seeds"] == [0, 1] and gae["gold"] == "g"
+    assert gae["kl"] == pytest.approx(2.0) and gae["kl_se"] == pytest.approx(1.0)  # sd sqrt(2) / sqrt(2)
+    assert gae["gold_gain"] == pytest.approx(0.2) and gae["gold_gain_se"] == pytest.approx(0.1)
+    assert gae["gold_gain_length_controlled"] == pytest.approx(0.1)
+    assert gae["gold_gain_per_kl"] == pytest.approx(0.1) and gae["gold_gain_per_cpu_min"] == pytest.approx(
+        0.2 / 3
+    )
+    assert got["grpo"]["gold_gain_se"] is None and got["grpo"]["gold_gain_per_kl"] == pytest.approx(0.3)
+
+
+def test_estimator_quality_runs_each_estimator_and_seed_on_equal_settings(
+    word_policy, kind_rm, gpt2_rm, kind_data, tmp_path, capsys
+):
+    import estimator_quality
+
+    config = tmp_path / "ppo.yaml"
+    config.write_text(
+        f"model_name: {word_policy}\nreward_model: {kind_rm}\nquery_dataset: {kind_data}\nbatch_size: 16\n"
+        "mini_batch_size: 8\nsteps: 32\nresponse_length: 6\nlearning_rate: 3.0e-3\neval_samples: 6\n"
+        "sample_every: 0\nnum_samples: 0\n"
+    )
+    argv = [
+        str(config),
+        "--estimators=gae,grpo",
+        "--seeds=0",
+        f"--out_root={tmp_path / 'runs'}",
+        "--eval_seeds=2",
+    ]
+    summary = estimator_quality.main(argv + [f"--gold_reward_model={gpt2_rm}"])
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    runs = [line for line in lines if line["harness"] == "estimator_quality (run)"]
+    assert lines[-1] == summary and [r["estimator"] for r in runs] == ["gae", "grpo"]
+    for r in runs:
+        assert r["updates"] == 2 and r["episodes"] == 32 and r["cpu_min"] > 0
+        assert "--num_generations=4" in r["cmd"] and r["proxy"]["length_controlled_gain_mean"] is not None
+        saved = json.loads((tmp_path / "runs" / f"{r['estimator']}-s0" / "eval.json").read_text())
+        assert (
+            r["kl_mean"] == saved["kl_mean"]
+            and r["gold"][str(gpt2_rm)]["gain_mean"] == (saved["gold"][str(gpt2_rm)]["gain_mean"])
+        )
+    assert set(summary["estimators"]) == {"gae", "grpo"}
+    with pytest.raises(SystemExit):
+        estimator_quality.parse_args([str(config), "--out_root=x", "--seed=3"])

@@ -219,6 +219,16 @@ def test_quickstart_configs_parse_and_point_at_real_files(tmp_path):
     assert args.model_name in offline.OFFLINE_MODELS and args.reward_model == training.output_dir
     assert (ROOT / args.query_dataset).is_dir() and (ROOT / args.eval_dataset).is_file()
     assert args.use_peft and ppo.derive_sizes(args, world=1).updates == 6
+    # The gold judge: another output folder, trained on the rows the proxy is only evaluated on.
+    gold_script, gold_training, _ = cmdline.parse_args(
+        (reward_modeling.ScriptArguments, RewardConfig, ModelConfig),
+        [str(qs / "gold_reward_model.yaml")],
+        renamed=reward_modeling.RENAMED_FLAGS,
+        defaults=reward_modeling.default_flags(),
+    )
+    assert args.gold_reward_model == gold_training.output_dir != training.output_dir
+    assert gold_script.dataset_train_split == script.dataset_test_split == "test"
+    assert gold_script.dataset_test_split.startswith(script.dataset_train_split)
     # Flags after the config file override it; a misspelt key is refused by name.
     (short,) = cmdline.parse_args(
         (ppo.PPOArguments,), [str(qs / "ppo.yaml"), "--steps=32", "--bf16=True"], renamed=ppo.ALIASES

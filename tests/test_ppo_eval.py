@@ -98,19 +98,6 @@ def test_text_diagnostics_by_hand():
 # --- reward models: gold and ensembles -------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def gpt2_rm(tiny_gpt2, tmp_path_factory):
-    """A random tiny GPT-2 reward model (the policy's tokenizer, no reward_format.json): another
-    model than the DistilBERT proxy, read in its own (assumed hh) format."""
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-    out = tmp_path_factory.mktemp("gpt2-rm")
-    torch.manual_seed(1)
-    AutoModelForSequenceClassification.from_pretrained(str(tiny_gpt2), num_labels=1).save_pretrained(out)
-    AutoTokenizer.from_pretrained(str(tiny_gpt2)).save_pretrained(out)
-    return out
-
-
 def test_ensemble_score_is_the_mean_of_standardised_members(word_policy, kind_rm, gpt2_rm):
     from transformers import AutoTokenizer
 
