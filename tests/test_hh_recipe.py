@@ -1,13 +1,13 @@
-"""The real hh-rlhf recipe, reduced to fit `make test-slow` (about 15 minutes on 2 cores): a proxy reward
+"""The real hh-rlhf recipe, reduced to fit `make test-slow` (13 minutes on 2 cores): a proxy reward
 model, a gold one trained on other rows with another seed, GRPO on SmolLM2-135M-Instruct + LoRA against
 the proxy, and the gold's verdict on held-out prompts.
 
 Reduced how: one subset (harmless-base) instead of the routed safety + helpfulness pair, so the proxy is
 MiniLM on rows 0-899 and the gold MiniLM on rows 900-1799 (seed 1), 128-token inputs; 12 GRPO updates
-of 32 episodes (8 prompts x 4), 32-token responses; 32 held-out prompts (rows 1800-1831) x 2 seeds. The
-two judges share a subset, so this checks that the pipeline moves a policy in a direction a judge
-trained on other rows confirms; the full recipe (`make hh`, README "Real hh-rlhf") is the claim about
-the real task."""
+of 32 episodes (8 prompts x 4), 32-token responses, lr 1e-3, one epoch; 32 held-out prompts (rows
+1800-1831) x 2 seeds. The two judges share a subset, so this checks that the pipeline moves a policy in
+a direction a judge trained on other rows confirms; the full recipe (`make hh`, README "Real hh-rlhf")
+is the claim about the real task."""
 
 import json
 import time
@@ -94,6 +94,8 @@ def test_grpo_on_real_hh_rlhf_gains_under_a_gold_reward_model(tmp_path):
         f"{time.time() - start:.0f} s"
     )
     assert json.loads((out / "eval.json").read_text())["update"] == 12
-    assert p["gain_mean"] > 2 * p["gain_se"]  # the proxy rose: PPO worked on what it optimised
-    assert g["gain_mean"] > 0  # and a judge it never saw agrees
-    assert result["kl_mean"] < 6
+    # Measured (2026-12-05, 788 s): proxy +0.047 ± 0.015, gold +0.188 ± 0.047 with win rate 0.80, KL 3.75.
+    assert p["gain_mean"] > 2 * p["gain_se"]  # the proxy rose: RL worked on what it optimised
+    # and a judge it never saw agrees, by issue 10's target: over 2 se, win rate >= 0.60, KL <= 6
+    assert g["gain_mean"] > 2 * g["gain_se"] and g["win_rate"] >= 0.6
+    assert result["kl_mean"] <= 6
