@@ -1596,11 +1596,7 @@ def main(args: PPOArguments) -> dict:
                 points = [p for p in saved if p["update"] <= tr.update]
     if acc.is_main_process:
         metrics_path.write_text("".join(json.dumps(m) + "\n" for m in history))
-        runtime.write_json(out / "args.json", args)
-    if args.log_with:
-        acc.init_trackers(
-            args.exp_name, config=runtime.to_jsonable(args), init_kwargs={"wandb": {"name": args.exp_name}}
-        )
+    open_run(acc, args, out)
 
     stop = {"signal": None}
 
@@ -1666,33 +1662,40 @@ def main(args: PPOArguments) -> dict:
             policy_path = offline.resolve_model_path(args.model_name)
             policy, merge = merge_in_full_precision(policy, policy_path, args.trust_remote_code), False
         save_final(out, policy, model.value, tr.value_kind, tr.tok, merge)
-    # Every process takes the process group down together, once the main one has written: one
-    # tearing gloo down while its peer is still busy can abort at exit (a 2-process test run once
-    # ended in SIGABRT on rank 1 after it had finished and saved).
+    close_run(acc, out, f"[ppo] saved policy to {out}")
+    return result
+
+
+def open_run(acc, args: PPOArguments, out: Path) -> None:
+    """args.json (the run's resolved flags) and the tracker, for a training run and for --eval_only."""
+    if acc.is_main_process:
+        runtime.write_json(out / "args.json", args)
+    if args.log_with:
+        acc.init_trackers(
+            args.exp_name, config=runtime.to_jsonable(args), init_kwargs={"wandb": {"name": args.exp_name}}
+        )
+
+
+def close_run(acc, out: Path, message: str | None = None) -> None:
+    """The end of a run: every process takes the process group down together, once the main one has
+    written (one tearing gloo down while its peer is still busy can abort at exit: a 2-process test
+    run once ended in SIGABRT on rank 1 after it had finished and saved); then the plots."""
     acc.wait_for_everyone()
     acc.end_training()
     if acc.is_main_process:
-        print(f"[ppo] saved policy to {out}")
+        if message:
+            print(message)
         import plots
 
         plots.plot_safely(out)
-    return result
 
 
 def evaluate_only(tr: Trainer, out: Path) -> dict:
     """--eval_only: one evaluation of --model_name against --ref_model, eval.json and its plot; no
     training, nothing else written."""
-    if tr.acc.is_main_process:
-        runtime.write_json(out / "args.json", tr.args)
-    if tr.args.log_with:
-        tr.acc.init_trackers(tr.args.exp_name, config=runtime.to_jsonable(tr.args))
+    open_run(tr.acc, tr.args, out)
     result = final_evaluation(tr, out, [])
-    tr.acc.wait_for_everyone()
-    tr.acc.end_training()
-    if tr.acc.is_main_process:
-        import plots
-
-        plots.plot_safely(out)
+    close_run(tr.acc, out)
     return result
 
 

@@ -39,17 +39,14 @@ def paired_gain(policy: list[list[float]], reference: list[list[float]]) -> dict
     win_rate counts every (prompt, seed) pair, a tie as half a win."""
     if len(policy) != len(reference) or any(len(p) != len(r) for p, r in zip(policy, reference)):
         raise ValueError("policy and reference scores must have the same prompts and seeds")
-    gains = [sum(p) / len(p) - sum(r) / len(r) for p, r in zip(policy, reference)]
-    n = len(gains)
-    mean = sum(gains) / n if n else 0.0
-    var = sum((g - mean) ** 2 for g in gains) / (n - 1) if n > 1 else 0.0
+    mean, se = _mean_and_se([sum(p) / len(p) - sum(r) / len(r) for p, r in zip(policy, reference)])
     pairs = [(a, b) for p, r in zip(policy, reference) for a, b in zip(p, r)]
     wins = sum(1.0 if a > b else 0.5 if a == b else 0.0 for a, b in pairs)
     return {
         "policy_mean": _mean([a for a, _ in pairs]),
         "reference_mean": _mean([b for _, b in pairs]),
         "gain_mean": mean,
-        "gain_se": math.sqrt(var / n) if n else 0.0,
+        "gain_se": se,
         "win_rate": wins / len(pairs) if pairs else 0.0,
     }
 
@@ -81,20 +78,27 @@ def length_controlled_gain(
         none = {"length_slope": None, "length_controlled_gain_mean": None, "length_controlled_gain_se": None}
         return {**none, "length_diff_mean": _mean(length_diff)}
     slope = sxy / sxx
-    gains = [_mean(p) - _mean(r) - slope * d for p, r, d in zip(policy, reference, length_diff)]
-    n = len(gains)
-    mean = _mean(gains)
-    var = sum((g - mean) ** 2 for g in gains) / (n - 1) if n > 1 else 0.0
+    mean, se = _mean_and_se(
+        [_mean(p) - _mean(r) - slope * d for p, r, d in zip(policy, reference, length_diff)]
+    )
     return {
         "length_slope": slope,
         "length_controlled_gain_mean": mean,
-        "length_controlled_gain_se": math.sqrt(var / n) if n else 0.0,
+        "length_controlled_gain_se": se,
         "length_diff_mean": _mean(length_diff),
     }
 
 
 def _mean(xs: list[float]) -> float:
     return sum(xs) / len(xs) if xs else 0.0
+
+
+def _mean_and_se(gains: list[float]) -> tuple[float, float]:
+    """Mean and standard error (sample std / sqrt(n)) of per-prompt gains; 0.0 where undefined."""
+    n = len(gains)
+    mean = _mean(gains)
+    var = sum((g - mean) ** 2 for g in gains) / (n - 1) if n > 1 else 0.0
+    return mean, math.sqrt(var / n) if n else 0.0
 
 
 def ngrams(words: list[str], n: int) -> list[tuple[str, ...]]:
