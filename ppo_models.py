@@ -11,6 +11,7 @@ tests/test_seq2seq.py.
 from __future__ import annotations
 
 import contextlib
+import sys
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -257,6 +258,11 @@ def merged_lora(policy):
     quantized one (QLoRA: bitsandbytes' packed 4-bit or 8-bit integers cannot take B A s as a float
     add), which keeps peft's adapter branch. Without adapters, or with layers already merged, it
     changes nothing. For no-grad passes only."""
+    # A model without adapters never imported peft; importing it here would cost every full-weight run
+    # ~150 MiB of peak RSS (peft loads bitsandbytes, sympy and more), for nothing to merge.
+    if "peft" not in sys.modules:
+        yield
+        return
     from peft.tuners.lora import LoraLayer
 
     layers = [m for m in policy.modules() if isinstance(m, LoraLayer)]

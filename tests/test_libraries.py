@@ -61,10 +61,11 @@ def test_built_models_have_no_active_dropout(tiny_gpt2):
             assert a.p == b.p == 0
 
 
-def test_ppo_never_imports_trl(word_policy, kind_rm, kind_data, tmp_path):
-    """trl at import costs 253 MiB RSS (datasets, pandas, pyarrow, bitsandbytes): a PPO run without
-    quantization flags never loads it (a fresh interpreter, since pytest's has trl already)."""
-    code = "import sys, ppo; ppo.cli(sys.argv[1:]); print('trl loaded' if 'trl' in sys.modules else 'no trl')"
+def test_ppo_never_imports_trl_nor_peft_without_adapters(word_policy, kind_rm, kind_data, tmp_path):
+    """trl at import costs 253 MiB RSS (datasets, pandas, pyarrow, bitsandbytes), peft ~150 MiB
+    (bitsandbytes, sympy): a full-weight PPO run without quantization flags loads neither (a fresh
+    interpreter, since pytest's has both already)."""
+    code = "import sys, ppo; ppo.cli(sys.argv[1:]); print(sorted({'trl', 'peft'} & set(sys.modules)))"
     argv = [
         f"--model_name={word_policy}", f"--reward_model={kind_rm}", f"--query_dataset={kind_data}",
         f"--output_dir={tmp_path / 'out'}", "--batch_size=8", "--mini_batch_size=8", "--steps=8",
@@ -74,7 +75,7 @@ def test_ppo_never_imports_trl(word_policy, kind_rm, kind_data, tmp_path):
         [sys.executable, "-c", code, *argv], cwd=ROOT, capture_output=True, text=True, timeout=600
     )
     assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.strip().splitlines()[-1] == "no trl"
+    assert done.stdout.strip().splitlines()[-1] == "[]"
 
 
 def naive_encode_left_truncated(tokenizer, texts, max_length, append_eos=False):
