@@ -28,19 +28,25 @@ quickstart: $(STAMP)
 	$(PY) ppo.py configs/quickstart/ppo.yaml
 
 # The real hh-rlhf task, offline (../shared/data/hh-rlhf): a safety and a helpfulness MiniLM reward model
-# on the training rows, a prompt router between them (the proxy, outputs/hh/rm-routed), the same recipe
-# with seed 1 and the same router as the gold judge PPO never sees (outputs/hh/gold), their accuracy on
-# every held-out set, then PPO on SmolLM2-135M-Instruct + LoRA against the proxy, judged by the gold on
-# held-out prompts. Each step's config says what it does; about 2 hours on 2 free cores (README, "Real
+# and a prompt router between them, on the first half of every training subset (the proxy,
+# outputs/hh/rm-routed); the same recipe with seed 1 on the other halves (the gold judge PPO never sees,
+# outputs/hh/gold: no training row, initialisation or router in common with the proxy); their accuracy on
+# every held-out set; then GRPO on SmolLM2-135M-Instruct + LoRA against the proxy, judged by the gold on
+# held-out prompts. Each step's config says what it does; about 80 minutes on 2 free cores (README, "Real
 # hh-rlhf").
 HH_GOLD := outputs/hh/gold
+HH_GOLD_HARMLESS := harmless-base[900:1800]
+HH_GOLD_HELPFUL := helpful-base[900:1800],helpful-online[569:],helpful-rejection-sampled[1375:]
 hh: $(STAMP)
 	$(PY) reward_modeling.py configs/hh/rm-harmless.yaml
 	$(PY) reward_modeling.py configs/hh/rm-helpful.yaml
 	$(PY) router.py configs/hh/router.yaml
-	$(PY) reward_modeling.py configs/hh/rm-harmless.yaml --seed=1 --output_dir=$(HH_GOLD)/rm-harmless
-	$(PY) reward_modeling.py configs/hh/rm-helpful.yaml --seed=1 --output_dir=$(HH_GOLD)/rm-helpful
-	$(PY) router.py configs/hh/router.yaml --router=outputs/hh/rm-routed/router --output_dir=$(HH_GOLD) \
+	$(PY) reward_modeling.py configs/hh/rm-harmless.yaml --data_dir="$(HH_GOLD_HARMLESS)" --seed=1 \
+		--output_dir=$(HH_GOLD)/rm-harmless
+	$(PY) reward_modeling.py configs/hh/rm-helpful.yaml --data_dir="$(HH_GOLD_HELPFUL)" --seed=1 \
+		--output_dir=$(HH_GOLD)/rm-helpful
+	$(PY) router.py configs/hh/router.yaml --risky_data_dir="$(HH_GOLD_HARMLESS)" \
+		--benign_data_dir="$(HH_GOLD_HELPFUL)" --seed=1 --output_dir=$(HH_GOLD) \
 		--risky_reward_model=$(HH_GOLD)/rm-harmless --benign_reward_model=$(HH_GOLD)/rm-helpful
 	$(PY) bench/rm_eval.py --reward_model outputs/hh/rm-routed --label "hh proxy" --out outputs/hh/rm-eval.jsonl
 	$(PY) bench/rm_eval.py --reward_model $(HH_GOLD) --label "hh gold" --out outputs/hh/rm-eval.jsonl
