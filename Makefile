@@ -32,7 +32,7 @@ quickstart: $(STAMP)
 # outputs/hh/rm-routed); the same recipe with seed 1 on the other halves (the gold judge PPO never sees,
 # outputs/hh/gold: no training row, initialisation or router in common with the proxy); their accuracy on
 # every held-out set; then GRPO on SmolLM2-135M-Instruct + LoRA against the proxy, judged by the gold on
-# held-out prompts. Each step's config says what it does; about 80 minutes on 2 free cores (README, "Real
+# held-out prompts. Each step's config says what it does; about 70 minutes on 2 free cores (README, "Real
 # hh-rlhf").
 HH_GOLD := outputs/hh/gold
 HH_GOLD_HARMLESS := harmless-base[900:1800]
