@@ -336,3 +336,58 @@ def load_preference_pairs(
     if limit is not None:
         pairs = pairs[:limit]
     return pairs, counts, origins
+
+
+# ---------------------------------------------------------------------------------------------
+# Which rows a saved reward model trained on: is a gold judge independent of the proxy, and has it
+# seen the conversations it judges at evaluation?
+# ---------------------------------------------------------------------------------------------
+
+
+def reward_model_rows(name: str) -> set[Origin] | None:
+    """The rows a reward model trained on, as the flags in its args.json select them (before cleaning
+    and sample caps): a reward_modeling.py folder's --data_dir of --dataset_train_split; a routed
+    folder's two members' rows and its router's (the prompts of both row sets); a comma-separated
+    ensemble's members' rows together. None where that cannot be known: a hub id or `pypi:` name, a
+    folder without args.json, data that is not where its args.json says (a relative path is read
+    from the current folder, as the scripts read it)."""
+    rows: set[Origin] = set()
+    for member in (m.strip() for m in name.split(",")):
+        found = _folder_rows(Path(member).expanduser(), members=True)
+        if found is None:
+            return None
+        rows |= found
+    return rows
+
+
+def _folder_rows(folder: Path, members: bool) -> set[Origin] | None:
+    from ppo_models import COMBINATION_FILE
+
+    try:
+        script = json.loads((folder / "args.json").read_text()).get("script", {})
+    except (OSError, ValueError, AttributeError):
+        return None
+    combination = folder / COMBINATION_FILE
+    if combination.is_file():
+        spec = json.loads(combination.read_text())
+        rows: set[Origin] = set()
+        for part in (spec["risky"], spec["benign"]) if members else ():
+            found = _folder_rows(folder / part, members=True)
+            if found is None:
+                return None
+            rows |= found
+        if script.get("router"):  # a reused router: its rows are those of the folder that trained it
+            found = _folder_rows((folder / spec["router"]).parent, members=False)
+            return None if found is None else rows | found
+        data_dirs = [script.get("risky_data_dir"), script.get("benign_data_dir")]
+    else:
+        rows, data_dirs = set(), [script.get("data_dir")]
+    dataset, split = script.get("dataset_name"), script.get("dataset_train_split")
+    if not dataset or not split or not Path(dataset).expanduser().exists() or script.get("eval_only"):
+        return None
+    try:
+        for data_dir in data_dirs:
+            rows |= set(load_rows(dataset, split, data_dir)[2])
+    except UsageError:
+        return None
+    return rows

@@ -726,6 +726,7 @@ class Trainer:
             self.acc.print(
                 f"[ppo] no test split ({no_test}); holding out the last {args.eval_samples} prompts"
             )
+            self.eval_origins = train_rows[-args.eval_samples :]
             return train[: -args.eval_samples], train[-args.eval_samples :]
         hh_data.refuse_overlap(
             train_rows,
@@ -734,6 +735,7 @@ class Trainer:
             f"{'--eval_dataset=' + args.eval_dataset if args.eval_dataset else '--query_dataset'} "
             f"--eval_data_dir={eval_data_dir} --eval_split={eval_split}",
         )
+        self.eval_origins = eval_rows[: args.eval_samples]
         return train, evals[: args.eval_samples]
 
     def _load_tokenizer_and_reward_models(self, policy_path: str) -> tuple[str | None, str]:
@@ -753,6 +755,15 @@ class Trainer:
         self.gold = {
             name: load_scorer(name, self.device, args.trust_remote_code, self.tok).scorer for name in golds
         }
+        self.judges = {}
+        if golds:  # is each gold independent of the proxy, and has it seen the evaluation's rows?
+            self.judges = ppo_eval.judge_overlap(
+                hh_data.reward_model_rows(args.reward_model),
+                {name: hh_data.reward_model_rows(name) for name in golds},
+                self.eval_origins,
+            )
+        for line in ppo_eval.describe_judges(self.judges, len(self.eval_origins)):
+            self.acc.print(line)
         return critic_rm, rm_note
 
     def _build_models(self, policy_path: str, critic_rm: str | None) -> str:
@@ -1321,6 +1332,10 @@ def evaluate(tr: Trainer, n_show: int = 0) -> dict:
             pol, ref = pol_k, ref_side["rollout"]
     rows = sorted(gather_object(local), key=lambda row: row["index"])
     result = summarize_evaluation(rows, list(tr.gold), tr.update)
+    if tr.judges:  # which rows each judge trained on (see ppo_eval.judge_overlap)
+        result["proxy"].update(tr.judges["proxy"])
+        for name, figures in tr.judges["gold"].items():
+            result["gold"][name].update(figures)
     if n_show and pol is not None:
         result["samples"] = sample_rows(tr, pol, ref, n_show)
     return result

@@ -51,7 +51,8 @@ def row_to_prompt(row: dict) -> dict | None:
 
 
 def load_prompts(source: str, split: str, data_dir: str | None) -> tuple[list[dict], list[hh_data.Origin]]:
-    """The prompts of a split, and the origins of the rows selected (see `hh_data.load_rows`)."""
+    """The prompts of a split, and the origin of each (see `hh_data.load_rows`): rows without a prompt
+    are dropped from both."""
     path = Path(source)
     if path.is_file() and path.suffix == ".txt":
         if data_dir:
@@ -63,8 +64,9 @@ def load_prompts(source: str, split: str, data_dir: str | None) -> tuple[list[di
         origins = [(str(path.resolve()), i) for i in taken]
         where = str(path)
     else:
-        rows, where, origins = hh_data.load_rows(source, split, data_dir)
-        prompts = [p for p in map(row_to_prompt, rows) if p is not None]
+        rows, where, row_origins = hh_data.load_rows(source, split, data_dir)
+        kept = [(p, o) for p, o in zip(map(row_to_prompt, rows), row_origins) if p is not None]
+        prompts, origins = [p for p, _ in kept], [o for _, o in kept]
         if rows and not prompts:
             raise cmdline.UsageError(
                 f"{where}: no prompts found; expected chosen/rejected or one of the columns {PROMPT_COLUMNS}"

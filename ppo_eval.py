@@ -160,3 +160,62 @@ def best_of_n_kl(n: int) -> float:
     """KL(best-of-n || the sampling policy) in nats: log n - (n - 1) / n (Stiennon et al. 2020, appendix;
     an upper bound, exact for continuous rewards: Beirami et al. 2024)."""
     return math.log(n) - (n - 1) / n
+
+
+def judge_overlap(proxy_rows: set | None, gold_rows: dict[str, set | None], eval_origins: list) -> dict:
+    """How independent the judges are, from the rows each trained on (a set of row origins; None:
+    unknown): each judge's training rows and the held-out prompts whose rows it trained on, and for
+    each gold model the training rows it shares with the proxy. Gao et al. 2022 train the gold on
+    data the proxy never saw; a gold that shares the proxy's rows shares its biases, so agreeing with
+    the proxy is no evidence then."""
+
+    def size(rows):
+        return None if rows is None else len(rows)
+
+    def seen(rows):
+        return None if rows is None else sum(origin in rows for origin in eval_origins)
+
+    return {
+        "proxy": {"training_rows": size(proxy_rows), "eval_prompts_trained_on": seen(proxy_rows)},
+        "gold": {
+            name: {
+                "training_rows": size(rows),
+                "eval_prompts_trained_on": seen(rows),
+                "training_rows_shared_with_proxy": (
+                    None if rows is None or proxy_rows is None else len(rows & proxy_rows)
+                ),
+            }
+            for name, rows in gold_rows.items()
+        },
+    }
+
+
+def describe_judges(judges: dict, n_eval: int) -> list[str]:
+    """Lines for the log from `judge_overlap`: a warning for each gold model that shares training rows
+    with the proxy, and what is unknown or was seen."""
+    if not judges:
+        return []
+    lines = []
+    proxy = judges["proxy"]
+    for name, g in judges["gold"].items():
+        shared = g["training_rows_shared_with_proxy"]
+        if shared is None:
+            lines.append(
+                f"[ppo] gold {name}: whether it shares training rows with the proxy is unknown (the rows of "
+                "a hub or pypi: model, or of a folder without args.json and its local data, are not known)"
+            )
+        elif shared:
+            lines.append(
+                f"[ppo] warning: gold {name} trained on {shared:,} of the proxy's {proxy['training_rows']:,} "
+                "training rows: it shares the proxy's data, and so its biases; its gains are not independent "
+                "evidence (train the gold on rows the proxy never saw)"
+            )
+        else:
+            lines.append(f"[ppo] gold {name} shares no training row with the proxy")
+    for who, figures in [("proxy", proxy)] + [(f"gold {n}", g) for n, g in judges["gold"].items()]:
+        if figures["eval_prompts_trained_on"]:
+            lines.append(
+                f"[ppo] note: the {who} trained on the rows of {figures['eval_prompts_trained_on']} of the "
+                f"{n_eval} evaluation prompts (their conversations, with other replies)"
+            )
+    return lines

@@ -202,6 +202,43 @@ def test_eval_with_gold_model_and_seeds(word_policy, kind_rm, gpt2_rm, kind_data
     assert {"training.png", "overoptimization.png", "diagnostics.png"} <= {p.name for p in out.iterdir()}
 
 
+def test_judge_overlap_counts_shared_rows_and_seen_prompts():
+    proxy = {("a", 0), ("a", 1), ("b", 0)}
+    golds = {"same": {("a", 1), ("b", 0), ("c", 5)}, "apart": {("c", 0), ("c", 1)}, "hub": None}
+    evals = [("c", 0), ("b", 0), ("d", 0)]
+    j = ppo_eval.judge_overlap(proxy, golds, evals)
+    assert j["proxy"] == {"training_rows": 3, "eval_prompts_trained_on": 1}
+    assert j["gold"]["same"] == {
+        "training_rows": 3, "eval_prompts_trained_on": 1, "training_rows_shared_with_proxy": 2
+    }  # fmt: skip
+    assert j["gold"]["apart"]["training_rows_shared_with_proxy"] == 0
+    assert j["gold"]["apart"]["eval_prompts_trained_on"] == 1
+    assert j["gold"]["hub"] == dict.fromkeys(j["gold"]["same"])  # unknown: None, not 0
+    text = "\n".join(ppo_eval.describe_judges(j, len(evals)))
+    assert "warning: gold same trained on 2 of the proxy's 3 training rows" in text
+    assert "gold apart shares no training row with the proxy" in text
+    assert "gold hub: whether it shares training rows with the proxy is unknown" in text
+    assert "the gold apart trained on the rows of 1 of the 3 evaluation prompts" in text
+    assert "the proxy trained on the rows of 1 of the 3" in text
+    assert ppo_eval.describe_judges({}, 3) == []
+    unknown_proxy = ppo_eval.judge_overlap(None, {"apart": golds["apart"]}, evals)
+    assert unknown_proxy["gold"]["apart"]["training_rows_shared_with_proxy"] is None
+
+
+def test_a_gold_trained_on_the_proxys_rows_is_flagged(word_policy, kind_rm, kind_data, tmp_path, capsys):
+    import shutil
+
+    gold = tmp_path / "kind-rm-copy"  # another folder, the same training rows: no independent judge
+    shutil.copytree(kind_rm, gold)
+    run_ppo(word_policy, kind_rm, kind_data, tmp_path / "ppo", f"--gold_reward_model={gold}", "--steps=16")
+    printed = capsys.readouterr().out
+    n = len((kind_data / "train.jsonl").read_text().splitlines())
+    assert f"warning: gold {gold} trained on {n} of the proxy's {n} training rows" in printed
+    figures = json.loads((tmp_path / "ppo" / "eval.json").read_text())["gold"][str(gold)]
+    assert figures["training_rows_shared_with_proxy"] == figures["training_rows"] == n
+    assert figures["eval_prompts_trained_on"] == 0  # the held-out prompts come from test.jsonl
+
+
 def test_eval_only_repeats_the_final_evaluation_of_a_run(word_policy, kind_rm, gpt2_rm, kind_data, tmp_path):
     gold = str(gpt2_rm)
     common = (f"--gold_reward_model={gold}", "--eval_seeds=2", "--eval_samples=8")
