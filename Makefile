@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: quickstart hh test test-slow lint format venv clean
+.PHONY: quickstart hh hh-validate test test-slow lint format venv clean
 
 venv: $(STAMP)
 
@@ -51,6 +51,17 @@ hh: $(STAMP)
 	$(PY) bench/rm_eval.py --reward_model outputs/hh/rm-routed --label "hh proxy" --out outputs/hh/rm-eval.jsonl
 	$(PY) bench/rm_eval.py --reward_model $(HH_GOLD) --label "hh gold" --out outputs/hh/rm-eval.jsonl
 	$(PY) ppo.py configs/hh/ppo.yaml
+
+# Choosing a lever without the held-out rows (after `make hh`): the same GRPO run with 96 validation
+# prompts taken out of its training prompts and evaluated instead of the held-out ones: rows 852-899 of
+# harmless-base and of helpful-base, the last of the proxy's halves (the gold never trained on them; ppo.py
+# prints which rows each judge trained on). Levers go in HH_ARGS, e.g.
+#   make hh-validate HH_ARGS="--num_generations=8" HH_VAL=outputs/hh/val-k8
+HH_VAL := outputs/hh/validate
+HH_VALIDATION := --data_dir="harmless-base[:852],harmless-base[900:1800],helpful-base[:852],helpful-base[900:1800],helpful-online,helpful-rejection-sampled" \
+	--eval_data_dir="harmless-base[852:900],helpful-base[852:900]" --eval_samples=96 --eval_seeds=2
+hh-validate: $(STAMP)
+	$(PY) ppo.py configs/hh/ppo.yaml $(HH_VALIDATION) --output_dir=$(HH_VAL) $(HH_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
