@@ -69,6 +69,7 @@ from ppo_models import (
     merged_lora,
     response_logits,
     reward_model_key,
+    reward_model_rows,
     split_reward_models,
 )
 
@@ -758,8 +759,8 @@ class Trainer:
         self.judges = {}
         if golds:  # is each gold independent of the proxy, and has it seen the evaluation's rows?
             self.judges = ppo_eval.judge_overlap(
-                hh_data.reward_model_rows(args.reward_model),
-                {name: hh_data.reward_model_rows(name) for name in golds},
+                reward_model_rows(args.reward_model),
+                {name: reward_model_rows(name) for name in golds},
                 self.eval_origins,
             )
         for line in ppo_eval.describe_judges(self.judges, len(self.eval_origins)):

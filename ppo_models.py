@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 import cmdline
+import hh_data
 import lora
 import offline
 import ppo_math
@@ -731,6 +732,59 @@ def standardize(scores: torch.Tensor, fmt: dict) -> torch.Tensor:
 
 COMBINATION_FILE = "reward_combination.json"  # in a routed folder: its router and its two members
 ROUTER_LABELS = {0: "benign", 1: "risky"}  # the router's classes (its config's id2label)
+
+
+# ---------------------------------------------------------------------------------------------
+# Which rows a saved reward model trained on: is a gold judge independent of the proxy, and has it
+# seen the conversations it judges at evaluation?
+# ---------------------------------------------------------------------------------------------
+
+
+def reward_model_rows(name: str) -> set[hh_data.Origin] | None:
+    """The rows a reward model trained on, as the flags in its args.json select them (before cleaning
+    and sample caps): a reward_modeling.py folder's --data_dir of --dataset_train_split; a routed
+    folder's two members' rows and its router's (the prompts of both row sets); a comma-separated
+    ensemble's members' rows together (names as --reward_model takes them). None where that cannot
+    be known: a hub id or `pypi:` name, a folder without args.json, data that is not where its
+    args.json says (a relative path is read from the current folder, as the scripts read it)."""
+    rows: set[hh_data.Origin] = set()
+    for member in split_reward_models(name):
+        found = _folder_rows(Path(reward_model_key(member)), members=True)
+        if found is None:
+            return None
+        rows |= found
+    return rows
+
+
+def _folder_rows(folder: Path, members: bool) -> set[hh_data.Origin] | None:
+    try:
+        script = runtime.read_json(folder / "args.json").get("script", {})
+    except (OSError, ValueError, AttributeError):
+        return None
+    combination = folder / COMBINATION_FILE
+    if combination.is_file():
+        spec = runtime.read_json(combination)
+        rows: set[hh_data.Origin] = set()
+        for part in (spec["risky"], spec["benign"]) if members else ():
+            found = _folder_rows(folder / part, members=True)
+            if found is None:
+                return None
+            rows |= found
+        if script.get("router"):  # a reused router: its rows are those of the folder that trained it
+            found = _folder_rows((folder / spec["router"]).parent, members=False)
+            return None if found is None else rows | found
+        data_dirs = [script.get("risky_data_dir"), script.get("benign_data_dir")]
+    else:
+        rows, data_dirs = set(), [script.get("data_dir")]
+    dataset, split = script.get("dataset_name"), script.get("dataset_train_split")
+    if not dataset or not split or not Path(dataset).expanduser().exists() or script.get("eval_only"):
+        return None
+    try:
+        for data_dir in data_dirs:
+            rows |= set(hh_data.load_rows(dataset, split, data_dir)[2])
+    except cmdline.UsageError:
+        return None
+    return rows
 
 
 def check_member(path: Path, what: str) -> Path:

@@ -9,6 +9,7 @@ from conftest import HH_HARMLESS_TEST, learnable_pairs, write_jsonl
 import cmdline
 import hh_data
 import offline
+import ppo_models
 import reward_format
 
 
@@ -304,25 +305,28 @@ def test_reward_model_rows_reads_what_each_folder_trained_on(hh_layout, tmp_path
     a, b, c = (str((hh_layout / s / "test.jsonl.gz").resolve()) for s in "abc")
     rm_a = folder("rm-a", {**common, "data_dir": "a[:3]"})
     rm_b = folder("rm-b", {**common, "data_dir": "b,c[1:]"})
-    assert hh_data.reward_model_rows(rm_a) == {(a, 0), (a, 1), (a, 2)}
-    assert hh_data.reward_model_rows(f"{rm_a}, {rm_b}") == {(a, 0), (a, 1), (a, 2), (c, 1)} | {
+    assert ppo_models.reward_model_rows(rm_a) == {(a, 0), (a, 1), (a, 2)}
+    assert ppo_models.reward_model_rows(f"text-classification:{rm_a}") == {(a, 0), (a, 1), (a, 2)}
+    assert ppo_models.reward_model_rows(f"{rm_a}, {rm_b}") == {(a, 0), (a, 1), (a, 2), (c, 1)} | {
         (b, i) for i in range(4)
     }
     # A routed folder: its members' rows and its router's (risky and benign prompts).
     members = {"router": "router", "risky": "../rm-a", "benign": "../rm-b"}
     routed = folder("routed", {**common, "risky_data_dir": "a[4:]", "benign_data_dir": "c[:1]"}, members)
     router_rows = {(a, 4), (a, 5), (c, 0)}
-    assert hh_data.reward_model_rows(routed) == hh_data.reward_model_rows(f"{rm_a},{rm_b}") | router_rows
+    assert (
+        ppo_models.reward_model_rows(routed) == ppo_models.reward_model_rows(f"{rm_a},{rm_b}") | router_rows
+    )
     # A router reused from another routed folder: the rows that folder's router trained on.
     reused = folder(
         "reused", {**common, "router": routed + "/router", "risky_data_dir": "a", "benign_data_dir": "b"},
         {"router": "../routed/router", "risky": "../rm-a", "benign": "../rm-a"},
     )  # fmt: skip
-    assert hh_data.reward_model_rows(reused) == {(a, i) for i in range(3)} | router_rows
+    assert ppo_models.reward_model_rows(reused) == {(a, i) for i in range(3)} | router_rows
     # Unknown: a hub or pypi: name, no args.json, data that is not there; one unknown member makes it all so.
     missing = folder("moved", {**common, "dataset_name": str(tmp_path / "gone"), "data_dir": "a"})
     for name in ("pypi:all-MiniLM-L6-v2", str(tmp_path), missing, f"{rm_a},{missing}"):
-        assert hh_data.reward_model_rows(name) is None, name
+        assert ppo_models.reward_model_rows(name) is None, name
 
 
 def test_hub_datasets_take_per_subset_slices_after_loading(monkeypatch):
