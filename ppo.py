@@ -297,6 +297,15 @@ class PPOArguments:
             "--batch_size counts responses. rloo, grpo and dr_grpo need at least 2."
         },
     )
+    share_prompts: bool = field(
+        default=True,
+        metadata={
+            "help": "With --num_generations > 1, the responses of a group read their prompt once: one forward "
+            "over the prompt, its KV cache copied to each response, in sampling, the no-grad passes and training "
+            "(not while gradient checkpointing trains), and each minibatch holds whole groups. The same values up "
+            "to rounding. Causal policies (an encoder-decoder reads every row)."
+        },
+    )
     gamma: float = field(default=1.0, metadata={"help": "Discount factor."})
     lam: float = field(default=0.95, metadata={"help": "GAE lambda."})
     cliprange: float = field(default=0.2, metadata={"help": "Policy ratio clip."})
@@ -419,7 +428,7 @@ USED_FLAGS = frozenset(
     "lora_target_modules load_in_4bit load_in_8bit bnb_4bit_quant_type use_bnb_nested_quant merge_lora_on_save "
     "steps batch_size mini_batch_size gradient_accumulation_steps rollout_batch_size ppo_epochs learning_rate "
     "critic_learning_rate adam_eps weight_decay max_grad_norm lr_decay init_kl_coef adap_kl_ctrl target horizon "
-    "kl_estimator kl_penalty advantage_estimator num_generations gamma lam cliprange cliprange_value vf_coef whiten_rewards response_length temperature "
+    "kl_estimator kl_penalty advantage_estimator num_generations share_prompts gamma lam cliprange cliprange_value vf_coef whiten_rewards response_length temperature "
     "eval_temperature stop_token ignore_eos missing_eos_penalty normalize_reward reward_clip exp_name seed "
     "output_dir log_with logging_steps sample_every num_samples eval_every eval_seeds gradient_checkpointing "
     "bf16 fp16 num_threads save_steps save_total_limit resume_from_checkpoint max_bad_updates".split()
@@ -787,6 +796,9 @@ class Trainer:
             args.use_seq2seq,
             self._reference_path(),
         )
+        # the K rows of a group read their prompt once (a default run, K = 1, reads every row as before)
+        self.share_prompts = args.share_prompts and args.num_generations > 1
+        self.model.share_prompts = self.share_prompts
         self.model.policy.config.pad_token_id = self.tok.pad_token_id
         if self.ref is not None:
             self.ref.config.pad_token_id = self.tok.pad_token_id
@@ -1104,6 +1116,7 @@ class Trainer:
                     self.tok.pad_token_id,
                     generator,
                     self.device,
+                    self.share_prompts,
                 )
                 chunks.append(chunk)
         t1 = time.perf_counter()
@@ -1153,7 +1166,7 @@ class Trainer:
                 del logits
                 ref, ctx = self.reference()
                 with ctx:
-                    _, ref_logits = response_logits(ref, *ro.model_inputs(sl))
+                    ref_logits, _ = response_logits(ref, *ro.model_inputs(sl), share=self.share_prompts)
                 ref_logprobs.append(ppo_math.logprobs_from_logits(ref_logits, ro.responses[sl], temperature))
                 del ref_logits
         values = torch.cat(values) if values[0] is not None else None  # None: no value model
@@ -1182,8 +1195,11 @@ class Trainer:
         norms: dict[str, list[float]] = {name: [] for name in names}
         skipped = overflows = 0
         limit = args.max_grad_norm if args.max_grad_norm > 0 else float("inf")
+        # whole groups in every minibatch when the rows of one prompt share its forward
+        group = s.generations if self.share_prompts else 1
         for _ in range(args.ppo_epochs):
-            perm = torch.randperm(s.batch, device=self.device)
+            order = torch.randperm(s.batch // group, device=self.device)
+            perm = (order[:, None] * group + torch.arange(group, device=self.device)).flatten()  # [batch]
             for mb_start in range(0, s.batch, s.minibatch):
                 mb = perm[mb_start : mb_start + s.minibatch]
                 # Every micro-batch divides its token sums by the minibatch's count of real tokens, so

@@ -120,8 +120,8 @@ def main(argv=None):
         ref.eval()
         for name, bf16 in (("fp32", False), ("bf16", True)):
             with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-                lp = ppo_math.logprobs_from_logits(response_logits(policy, *batch)[1], resp, args.temperature)
-                rp = ppo_math.logprobs_from_logits(response_logits(ref, *batch)[1], resp, args.temperature)
+                lp = ppo_math.logprobs_from_logits(response_logits(policy, *batch)[0], resp, args.temperature)
+                rp = ppo_math.logprobs_from_logits(response_logits(ref, *batch)[0], resp, args.temperature)
             kl_terms[name] = ((lp - rp) * rmask.float()).sum(1)
     lp32_all, lp32, v32, t32 = forward(False, False)
     lp16_all, lp16, v16, t16 = forward(True, False)

@@ -76,6 +76,12 @@ def parse_args(argv=None):
     p.add_argument(
         "--num_generations", type=int, default=1, help="responses per prompt; --batch_size counts responses"
     )
+    p.add_argument(
+        "--share_prompts",
+        choices=["true", "false"],
+        default="true",
+        help="ppo.py's --share_prompts: with --num_generations > 1 a group reads its prompt once",
+    )
     p.add_argument("--model", default=None, help="policy checkpoint instead of the peer's preset GPT-2")
     p.add_argument(
         "--reward_layers", type=int, default=4, help="with --model: layers of the random reward model"
@@ -195,6 +201,7 @@ def main(argv=None):
         value_model="auto" if args.advantage_estimator != "gae" else "head" if args.lora else "critic",
         advantage_estimator=args.advantage_estimator,
         num_generations=args.num_generations,
+        share_prompts=args.share_prompts == "true",
         use_peft=args.lora,
         bf16=args.bf16,
         output_dir=str(work / "out"),
@@ -283,6 +290,7 @@ def main(argv=None):
             "value_model": tr.value_kind,
             "advantage_estimator": args.advantage_estimator,
             "num_generations": args.num_generations,
+            "share_prompts": tr.share_prompts,
             "torch_threads": torch.get_num_threads(),
             "seed": args.seed,
         },

@@ -376,7 +376,7 @@ def test_kv_cache_sampler_draws_from_the_full_forward_distribution(tiny_gpt2, mo
     responses = ppo_models.sample(lm, query, qmask, 12, T, {eos}, eos, g)
     assert len(seen) == responses.shape[1] == 12
     with torch.no_grad():
-        _, logits = ppo_models.response_logits(lm, query, qmask, responses, torch.ones_like(responses))
+        logits, _ = ppo_models.response_logits(lm, query, qmask, responses, torch.ones_like(responses))
     full = torch.softmax(logits.float() / T, dim=-1)
     torch.testing.assert_close(torch.stack(seen, 1), full, atol=1e-6, rtol=1e-4)
 

@@ -46,7 +46,7 @@ def test_sampler_draws_from_the_full_forward_distribution_with_one_encoder_pass(
     assert len(seen) == responses.shape[1] == 12
     assert calls == {"encoder": 1, "decoder": 12}
     with torch.no_grad():
-        _, logits = ppo_models.response_logits(lm, query, qmask, responses, torch.ones_like(responses))
+        logits, _ = ppo_models.response_logits(lm, query, qmask, responses, torch.ones_like(responses))
     full = torch.softmax(logits.float() / T, dim=-1)
     torch.testing.assert_close(torch.stack(seen, 1), full, atol=1e-6, rtol=1e-4)
 
