@@ -456,9 +456,9 @@ def causal_states(model, query, query_mask, responses, response_mask, lm: bool, 
     keeps its KV cache, the cache is gathered back to every row, and a second forward reads the responses
     [B, T - 1] after it. Same positions, mask and attention, so the same values up to the rounding of the
     smaller matrix products, with gradients through the shared prompt (Liu et al. 2025, "Prefix Grouper",
-    share the prompt inside attention instead). With K = 4 responses of 48 tokens to 128-token prompts,
-    the model reads 5,120 tokens per 64 rows instead of 11,264. Not while gradient checkpointing trains
-    (its recomputation would write the cache twice): then unshared."""
+    arXiv 2506.05433, share the prompt inside attention instead). With K = 4 responses of 48 tokens to
+    128-token prompts, the model reads 5,120 tokens per 64 rows instead of 11,264. Not while gradient
+    checkpointing trains (its recomputation would write the cache twice): then unshared."""
     T = responses.shape[1]
     want = hidden or not lm
     runs = prompt_runs(query, query_mask) if share and not _gradient_checkpointing(model) else None
