@@ -441,6 +441,21 @@ def prompt_runs(query, query_mask) -> tuple[torch.Tensor, torch.Tensor] | None:
     return starts.nonzero().squeeze(1), starts.cumsum(0) - 1
 
 
+def read_prompts(model, ids, mask, position, runs, **kw):
+    """One forward over left-padded prompts [B, P] that keeps their KV cache. With `runs` (`prompt_runs`)
+    it reads the first row of each run [U, P] and copies the cache to every row ([U, ...] -> [B, ...],
+    differentiable). Returns (the output, the index that takes its logits and states to the B rows)."""
+    if runs is None:
+        out = model(input_ids=ids, attention_mask=mask, position_ids=position, use_cache=True, **kw)
+        return out, slice(None)
+    first, run = runs
+    out = model(
+        input_ids=ids[first], attention_mask=mask[first], position_ids=position[first], use_cache=True, **kw
+    )
+    out.past_key_values.batch_select_indices(run)
+    return out, run
+
+
 def _gradient_checkpointing(model) -> bool:
     """Whether `model` recomputes its layers in backward: it then keeps no KV cache while training."""
     return model.training and bool(getattr(model, "is_gradient_checkpointing", False))
@@ -461,36 +476,31 @@ def causal_states(model, query, query_mask, responses, response_mask, lm: bool, 
     checkpointing trains (its recomputation would write the cache twice): then unshared."""
     T = responses.shape[1]
     want = hidden or not lm
+    inputs = scored_inputs(query, query_mask, responses, response_mask)
     runs = prompt_runs(query, query_mask) if share and not _gradient_checkpointing(model) else None
     if runs is None:
-        out = model(
-            **scored_inputs(query, query_mask, responses, response_mask),
-            **({"logits_to_keep": T, "output_hidden_states": hidden} if lm else {}),
-        )
+        out = model(**inputs, **({"logits_to_keep": T, "output_hidden_states": hidden} if lm else {}))
         states = (out.hidden_states[-1] if lm else out.last_hidden_state)[:, -T:] if want else None
         return (out.logits if lm else None), states
-    first, run = runs
     P = query.shape[1]
-    mask = torch.cat([query_mask, response_mask.to(query_mask.dtype)], dim=1)[:, :-1]  # [B, P + T - 1]
-    position = (mask.cumsum(1) - 1).clamp(min=0)
-    head = model(
-        input_ids=query[first],
-        attention_mask=query_mask[first],
-        position_ids=position[first, :P],
-        use_cache=True,
+    mask, position = inputs["attention_mask"], inputs["position_ids"]  # [B, P + T - 1]
+    head, rows = read_prompts(
+        model,
+        query,
+        query_mask,
+        position[:, :P],
+        runs,
         **({"logits_to_keep": 1, "output_hidden_states": hidden} if lm else {}),
     )
-    cache = head.past_key_values
-    cache.batch_select_indices(run)  # [U, ...] -> [B, ...]: every row's copy of its prompt (differentiable)
     # the state at the prompt's last position predicts response token 0, shared by the run
-    logits = [head.logits[run]] if lm else None
-    states = [(head.hidden_states[-1] if lm else head.last_hidden_state)[run, -1:]] if want else None
+    logits = [head.logits[rows]] if lm else None
+    states = [(head.hidden_states[-1] if lm else head.last_hidden_state)[rows, -1:]] if want else None
     if T > 1:
         tail = model(
-            input_ids=responses[:, :-1],
+            input_ids=inputs["input_ids"][:, P:],
             attention_mask=mask,
             position_ids=position[:, P:],
-            past_key_values=cache,
+            past_key_values=head.past_key_values,
             use_cache=True,
             **({"logits_to_keep": 0, "output_hidden_states": hidden} if lm else {}),
         )
@@ -523,10 +533,10 @@ def response_logits(
 class PolicyAndValue(nn.Module):
     """The policy and the value function in one module: one optimizer, one DDP wrapper."""
 
-    def __init__(self, policy, value, kind: str, share_prompts: bool = False):
+    def __init__(self, policy, value, kind: str):
         super().__init__()
         self.policy, self.value, self.kind = policy, value, kind
-        self.share_prompts = share_prompts  # rows of one prompt read it once (`causal_states`)
+        self.share_prompts = False  # rows of one prompt read it once (`causal_states`); ppo.Trainer sets it
 
     def forward(self, query, query_mask, responses, response_mask):
         """(logits [B, T, V], values [B, T] or None without a value model) at the response positions:
@@ -587,18 +597,8 @@ def causal_steps(lm, prompt_ids, prompt_mask, max_new_tokens: int, share: bool =
     full_mask[:, :P] = prompt_mask
     position = (prompt_mask.cumsum(1) - 1).clamp(min=0)
     runs = prompt_runs(prompt_ids, prompt_mask) if share else None
-    first = slice(None) if runs is None else runs[0]
-    out = lm(
-        input_ids=prompt_ids[first],
-        attention_mask=prompt_mask[first],
-        position_ids=position[first],
-        logits_to_keep=1,
-        use_cache=True,
-    )
-    first_logits = out.logits[:, -1]
-    if runs is not None:
-        out.past_key_values.batch_select_indices(runs[1])  # [U, ...] -> [B, ...]
-        first_logits = first_logits[runs[1]]
+    out, rows = read_prompts(lm, prompt_ids, prompt_mask, position, runs, logits_to_keep=1)
+    first_logits = out.logits[rows, -1]
     next_pos = position[:, -1:] + 1
     step = 0
 
