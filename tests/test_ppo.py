@@ -708,6 +708,71 @@ def test_lora_rollouts_on_merged_weights_equal_the_adapter_path(
     assert moved and all(".lora_" in k or k.startswith("value.") for k in moved), sorted(moved)
 
 
+@pytest.mark.parametrize(
+    "fixture, targets",
+    [("tiny_gpt2", ["c_attn"]), ("tiny_llama", ["q_proj", "v_proj"])],
+    ids=["gpt2", "llama"],
+)
+def test_frozen_weights_cast_once_sample_bit_identical(
+    fixture, targets, request, kind_rm, kind_data, tmp_path
+):
+    """autocast_frozen_weights under bf16 autocast: while sampling, the frozen Linear and Conv1D weights
+    (the LoRA base, merged or not; GPT-2's lm_head, tied to its float32 embeddings) are held in bf16, the
+    adapters and the embeddings stay float32, and every step's logits and the samples are bit-identical
+    to autocast's casts at every call; on exit the same parameter objects are back. Without autocast it
+    swaps nothing."""
+    import contextlib
+
+    tr = make_trainer(
+        request.getfixturevalue(fixture),
+        kind_rm,
+        kind_data,
+        tmp_path,
+        use_peft=True,
+        lora_r=4,
+        lora_target_modules=targets,
+        bf16=True,
+    )
+    torch.manual_seed(1)
+    for name, p in tr.policy.named_parameters():
+        if "lora_B" in name:
+            p.data.normal_(0, 0.3)  # B starts at zero: make the adapters matter
+    params = dict(tr.policy.named_parameters())
+    head = tr.policy.get_output_embeddings()
+    pad = tr.tok.pad_token_id
+    query, query_mask = ppo_models.left_pad([tr.train_ids[i] for i in range(6)], pad, "cpu")
+
+    def draw(cast: bool):
+        logits = []
+        hook = head.register_forward_hook(lambda m, i, o: logits.append(o.clone()))
+        ctx = ppo_models.autocast_frozen_weights(tr.policy) if cast else contextlib.nullcontext()
+        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16), ctx:
+            if cast:
+                dtypes = {n: p.dtype for n, p in tr.policy.named_parameters()}
+            out = ppo_models.sample(
+                tr.policy, query, query_mask, 8, 1.0, set(), pad, torch.Generator().manual_seed(0)
+            )
+        hook.remove()
+        return out, logits, (dtypes if cast else None)
+
+    for merged in (False, True):
+        with ppo_models.merged_lora(tr.policy) if merged else contextlib.nullcontext():
+            plain, plain_logits, _ = draw(cast=False)
+            cast, cast_logits, dtypes = draw(cast=True)
+        assert len(cast_logits) == len(plain_logits) == 8
+        assert all(torch.equal(a, b) for a, b in zip(cast_logits, plain_logits))
+        assert torch.equal(cast, plain)
+        low = {n for n, d in dtypes.items() if d == torch.bfloat16}
+        assert head.weight.dtype == torch.float32  # restored
+        assert any(t in n for n in low for t in targets)  # the LoRA base layers
+        assert not any("lora_" in n or "embed" in n or "wte" in n or "wpe" in n for n in low), sorted(low)
+        assert len(low) > len(targets) * 2  # every frozen Linear / Conv1D, not only the adapted ones
+    assert dict(tr.policy.named_parameters()).keys() == params.keys()
+    assert all(p is params[n] and p.dtype == torch.float32 for n, p in tr.policy.named_parameters())
+    with ppo_models.autocast_frozen_weights(tr.policy):  # no autocast
+        assert all(p is params[n] for n, p in tr.policy.named_parameters())
+
+
 def test_lora_dropout_is_refused(tmp_path):
     with pytest.raises(ValueError, match="--lora_dropout=0.05: dropout is disabled in every model"):
         ppo.cli([f"--output_dir={tmp_path}", "--use_peft=True", "--lora_dropout=0.05"])
