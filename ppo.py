@@ -58,7 +58,6 @@ from ppo_data import PromptEncoder, PromptStream, load_prompts, stop_token_ids
 from ppo_models import (
     LoraSpec,
     Rollout,
-    autocast_frozen_weights,
     build_policy_and_value,
     check_policy_kind,
     decode,
@@ -1156,28 +1155,20 @@ class Trainer:
         temperature = temperature or args.temperature
         logprobs, ref_logprobs, values, entropy = [], [], [], []
         self.model.eval()
-        model = self.acc.unwrap_model(self.model)
-        micro = [slice(s, s + self.sizes.micro) for s in range(0, ro.responses.shape[0], self.sizes.micro)]
-        # policy, then reference: each model's frozen weights cast once for all micro-batches (with
-        # LoRA the reference's disable_adapter swaps the layers' weights, so it may not run inside
-        # the policy's cast)
         with torch.inference_mode(), autocast(args, self.device):
-            with autocast_frozen_weights(model):
-                for sl in micro:
-                    logits, v = model(*ro.model_inputs(sl))
-                    lp, ent = ppo_math.logprobs_and_entropy(logits, ro.responses[sl], temperature)
-                    logprobs.append(lp)
-                    entropy.append(ent)
-                    values.append(v)
-                    del logits
-            ref, ctx = self.reference()
-            with ctx, autocast_frozen_weights(ref):
-                for sl in micro:
+            for s in range(0, ro.responses.shape[0], self.sizes.micro):
+                sl = slice(s, s + self.sizes.micro)
+                logits, v = self.acc.unwrap_model(self.model)(*ro.model_inputs(sl))
+                lp, ent = ppo_math.logprobs_and_entropy(logits, ro.responses[sl], temperature)
+                logprobs.append(lp)
+                entropy.append(ent)
+                values.append(v)
+                del logits
+                ref, ctx = self.reference()
+                with ctx:
                     ref_logits, _ = response_logits(ref, *ro.model_inputs(sl), share=self.share_prompts)
-                    ref_logprobs.append(
-                        ppo_math.logprobs_from_logits(ref_logits, ro.responses[sl], temperature)
-                    )
-                    del ref_logits
+                ref_logprobs.append(ppo_math.logprobs_from_logits(ref_logits, ro.responses[sl], temperature))
+                del ref_logits
         values = torch.cat(values) if values[0] is not None else None  # None: no value model
         return torch.cat(logprobs), torch.cat(ref_logprobs), values, torch.cat(entropy)
 
