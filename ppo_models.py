@@ -311,47 +311,6 @@ def merged_lora(policy):
         del policy.disable_adapter
 
 
-@contextlib.contextmanager
-def autocast_frozen_weights(model):
-    """Under autocast, hold every frozen float32 Linear (and transformers' Conv1D) weight and bias of
-    `model` in the autocast dtype while the context lasts: cast once instead of at every call.
-
-    Autocast caches its casts of leaf tensors that require grad, within one autocast context, so a
-    full-weight policy's are cast once per generation. A frozen weight's are not: the LoRA base (and
-    its merged copy, `merged_lora`), a frozen reference, are cast again at every forward, which in
-    generation's one-token forwards costs as much as the matrix products (SmolLM2-135M, 16 rows, one
-    token: 0.23 against 0.17 s per step). The values are those autocast would cast (the same
-    round-to-nearest), so outputs are bit-identical. Each module's parameter is swapped for a cast copy
-    (never written), so a weight tied to a module autocast does not cast (an embedding) keeps its
-    float32 there; on exit the original parameters are back. Quantized weights (bitsandbytes' subclasses)
-    and weights that train are left alone. Without autocast it changes nothing. Memory: one low-precision
-    copy of the frozen weights. For no-grad passes only; the context must not enclose `merged_lora`'s
-    swaps (the reference's `disable_adapter`), which write the layers' `.data`."""
-    from transformers.pytorch_utils import Conv1D
-
-    device = next(model.parameters()).device.type
-    if not torch.is_autocast_enabled(device):
-        yield
-        return
-    dtype = torch.get_autocast_dtype(device)
-    saved = []
-    for m in model.modules():
-        if not isinstance(m, (nn.Linear, Conv1D)):
-            continue
-        for name in ("weight", "bias"):
-            p = m._parameters.get(name)
-            if type(p) is nn.Parameter and p.dtype == torch.float32 and not p.requires_grad:
-                saved.append((m, name, p))
-    with torch.no_grad():
-        for m, name, p in saved:
-            m._parameters[name] = nn.Parameter(p.to(dtype), requires_grad=False)
-    try:
-        yield
-    finally:
-        for m, name, p in saved:
-            m._parameters[name] = p
-
-
 def disable_dropout(module) -> int:
     """No dropout anywhere in `module`, in training mode too: every nn.Dropout's p is 0 (what trl's
     `disable_dropout_in_model` does; tests/test_libraries.py holds it as the reference) and so is every
@@ -784,13 +743,9 @@ def generate(
     share: bool = False,
 ) -> Rollout:
     """Phase 1 for ppo.py and the benchmarks alike: left-pad the prompts, `sample`, cut each response
-    after its first stop token. Returns an unscored `Rollout`. Under autocast, frozen weights are cast
-    once for the whole sampling loop (`autocast_frozen_weights`)."""
+    after its first stop token. Returns an unscored `Rollout`."""
     query, query_mask = left_pad(prompt_ids, pad_id, device)
-    with autocast_frozen_weights(lm):
-        responses = sample(
-            lm, query, query_mask, max_new_tokens, temperature, stop_ids, pad_id, generator, share
-        )
+    responses = sample(lm, query, query_mask, max_new_tokens, temperature, stop_ids, pad_id, generator, share)
     responses, response_mask, lengths, has_stop = ppo_math.truncate_after_stop(responses, stop_ids, pad_id)
     return Rollout(prompts, prompt_ids, query, query_mask, responses, response_mask, lengths, has_stop)
 
