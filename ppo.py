@@ -1618,7 +1618,7 @@ def main(args: PPOArguments) -> dict:
         if ckpt is None:
             acc.print(f"[ppo] no complete checkpoint in {out}; starting fresh")
         else:
-            tr.load_state_dict(load_checkpoint(ckpt, s.world, acc.process_index))
+            tr.load_state_dict(load_checkpoint(ckpt, s.world, acc.process_index, args))
             if metrics_path.exists():
                 history = [json.loads(line) for line in metrics_path.read_text().splitlines() if line.strip()]
                 history = [m for m in history if m["update"] <= tr.update]

@@ -20,6 +20,16 @@ import runtime
 
 CHECKPOINT_FILES = ("trainer_state.pt", "trainer_state.json")
 
+# Flags a resumed run may change: where, how often and with which judges it logs, saves and evaluates
+# (evaluation draws from its own generators), and the thread count (a run may resume on another machine;
+# threads can change the rounding of float sums). Every other flag shapes the updates, so a checkpoint
+# resumes only with the values it was written with; --steps may grow or shrink without --lr_decay.
+RESUME_FREE_FLAGS = frozenset(
+    "output_dir exp_name resume_from_checkpoint log_with logging_steps sample_every num_samples save_steps "
+    "save_total_limit max_bad_updates num_threads eval_every eval_seeds eval_temperature gold_reward_model "
+    "merge_lora_on_save".split()
+)
+
 
 def save_checkpoint(acc, out: Path, state: dict, args, save_total_limit: int | None = None) -> Path:
     """`state` (a Trainer's state_dict, with "update" and "episodes") and every process's RNG, written
@@ -73,9 +83,10 @@ def find_checkpoint(spec: str, out: Path) -> Path | None:
     return found[-1] if found else None
 
 
-def load_checkpoint(path: Path, world: int, rank: int) -> dict:
+def load_checkpoint(path: Path, world: int, rank: int, args) -> dict:
     """The state a checkpoint holds (for the Trainer's `load_state_dict`), once its process count is
-    `world`; restores process `rank`'s random generators as they were at the save."""
+    `world` and `args` (the run's flags) agree with those it was saved with; restores process `rank`'s
+    random generators as they were at the save."""
     state = torch.load(path / "trainer_state.pt", weights_only=False)
     # Before the optimizer had a parameter group per model (policy, value function), each with the
     # "initial_lr" the decay scales, checkpoints held one group for both: torch refuses to load that
@@ -86,12 +97,13 @@ def load_checkpoint(path: Path, world: int, rank: int) -> dict:
             "function) and cannot be resumed; start a new --output_dir, or drop --resume_from_checkpoint "
             "to start over in this one"
         )
-    saved_world = runtime.read_json(path / "trainer_state.json")["world"]
-    if saved_world != world:
+    saved = runtime.read_json(path / "trainer_state.json")
+    if saved["world"] != world:
         raise cmdline.UsageError(
-            f"{path} was written by {saved_world} process(es); resume with the same number "
+            f"{path} was written by {saved['world']} process(es); resume with the same number "
             f"(now {world}) to continue identically"
         )
+    check_resume_flags(path, saved["args"], args)
     rng = torch.load(path / f"rng_state_{rank}.pt", weights_only=False)
     random.setstate(rng["python"])
     np.random.set_state(rng["numpy"])
@@ -99,6 +111,23 @@ def load_checkpoint(path: Path, world: int, rank: int) -> dict:
     if "cuda" in rng and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(rng["cuda"])
     return state
+
+
+def check_resume_flags(path: Path, saved: dict, args) -> None:
+    """Refuse, naming each one, the flags that differ from the checkpoint's and would change the updates
+    (all but RESUME_FREE_FLAGS). A flag the checkpoint does not record (added to ppo.py since) passes."""
+    now = runtime.to_jsonable(args)
+    free = RESUME_FREE_FLAGS | ({"steps"} if not now.get("lr_decay", True) else set())
+    changed = [
+        f"--{k}={saved[k]} (now {now[k]})"
+        for k in sorted(now)
+        if k in saved and k not in free and saved[k] != now[k]
+    ]
+    if changed:
+        raise cmdline.UsageError(
+            f"{path} was written with other settings: {', '.join(changed)}; resume with the checkpoint's "
+            "values to continue identically, or start a new --output_dir"
+        )
 
 
 def save_final(

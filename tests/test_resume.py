@@ -253,7 +253,7 @@ def test_checkpoint_files_round_trip_state_and_rng_and_refuse_another_world(tmp_
         path = ppo_checkpoint.save_checkpoint(OneProcess(), tmp_path, state, {"lr": 1.0}, save_total_limit=2)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint-4", "checkpoint-6"]
     after_save = torch.rand(3)
-    loaded = ppo_checkpoint.load_checkpoint(path, world=1, rank=0)
+    loaded = ppo_checkpoint.load_checkpoint(path, world=1, rank=0, args={"lr": 1.0})
     assert (
         loaded["update"] == 6
         and loaded["episodes"] == 48
@@ -264,7 +264,7 @@ def test_checkpoint_files_round_trip_state_and_rng_and_refuse_another_world(tmp_
     with pytest.raises(
         ValueError, match=r"written by 1 process\(es\); resume with the same number \(now 2\)"
     ):
-        ppo_checkpoint.load_checkpoint(path, world=2, rank=0)
+        ppo_checkpoint.load_checkpoint(path, world=2, rank=0, args={"lr": 1.0})
 
 
 def test_a_checkpoint_with_one_optimizer_group_is_refused_in_one_line(tmp_path):
@@ -277,8 +277,35 @@ def test_a_checkpoint_with_one_optimizer_group_is_refused_in_one_line(tmp_path):
         state = {"update": 2, "episodes": 16, "optimizer": optimizer}
         ppo_checkpoint.save_checkpoint(OneProcess(), tmp_path / name, state, {})
     with pytest.raises(ValueError, match=r"older ppo\.py .* start a new --output_dir"):
-        ppo_checkpoint.load_checkpoint(tmp_path / "old" / "checkpoint-2", world=1, rank=0)
-    assert ppo_checkpoint.load_checkpoint(tmp_path / "new" / "checkpoint-2", world=1, rank=0)["update"] == 2
+        ppo_checkpoint.load_checkpoint(tmp_path / "old" / "checkpoint-2", world=1, rank=0, args={})
+    assert (
+        ppo_checkpoint.load_checkpoint(tmp_path / "new" / "checkpoint-2", world=1, rank=0, args={})["update"]
+        == 2
+    )
+
+
+def test_a_checkpoint_resumes_only_with_the_flags_that_shape_its_updates(tmp_path):
+    """Flags that change the updates must match the checkpoint's, each one that differs named with both
+    values; logging, saving, evaluation and thread flags may change; a flag the checkpoint predates
+    passes; --steps may change only where the learning rate does not decay over it."""
+    saved = {"learning_rate": 1e-3, "seed": 0, "steps": 48, "lr_decay": True, "eval_every": 5}
+    path = ppo_checkpoint.save_checkpoint(OneProcess(), tmp_path, {"update": 2, "episodes": 16}, saved)
+
+    def load(**changes):
+        return ppo_checkpoint.load_checkpoint(path, world=1, rank=0, args={**saved, **changes})
+
+    with pytest.raises(
+        ValueError, match=r"other settings: --learning_rate=0.001 \(now 0.002\), --seed=0 \(now 1\);"
+    ):
+        load(learning_rate=2e-3, seed=1, eval_every=10)
+    with pytest.raises(ValueError, match=r"--steps=48 \(now 96\)"):
+        load(steps=96)
+    assert load(eval_every=10, num_threads=4, output_dir="elsewhere", share_prompts=True)["update"] == 2
+    saved["lr_decay"] = False
+    path = ppo_checkpoint.save_checkpoint(
+        OneProcess(), tmp_path / "flat", {"update": 2, "episodes": 16}, saved
+    )
+    assert load(steps=96)["update"] == 2
 
 
 def test_critic_free_resume_with_groups_is_bit_identical(word_policy, kind_rm, kind_data, tmp_path):
@@ -307,6 +334,12 @@ def assert_resumed_from_checkpoint_2_ends_as(straight, resumed, argv) -> None:
 
     resumed.mkdir()
     shutil.copytree(straight / "checkpoint-2", resumed / "checkpoint-2")
+    # another seed would continue another run: refused before a step, and the checkpoint stays
+    with pytest.raises(ValueError, match=r"--seed=3 \(now 4\); resume with the checkpoint's values"):
+        ppo.cli(argv(resumed, "--resume_from_checkpoint=auto", "--seed=4"))
+    assert (
+        not (resumed / "metrics.jsonl").exists() and (resumed / "checkpoint-2" / "trainer_state.pt").exists()
+    )
     ppo.cli(argv(resumed, "--resume_from_checkpoint=auto"))
     assert comparable(resumed) == comparable(straight)[2:]  # updates 3-6
     a, b = weights(straight), weights(resumed)
