@@ -18,6 +18,21 @@ class MissingInputError(UsageError, FileNotFoundError):
     """A file or folder the user named (dataset, model, config, checkpoint) does not exist."""
 
 
+def refuse_changed_flags(checkpoint, saved: dict, now: dict, keys) -> None:
+    """Resume only with the values a checkpoint was written with: refuse, naming each of `keys` whose value
+    in `now` differs from `saved` (a key either side lacks, as a flag added since, passes)."""
+    changed = [
+        f"--{k}={saved[k]} (now {now[k]})"
+        for k in sorted(keys)
+        if k in saved and k in now and saved[k] != now[k]
+    ]
+    if changed:
+        raise UsageError(
+            f"{checkpoint} was written with other settings: {', '.join(changed)}; resume with the "
+            "checkpoint's values to continue identically, or start a new --output_dir"
+        )
+
+
 def run_script(cli) -> None:
     """A script's `__main__`: run `cli()`; a UsageError ends in `error: <message>` on stderr and exit
     status 2, with no traceback. Every other exception is a bug and keeps its traceback."""

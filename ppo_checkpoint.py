@@ -118,16 +118,7 @@ def check_resume_flags(path: Path, saved: dict, args) -> None:
     (all but RESUME_FREE_FLAGS). A flag the checkpoint does not record (added to ppo.py since) passes."""
     now = runtime.to_jsonable(args)
     free = RESUME_FREE_FLAGS | ({"steps"} if not now.get("lr_decay", True) else set())
-    changed = [
-        f"--{k}={saved[k]} (now {now[k]})"
-        for k in sorted(now)
-        if k in saved and k not in free and saved[k] != now[k]
-    ]
-    if changed:
-        raise cmdline.UsageError(
-            f"{path} was written with other settings: {', '.join(changed)}; resume with the checkpoint's "
-            "values to continue identically, or start a new --output_dir"
-        )
+    cmdline.refuse_changed_flags(path, saved, now, set(now) - free)
 
 
 def save_final(

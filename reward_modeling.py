@@ -510,12 +510,60 @@ def load_backbone(model_args, training_args):
     return path, tokenizer, model, info
 
 
+# The flags that shape a reward model's training: a checkpoint resumes only with the values it was written
+# with (RUN_FLAGS_FILE in each checkpoint). Logging, saving, evaluation and launcher flags may change.
+RESUME_FLAGS = frozenset(
+    "dataset_name data_dir dataset_train_split max_train_samples train_chunk_tokens model_name_or_path "
+    "model_revision dtype use_peft lora_r lora_alpha lora_dropout lora_target_modules load_in_4bit "
+    "load_in_8bit learning_rate per_device_train_batch_size gradient_accumulation_steps num_train_epochs "
+    "max_steps seed data_seed max_length bf16 fp16 optim weight_decay adam_beta1 adam_beta2 adam_epsilon "
+    "lr_scheduler_type warmup_steps max_grad_norm center_rewards_coefficient disable_dropout".split()
+)
+RUN_FLAGS_FILE = "run_flags.json"
+
+
+def resume_flags(*arg_groups) -> dict:
+    """The RESUME_FLAGS values of a run, as JSON values (an enum as its value)."""
+    return runtime.to_jsonable(
+        {
+            f.name: getattr(getattr(args, f.name), "value", getattr(args, f.name))
+            for args in arg_groups
+            for f in dataclasses.fields(args)
+            if f.name in RESUME_FLAGS
+        }
+    )
+
+
+def resume_checkpoint(spec: str | None, out: Path, flags: dict) -> str | None:
+    """The checkpoint `--resume_from_checkpoint` names (`auto`: the newest complete one in `out`, or
+    None), refused when it was written with other RESUME_FLAGS values than `flags`."""
+    if spec == "auto":
+        # trainer_state.json is the last file the Trainer writes into a checkpoint
+        found = runtime.complete_checkpoints(out, ("trainer_state.json",)) if out.is_dir() else []
+        spec = str(found[-1]) if found else None
+        print(f"[rm] resuming from {spec}" if spec else "[rm] no checkpoint to resume from; starting fresh")
+    saved = Path(spec) / RUN_FLAGS_FILE if spec else None
+    if saved and saved.is_file():
+        cmdline.refuse_changed_flags(spec, runtime.read_json(saved), flags, RESUME_FLAGS)
+    return spec
+
+
 def build_trainer(
-    script_args, training_args, model_args, model, tokenizer, info, train_dataset, eval_dataset
+    script_args, training_args, model_args, model, tokenizer, info, train_dataset, eval_dataset, flags
 ):
-    """TRL's RewardTrainer on pre-tokenized datasets, with LoRA if asked and the chunked training step."""
+    """TRL's RewardTrainer on pre-tokenized datasets, with LoRA if asked, the chunked training step, and
+    `flags` (resume_flags) written into each checkpoint."""
     from accelerate.utils import DistributedType
+    from transformers import TrainerCallback
     from trl import RewardTrainer, get_peft_config
+
+    class SaveRunFlags(TrainerCallback):
+        """Each checkpoint holds the flags it was trained with, which a resume must repeat."""
+
+        def on_save(self, args, state, control, **kwargs):
+            if state.is_world_process_zero:
+                folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+                runtime.write_json(folder / RUN_FLAGS_FILE, flags)
 
     class ChunkedRewardTrainer(RewardTrainer):
         real_tokens = 0  # real (non-pad) tokens trained on by this process, for tokens/s
@@ -551,6 +599,7 @@ def build_trainer(
         eval_dataset=eval_dataset if training_args.eval_strategy != "no" else None,
         processing_class=tokenizer,
         peft_config=peft_config,
+        callbacks=[SaveRunFlags()],
     )
 
 
@@ -607,6 +656,11 @@ def main(script_args: ScriptArguments, training_args: RewardConfig, model_args: 
             training_args.trust_remote_code,
         )
         print(f"[rm] LoRA r={model_args.lora_r} on {model_args.lora_target_modules}")
+    # A checkpoint written with other training flags stops the run before anything loads.
+    flags = resume_flags(script_args, training_args, model_args)
+    resume = None
+    if not script_args.eval_only:
+        resume = resume_checkpoint(training_args.resume_from_checkpoint, out, flags)
     # Data first: a run whose evaluation rows overlap its training rows stops before any model loads.
     eval_data_dir = script_args.eval_data_dir or script_args.data_dir
     eval_pairs, eval_counts, eval_origins = hh_data.load_preference_pairs(
@@ -660,17 +714,9 @@ def main(script_args: ScriptArguments, training_args: RewardConfig, model_args: 
     train_dataset, eval_dataset = Dataset.from_dict(train_rows), Dataset.from_dict(eval_rows)
 
     trainer = build_trainer(
-        script_args, training_args, model_args, model, tokenizer, info, train_dataset, eval_dataset
+        script_args, training_args, model_args, model, tokenizer, info, train_dataset, eval_dataset, flags
     )
     check_disk_space(trainer, len(train_dataset), out)
-    resume = training_args.resume_from_checkpoint
-    if resume == "auto":
-        # trainer_state.json is the last file the Trainer writes into a checkpoint
-        found = runtime.complete_checkpoints(out, ("trainer_state.json",)) if out.is_dir() else []
-        resume = str(found[-1]) if found else None
-        print(
-            f"[rm] resuming from {resume}" if resume else "[rm] no checkpoint to resume from; starting fresh"
-        )
     train_result = trainer.train(resume_from_checkpoint=resume)
     speed = training_throughput(
         int(trainer.accelerator.reduce(torch.tensor(trainer.real_tokens, device=trainer.args.device), "sum")),

@@ -165,7 +165,7 @@ def test_too_little_disk_fails_before_training(word_policy, kind_rm, kind_data, 
 def test_reward_model_resumes_to_the_same_weights(tiny_distilbert, pref_dir, tmp_path, capsys):
     """The Trainer's own resume: a run continued from its step-4 checkpoint (what a kill after that
     save leaves on disk) ends with the weights of the run that was never interrupted; `auto` passes
-    over a newer checkpoint cut short."""
+    over a newer checkpoint cut short; a flag that shapes training, changed, is refused."""
     import shutil
 
     from safetensors.torch import load_file
@@ -200,7 +200,13 @@ def test_reward_model_resumes_to_the_same_weights(tiny_distilbert, pref_dir, tmp
     cut = crashed / "checkpoint-6"  # and a later save killed before its trainer_state.json
     shutil.copytree(crashed / "checkpoint-4", cut)
     (cut / "trainer_state.json").unlink()
-    resumed = train(crashed, "--resume_from_checkpoint=auto")
+    # another learning rate would continue another run: refused before anything loads, naming it
+    with pytest.raises(
+        ValueError, match=r"--learning_rate=0.003 \(now 0.001\); resume with the checkpoint's"
+    ):
+        train(crashed, "--resume_from_checkpoint=auto", "--learning_rate=1e-3")
+    assert (crashed / "checkpoint-4" / "trainer_state.json").exists()
+    resumed = train(crashed, "--resume_from_checkpoint=auto", "--logging_steps=3")  # logging may change
     a, b = load_file(str(straight / "model.safetensors")), load_file(str(crashed / "model.safetensors"))
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert "skipping" in capsys.readouterr().err
