@@ -37,6 +37,7 @@ from pathlib import Path
 import lora  # before TRL: it quiets bitsandbytes' import-time warning, which TRL's import triggers
 
 # isort: split
+from transformers import TrainerCallback
 from trl import ModelConfig, RewardConfig
 
 import cmdline
@@ -523,15 +524,27 @@ RUN_FLAGS_FILE = "run_flags.json"
 
 
 def resume_flags(*arg_groups) -> dict:
-    """The RESUME_FLAGS values of a run, as JSON values (an enum as its value)."""
+    """The RESUME_FLAGS values of a run, as JSON values."""
     return runtime.to_jsonable(
         {
-            f.name: getattr(getattr(args, f.name), "value", getattr(args, f.name))
+            f.name: getattr(args, f.name)
             for args in arg_groups
             for f in dataclasses.fields(args)
             if f.name in RESUME_FLAGS
         }
     )
+
+
+class SaveRunFlags(TrainerCallback):
+    """Writes `flags` (resume_flags) into each checkpoint, for a resume to repeat."""
+
+    def __init__(self, flags: dict):
+        self.flags = flags
+
+    def on_save(self, args, state, control, **kwargs):
+        if state.is_world_process_zero:
+            folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+            runtime.write_json(folder / RUN_FLAGS_FILE, self.flags)
 
 
 def resume_checkpoint(spec: str | None, out: Path, flags: dict) -> str | None:
@@ -549,21 +562,11 @@ def resume_checkpoint(spec: str | None, out: Path, flags: dict) -> str | None:
 
 
 def build_trainer(
-    script_args, training_args, model_args, model, tokenizer, info, train_dataset, eval_dataset, flags
+    script_args, training_args, model_args, model, tokenizer, info, train_dataset, eval_dataset
 ):
-    """TRL's RewardTrainer on pre-tokenized datasets, with LoRA if asked, the chunked training step, and
-    `flags` (resume_flags) written into each checkpoint."""
+    """TRL's RewardTrainer on pre-tokenized datasets, with LoRA if asked and the chunked training step."""
     from accelerate.utils import DistributedType
-    from transformers import TrainerCallback
     from trl import RewardTrainer, get_peft_config
-
-    class SaveRunFlags(TrainerCallback):
-        """Each checkpoint holds the flags it was trained with, which a resume must repeat."""
-
-        def on_save(self, args, state, control, **kwargs):
-            if state.is_world_process_zero:
-                folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
-                runtime.write_json(folder / RUN_FLAGS_FILE, flags)
 
     class ChunkedRewardTrainer(RewardTrainer):
         real_tokens = 0  # real (non-pad) tokens trained on by this process, for tokens/s
@@ -599,7 +602,6 @@ def build_trainer(
         eval_dataset=eval_dataset if training_args.eval_strategy != "no" else None,
         processing_class=tokenizer,
         peft_config=peft_config,
-        callbacks=[SaveRunFlags()],
     )
 
 
@@ -714,8 +716,9 @@ def main(script_args: ScriptArguments, training_args: RewardConfig, model_args: 
     train_dataset, eval_dataset = Dataset.from_dict(train_rows), Dataset.from_dict(eval_rows)
 
     trainer = build_trainer(
-        script_args, training_args, model_args, model, tokenizer, info, train_dataset, eval_dataset, flags
+        script_args, training_args, model_args, model, tokenizer, info, train_dataset, eval_dataset
     )
+    trainer.add_callback(SaveRunFlags(flags))
     check_disk_space(trainer, len(train_dataset), out)
     train_result = trainer.train(resume_from_checkpoint=resume)
     speed = training_throughput(

@@ -4,6 +4,7 @@ checkpoints, free disk space, and JSON written atomically."""
 from __future__ import annotations
 
 import dataclasses
+import enum
 import json
 import os
 import shutil
@@ -118,6 +119,8 @@ def to_jsonable(obj: Any) -> Any:
         return {str(k): to_jsonable(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
         return [to_jsonable(v) for v in obj]
+    if isinstance(obj, enum.Enum):  # by value, also where the enum mixes in str (transformers' options)
+        return to_jsonable(obj.value)
     if isinstance(obj, (str, int, float, bool)) or obj is None:
         return obj
     return str(obj)

@@ -212,15 +212,7 @@ def main(argv=None):
 
     # ---- trainer: reward_modeling.py's, plus token accounting and step timing -------------------------
     trainer = reward_modeling.build_trainer(
-        script_args,
-        training_args,
-        model_args,
-        model,
-        tokenizer,
-        info,
-        train_dataset,
-        None,
-        reward_modeling.resume_flags(script_args, training_args, model_args),
+        script_args, training_args, model_args, model, tokenizer, info, train_dataset, None
     )
     for cb in (PrinterCallback, ProgressCallback):  # keep stdout for the JSON line
         trainer.remove_callback(cb)

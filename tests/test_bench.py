@@ -79,15 +79,7 @@ def make_trainer(model_dir, tmp_path, chunk_tokens, margins):
     from datasets import Dataset
 
     trainer = reward_modeling.build_trainer(
-        script_args,
-        training_args,
-        model_args,
-        model,
-        tok,
-        info,
-        Dataset.from_dict(rows),
-        None,
-        reward_modeling.resume_flags(script_args, training_args, model_args),
+        script_args, training_args, model_args, model, tok, info, Dataset.from_dict(rows), None
     )
     batch = trainer.data_collator([trainer.train_dataset[i] for i in range(len(pairs))])
     return trainer, batch
