@@ -51,33 +51,42 @@ def paired_gain(policy: list[list[float]], reference: list[list[float]]) -> dict
     }
 
 
+def length_slope(cells: list[tuple[list[float], list[float]]]) -> float | None:
+    """A judge's price of a token: the pooled within-cell least-squares slope of score on length.
+
+    cells: (scores, lengths) of the draws that share everything but their sampling randomness (one
+    prompt, one side, one run). Only differences within a cell inform the slope, so neither the prompt
+    nor a policy's own shift leaks into it. None where no cell has two lengths."""
+    sxy = sxx = 0.0
+    for scores, lengths in cells:
+        ls, ss = _mean(lengths), _mean(scores)
+        sxy += sum((x - ls) * (y - ss) for x, y in zip(lengths, scores))
+        sxx += sum((x - ls) ** 2 for x in lengths)
+    return sxy / sxx if sxx else None
+
+
 def length_controlled_gain(
     policy: list[list[float]],
     reference: list[list[float]],
     policy_lengths: list[list[float]],
     reference_lengths: list[list[float]],
+    slope: float | None = None,
 ) -> dict:
     """The paired gain with what response length explains taken out (a judge that pays for length
     rewards a policy that only got longer: Singhal et al. 2023; AlpacaEval's length control, Dubois et
     al. 2024, regresses it out too).
 
-    The judge's price of a token, `length_slope`, is the pooled within-cell least-squares slope of
-    score on length, a cell being one prompt's draws (its seeds) from one side: it is learned only
-    from samples of the same model for the same prompt that happened to differ in length, so neither
-    the prompt nor the policy's own shift leaks into it. Each prompt's gain then loses
-    length_slope x its length difference (policy - reference, seeds averaged); mean and standard error
-    over prompts as in `paired_gain`. With one seed per prompt there is nothing within a cell: the
-    figures are None."""
-    sxy = sxx = 0.0
-    for scores, lengths in zip(policy + reference, policy_lengths + reference_lengths):
-        ls, ss = _mean(lengths), _mean(scores)
-        sxy += sum((x - ls) * (y - ss) for x, y in zip(lengths, scores))
-        sxx += sum((x - ls) ** 2 for x in lengths)
+    The judge's price of a token, `length_slope`, is `length_slope` over the cells of one prompt's draws
+    (its seeds) from one side, unless `slope` gives it (bench/pool_evals.py learns it within each run's
+    cells, then applies it to the draws of all runs). Each prompt's gain then loses length_slope x its
+    length difference (policy - reference, seeds averaged); mean and standard error over prompts as in
+    `paired_gain`. With one seed per prompt there is nothing within a cell: the figures are None."""
+    if slope is None:
+        slope = length_slope(list(zip(policy + reference, policy_lengths + reference_lengths)))
     length_diff = [_mean(p) - _mean(r) for p, r in zip(policy_lengths, reference_lengths)]
-    if sxx == 0.0:
+    if slope is None:
         none = {"length_slope": None, "length_controlled_gain_mean": None, "length_controlled_gain_se": None}
         return {**none, "length_diff_mean": _mean(length_diff)}
-    slope = sxy / sxx
     mean, se = _mean_and_se(
         [_mean(p) - _mean(r) - slope * d for p, r, d in zip(policy, reference, length_diff)]
     )

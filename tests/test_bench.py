@@ -400,3 +400,91 @@ def test_estimator_quality_runs_each_estimator_and_seed_on_equal_settings(
     assert set(summary["estimators"]) == {"gae", "grpo"}
     with pytest.raises(SystemExit):
         estimator_quality.parse_args([str(config), "--out_root=x", "--seed=3"])
+
+
+def write_eval_run(folder, rng, shift, n=6, k=3, update=20, **flags):
+    """A ppo.py output folder with one evaluation: the policy's draws `shift` tokens longer and
+    0.02 x shift better than the reference's, and a judge paying 0.01 per token within a cell."""
+
+    ref_len = rng.integers(20, 40, (n, k)).astype(float)
+    pol_len = ref_len + shift + rng.integers(-5, 6, (n, k))
+    prompt = rng.normal(size=(n, 1))
+    ref = prompt + 0.01 * ref_len + rng.normal(scale=0.1, size=(n, k))
+    pol = prompt + 0.01 * pol_len + 0.02 * shift + rng.normal(scale=0.1, size=(n, k))
+
+    def figures(p, r):
+        return {
+            "gain_mean": 0.0,
+            "gain_se": 1.0,
+            "win_rate": 0.5,
+            "per_prompt": {"policy": p, "reference": r},
+        }
+
+    point = {
+        "update": update, "prompts": n, "eval_seeds": k, "kl_mean": float(shift),
+        "proxy": figures(pol.tolist(), ref.tolist()), "gold": {"g": figures((2 * pol).tolist(), ref.tolist())},
+        "lengths": {"policy": pol_len.tolist(), "reference": ref_len.tolist()},
+        "diagnostics": {side: {"response_length": 30.0} for side in ("policy", "reference")},
+    }  # fmt: skip
+    folder.mkdir()
+    (folder / "eval.json").write_text(json.dumps({**point, "points": [{**point, "update": 10}, point]}))
+    args = {"query_dataset": "hh", "eval_data_dir": "harmless-base[1800:]", "eval_samples": n,
+            "max_prompt_length": 128, "reward_model": "proxy", **flags}  # fmt: skip
+    (folder / "args.json").write_text(json.dumps(args))
+    return pol, ref, pol_len, ref_len
+
+
+def test_pool_evals_pools_each_prompts_draws_over_runs_and_learns_length_within_runs(tmp_path, capsys):
+    import numpy as np
+    import pool_evals
+
+    rng = np.random.default_rng(0)
+    runs = [write_eval_run(tmp_path / f"s{s}", rng, shift) for s, shift in enumerate((0, 8, 16))]
+    got = pool_evals.main([str(tmp_path / f"s{s}") for s in range(3)] + ["--label", "t"])
+    assert json.loads(capsys.readouterr().out)["pooled"]["gold"]["g"]["gain_mean"] == pytest.approx(
+        got["pooled"]["gold"]["g"]["gain_mean"]
+    )
+    pol = np.concatenate([r[0] for r in runs], axis=1)  # [prompt, run x seed]
+    ref = np.concatenate([r[1] for r in runs], axis=1)
+    gains = pol.mean(1) - ref.mean(1)
+    proxy = got["pooled"]["proxy"]
+    assert proxy["gain_mean"] == pytest.approx(gains.mean())
+    assert proxy["gain_se"] == pytest.approx(gains.std(ddof=1) / np.sqrt(len(gains)))
+    assert proxy["win_rate"] == pytest.approx((pol > ref).mean())
+    assert got["draws_per_prompt"] == 9 and got["pooled"]["kl_mean"] == pytest.approx(8.0)
+    assert [r["update"] for r in got["runs"]] == [20, 20, 20]
+    # Naive reference: least squares of score on length plus one indicator per (run, prompt, side) cell.
+    y = np.concatenate([np.ravel(a) for r in runs for a in (r[0], r[1])])
+    x = np.concatenate([np.ravel(a) for r in runs for a in (r[2], r[3])])
+    n, k = runs[0][0].shape
+    design = np.column_stack([x, np.eye(6 * n)[np.repeat(np.arange(6 * n), k)]])
+    slope = np.linalg.lstsq(design, y, rcond=None)[0][0]
+    assert proxy["length_slope"] == pytest.approx(slope)
+    pol_len = np.concatenate([r[2] for r in runs], axis=1)
+    ref_len = np.concatenate([r[3] for r in runs], axis=1)
+    lc = gains - slope * (pol_len.mean(1) - ref_len.mean(1))
+    assert proxy["length_controlled_gain_mean"] == pytest.approx(lc.mean())
+    # Cells pooled over runs would mistake the runs' longer and better policies for a judge paying
+    # ~0.03 per token; learned within runs it is the 0.01 the judge pays.
+    assert slope == pytest.approx(0.01, abs=0.004)
+    # An earlier evaluation point, by --update.
+    assert pool_evals.pool([str(tmp_path / "s0"), str(tmp_path / "s1")], update=10)["runs"][0]["update"] == 10
+
+
+def test_pool_evals_refuses_runs_that_did_not_score_the_same_prompts(tmp_path):
+    import numpy as np
+    import pool_evals
+
+    rng = np.random.default_rng(1)
+    write_eval_run(tmp_path / "a", rng, 0)
+    write_eval_run(tmp_path / "b", rng, 4, eval_data_dir="helpful-base[1800:]")
+    write_eval_run(tmp_path / "c", rng, 4)
+    with pytest.raises(SystemExit, match=r"differ in --eval_data_dir.*helpful-base\[1800:\]"):
+        pool_evals.pool([str(tmp_path / "a"), str(tmp_path / "b")])
+    with pytest.raises(SystemExit, match=r"no evaluation after update 30 \(it has: 10, 20\)"):
+        pool_evals.pool([str(tmp_path / "a"), str(tmp_path / "c")], update=30)
+    with pytest.raises(SystemExit, match="missing/eval.json does not exist"):
+        pool_evals.pool([str(tmp_path / "a"), str(tmp_path / "missing")])
+    write_eval_run(tmp_path / "d", rng, 4, n=5)
+    with pytest.raises(SystemExit, match="differ in --eval_samples"):
+        pool_evals.pool([str(tmp_path / "a"), str(tmp_path / "d")])

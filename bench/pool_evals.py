@@ -1,0 +1,203 @@
+"""Pool the held-out evaluations of several ppo.py runs (training seeds) per prompt.
+
+Each run's eval.json holds, for the proxy and each gold, every prompt's scores under each sampling seed,
+policy and reference. Pooled, a prompt's gain is the mean of its policy draws over all runs minus the
+mean of its reference draws, and the standard error is over prompts, the independent units (as
+`ppo_eval.paired_gain` does for one run). The length-controlled gain learns the judge's price of a token
+within each run's cells (one prompt, one side, one run), so no policy's own change of length leaks into
+it, and applies it to the pooled draws. Runs must have evaluated the same prompts with the same judges
+and seeds; anything else is refused, naming the setting.
+
+    .venv/bin/python bench/pool_evals.py outputs/hh/ppo-2x-s0 outputs/hh/ppo-2x-s1 outputs/hh/ppo-2x-s2
+    .venv/bin/python bench/pool_evals.py outputs/hh/ppo-2x-s* --update 20 --json_out bench/results/hh-rl.jsonl
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from jsonline import emit  # noqa: E402
+
+import ppo_eval  # noqa: E402
+
+# The flags of args.json that decide which prompts an evaluation scored (see ppo.py's _load_prompts).
+PROMPT_FLAGS = ("eval_dataset", "eval_data_dir", "eval_split", "eval_samples", "max_prompt_length")
+HOLDOUT_FLAGS = ("query_dataset", "query_split", "data_dir")
+FIGURES = ("gain_mean", "gain_se", "win_rate", "length_controlled_gain_mean", "length_controlled_gain_se")
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("runs", nargs="+", help="ppo.py output folders (eval.json and args.json in each)")
+    p.add_argument(
+        "--update", type=int, default=None, help="the evaluation after this update (default: the last)"
+    )
+    p.add_argument("--label", default=None, help="free text copied into the JSON")
+    p.add_argument("--json_out", default=None, help="also append the JSON line to this file")
+    args = p.parse_args(argv)
+    if len(args.runs) < 2:
+        p.error("give at least two runs to pool")
+    return args
+
+
+def load_run(folder: str, update: int | None) -> tuple[dict, dict]:
+    """(args.json, the evaluation point) of one run folder; exits with a one-line error where missing."""
+    root = Path(folder)
+    for name in ("eval.json", "args.json"):
+        if not (root / name).is_file():
+            sys.exit(
+                f"error: {root / name} does not exist: give ppo.py output folders that finished an evaluation"
+            )
+    result = json.loads((root / "eval.json").read_text())
+    flags = json.loads((root / "args.json").read_text())
+    points = result.get("points") or [result]
+    if update is None:
+        return flags, result
+    found = [p for p in points if p["update"] == update]
+    if not found:
+        have = ", ".join(str(p["update"]) for p in points)
+        sys.exit(f"error: {root} has no evaluation after update {update} (it has: {have})")
+    return flags, found[0]
+
+
+def prompt_settings(flags: dict) -> dict:
+    """The flags that decide a run's evaluation prompts: the held-out set's own where given, else also
+    the training prompts' (the evaluation then reads their test split or holds out their last rows)."""
+    explicit = flags.get("eval_dataset") or flags.get("eval_data_dir") or flags.get("eval_split")
+    names = PROMPT_FLAGS + ("query_dataset",) if explicit else PROMPT_FLAGS + HOLDOUT_FLAGS
+    return {name: flags.get(name) for name in names}
+
+
+def check_poolable(runs: list[str], flags: list[dict], points: list[dict]) -> None:
+    """Refuse, naming the setting, runs that did not score the same prompts, seeds and judges."""
+
+    def same(what: str, values: list) -> None:
+        if any(v != values[0] for v in values[1:]):
+            shown = "; ".join(f"{run}: {v}" for run, v in zip(runs, values))
+            sys.exit(f"error: the runs differ in {what}, so their prompts' draws do not pool ({shown})")
+
+    settings = [prompt_settings(f) for f in flags]
+    for name in sorted(set().union(*settings)):
+        same(f"--{name}", [s.get(name) for s in settings])
+    same("the number of evaluation prompts", [p["prompts"] for p in points])
+    same("--eval_seeds", [p["eval_seeds"] for p in points])
+    same("--reward_model (the proxy)", [f.get("reward_model") for f in flags])
+    same("the gold reward models", [sorted(p.get("gold", {})) for p in points])
+
+
+def pool_judge(judged: list[dict], lengths: list[dict]) -> dict:
+    """One judge's pooled figures from each run's figures (with per_prompt) and each run's lengths."""
+    n = len(judged[0]["per_prompt"]["policy"])
+    pooled = {
+        side: [sum((j["per_prompt"][side][i] for j in judged), []) for i in range(n)]
+        for side in ("policy", "reference")
+    }
+    pooled_lengths = {side: [sum((ln[side][i] for ln in lengths), []) for i in range(n)] for side in pooled}
+    cells = [
+        (j["per_prompt"][side][i], ln[side][i])
+        for j, ln in zip(judged, lengths)
+        for side in ("policy", "reference")
+        for i in range(n)
+    ]
+    slope = ppo_eval.length_slope(cells)
+    return {
+        **ppo_eval.paired_gain(pooled["policy"], pooled["reference"]),
+        **ppo_eval.length_controlled_gain(
+            pooled["policy"],
+            pooled["reference"],
+            pooled_lengths["policy"],
+            pooled_lengths["reference"],
+            slope,
+        ),
+    }
+
+
+def pool(runs: list[str], update: int | None = None) -> dict:
+    loaded = [load_run(run, update) for run in runs]
+    flags, points = [f for f, _ in loaded], [p for _, p in loaded]
+    check_poolable(runs, flags, points)
+    for run, p in zip(runs, points):
+        if "lengths" not in p:
+            sys.exit(
+                f"error: {run}/eval.json predates per-prompt lengths; evaluate it again with ppo.py --eval_only"
+            )
+    lengths = [p["lengths"] for p in points]
+    golds = sorted(points[0].get("gold", {}))
+
+    def figures(f: dict) -> dict:
+        return {k: f.get(k) for k in FIGURES}
+
+    per_run = [
+        {
+            "output_dir": run,
+            "update": p["update"],
+            "kl_mean": p["kl_mean"],
+            "response_length": {
+                side: p["diagnostics"][side]["response_length"] for side in ("policy", "reference")
+            },
+            "proxy": figures(p["proxy"]),
+            "gold": {g: figures(p["gold"][g]) for g in golds},
+        }
+        for run, p in zip(runs, points)
+    ]
+    pooled = {
+        "kl_mean": sum(p["kl_mean"] for p in points) / len(points),
+        "proxy": pool_judge([p["proxy"] for p in points], lengths),
+        "gold": {g: pool_judge([p["gold"][g] for p in points], lengths) for g in golds},
+    }
+    return {
+        "harness": "pool_evals",
+        "prompts": points[0]["prompts"],
+        "draws_per_prompt": points[0]["eval_seeds"] * len(points),
+        "runs": per_run,
+        "pooled": pooled,
+    }
+
+
+def describe(result: dict) -> list[str]:
+    """The figures as lines for a reader (stderr)."""
+
+    def judge(name: str, f: dict) -> str:
+        line = (
+            f"{name} {f['gain_mean']:+.3f} (se {f['gain_se']:.3f}, {f['gain_mean'] / f['gain_se']:.1f} se)"
+            if f["gain_se"]
+            else f"{name} {f['gain_mean']:+.3f}"
+        )
+        line += f", win {f['win_rate']:.2f}"
+        if f.get("length_controlled_gain_mean") is not None:
+            line += f", length-controlled {f['length_controlled_gain_mean']:+.3f}"
+        return line
+
+    lines = []
+    for r in result["runs"]:
+        golds = "; ".join(judge(f"gold {g}", f) for g, f in r["gold"].items())
+        lines.append(
+            f"{r['output_dir']} update {r['update']}: KL {r['kl_mean']:.2f}; {judge('proxy', r['proxy'])}; {golds}"
+        )
+    p = result["pooled"]
+    golds = "; ".join(judge(f"gold {g}", f) for g, f in p["gold"].items())
+    lines.append(
+        f"pooled ({result['prompts']} prompts x {result['draws_per_prompt']} draws): KL {p['kl_mean']:.2f}; "
+        f"{judge('proxy', p['proxy'])}; {golds}"
+    )
+    return lines
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    result = pool(args.runs, args.update)
+    result["label"] = args.label
+    for line in describe(result):
+        print(line, file=sys.stderr)
+    emit(result, args.json_out)
+    return result
+
+
+if __name__ == "__main__":
+    main()
