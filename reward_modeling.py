@@ -549,14 +549,21 @@ class SaveRunFlags(TrainerCallback):
 
 def resume_checkpoint(spec: str | None, out: Path, flags: dict) -> str | None:
     """The checkpoint `--resume_from_checkpoint` names (`auto`: the newest complete one in `out`, or
-    None), refused when it was written with other RESUME_FLAGS values than `flags`."""
+    None), refused when it was written with other RESUME_FLAGS values than `flags` (its own
+    RUN_FLAGS_FILE, else its run folder's)."""
     if spec == "auto":
         # trainer_state.json is the last file the Trainer writes into a checkpoint
         found = runtime.complete_checkpoints(out, ("trainer_state.json",)) if out.is_dir() else []
         spec = str(found[-1]) if found else None
         print(f"[rm] resuming from {spec}" if spec else "[rm] no checkpoint to resume from; starting fresh")
-    saved = Path(spec) / RUN_FLAGS_FILE if spec else None
-    if saved and saved.is_file():
+    if not spec:
+        return None
+    saved = Path(spec) / RUN_FLAGS_FILE
+    if not saved.is_file():
+        # A kill between the Trainer's save and SaveRunFlags.on_save: the run's own copy, written
+        # before its first step, holds the same flags.
+        saved = Path(spec).parent / RUN_FLAGS_FILE
+    if saved.is_file():
         cmdline.refuse_changed_flags(spec, runtime.read_json(saved), flags, RESUME_FLAGS)
     return spec
 
@@ -720,6 +727,8 @@ def main(script_args: ScriptArguments, training_args: RewardConfig, model_args: 
     )
     trainer.add_callback(SaveRunFlags(flags))
     check_disk_space(trainer, len(train_dataset), out)
+    if trainer.accelerator.is_main_process and training_args.save_strategy != "no":
+        runtime.write_json(out / RUN_FLAGS_FILE, flags)  # before any checkpoint: see resume_checkpoint
     train_result = trainer.train(resume_from_checkpoint=resume)
     speed = training_throughput(
         int(trainer.accelerator.reduce(torch.tensor(trainer.real_tokens, device=trainer.args.device), "sum")),

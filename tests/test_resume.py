@@ -195,7 +195,7 @@ def test_reward_model_resumes_to_the_same_weights(tiny_distilbert, pref_dir, tmp
     train(straight)
     train(crashed)
     for path in crashed.iterdir():  # back to the state a kill right after the step-4 save leaves
-        if path.name != "checkpoint-4":
+        if path.name not in ("checkpoint-4", reward_modeling.RUN_FLAGS_FILE):
             shutil.rmtree(path) if path.is_dir() else path.unlink()
     cut = crashed / "checkpoint-6"  # and a later save killed before its trainer_state.json
     shutil.copytree(crashed / "checkpoint-4", cut)
@@ -206,6 +206,10 @@ def test_reward_model_resumes_to_the_same_weights(tiny_distilbert, pref_dir, tmp
     ):
         train(crashed, "--resume_from_checkpoint=auto", "--learning_rate=1e-3")
     assert (crashed / "checkpoint-4" / "trainer_state.json").exists()
+    # killed between the Trainer's save and the checkpoint's flags: the run folder's copy still holds
+    (crashed / "checkpoint-4" / reward_modeling.RUN_FLAGS_FILE).unlink()
+    with pytest.raises(ValueError, match=r"--seed=0 \(now 1\)"):
+        train(crashed, "--resume_from_checkpoint=auto", "--seed=1")
     resumed = train(crashed, "--resume_from_checkpoint=auto", "--logging_steps=3")  # logging may change
     a, b = load_file(str(straight / "model.safetensors")), load_file(str(crashed / "model.safetensors"))
     assert all(torch.equal(a[k], b[k]) for k in a)
