@@ -1093,9 +1093,10 @@ class Trainer:
         generator=None,
         use_reference=False,
         temperature: float | None = None,
+        progress=None,
     ) -> Rollout:
         """Sample and score (phase 1) responses to the prompts at `index`, in chunks of
-        --rollout_batch_size, at `temperature` (default: --temperature)."""
+        --rollout_batch_size, at `temperature` (default: --temperature); `progress(n)` after each chunk."""
         args = self.args
         prompts_src = prompts_src or self.train_prompts
         ids_src = ids_src or self.train_ids
@@ -1119,6 +1120,8 @@ class Trainer:
                     self.share_prompts,
                 )
                 chunks.append(chunk)
+                if progress:
+                    progress(len(part))
         t1 = time.perf_counter()
         # Each chunk scored as it was sampled: the reward model's batches stay rollout-sized.
         with torch.inference_mode():
@@ -1317,21 +1320,33 @@ def evaluate(tr: Trainer, n_show: int = 0) -> dict:
     takes every world-th prompt; results are gathered as Python objects, so uneven shards cannot
     hang a collective."""
     from accelerate.utils import gather_object
+    from tqdm.auto import tqdm
 
     args = tr.args
     index = list(range(tr.acc.process_index, len(tr.eval_ids), tr.acc.num_processes))
     local = [{"index": i, "seeds": []} for i in index]
     pol = ref = None
     T = args.eval_temperature
-    for k in range(args.eval_seeds if index else 0):
-        seed = args.seed + 7919 + tr.acc.process_index + k * EVAL_SEED_STRIDE
+    seeds = [args.seed + 7919 + tr.acc.process_index + k * EVAL_SEED_STRIDE for k in range(args.eval_seeds)]
+    seeds = seeds if index else []
+    to_sample = len(seeds) + sum((tuple(index), seed, T) not in tr.reference_draws for seed in seeds)
+    bar = tqdm(
+        total=len(index) * to_sample,
+        desc="evaluation",
+        unit="response",
+        leave=False,
+        disable=not tr.acc.is_main_process,
+    )
+    for k, seed in enumerate(seeds):
         g = torch.Generator(device=tr.device).manual_seed(seed)
         with merged_lora(tr.policy):  # no-grad passes, as in training's phases 1-2
-            pol_k = tr.rollout(index, tr.eval_prompts, tr.eval_ids, generator=g, temperature=T)
+            pol_k = tr.rollout(
+                index, tr.eval_prompts, tr.eval_ids, generator=g, temperature=T, progress=bar.update
+            )
             logprobs, ref_logprobs, _, _ = tr.forward_logprobs(pol_k, T)
         kl = ((logprobs - ref_logprobs) * pol_k.response_mask.float()).sum(1).tolist()
         policy_side = judged_draw(tr, pol_k)
-        ref_side = reference_draw(tr, index, seed, T)
+        ref_side = reference_draw(tr, index, seed, T, bar.update)
         for j, row in enumerate(local):
             draw = {"kl": kl[j], "gold": {}}
             for side, d in (("policy", policy_side), ("reference", ref_side)):
@@ -1347,6 +1362,7 @@ def evaluate(tr: Trainer, n_show: int = 0) -> dict:
             row["seeds"].append(draw)
         if k == 0:
             pol, ref = pol_k, ref_side["rollout"]
+    bar.close()
     rows = sorted(gather_object(local), key=lambda row: row["index"])
     result = summarize_evaluation(rows, list(tr.gold), tr.update)
     if tr.judges:  # which rows each judge trained on (see ppo_eval.judge_overlap)
@@ -1369,7 +1385,7 @@ def judged_draw(tr: Trainer, ro: Rollout) -> dict:
     return {"rollout": ro, "gold": gold, "text": decode(tr.tok, ro.responses, ro.lengths)}
 
 
-def reference_draw(tr: Trainer, index: list[int], seed: int, temperature: float) -> dict:
+def reference_draw(tr: Trainer, index: list[int], seed: int, temperature: float, progress=None) -> dict:
     """The reference's responses to the evaluation prompts at `index` for one sampling seed, with their
     proxy and gold scores and text. The reference never changes and its generator is seeded the same
     at every evaluation, so the draw is computed once per run and kept (half of each later
@@ -1379,7 +1395,13 @@ def reference_draw(tr: Trainer, index: list[int], seed: int, temperature: float)
     if key not in cache:
         g = torch.Generator(device=tr.device).manual_seed(seed)
         ro = tr.rollout(
-            index, tr.eval_prompts, tr.eval_ids, generator=g, use_reference=True, temperature=temperature
+            index,
+            tr.eval_prompts,
+            tr.eval_ids,
+            generator=g,
+            use_reference=True,
+            temperature=temperature,
+            progress=progress,
         )
         cache[key] = judged_draw(tr, ro)
     return cache[key]

@@ -3,6 +3,7 @@ reward models and reward-model ensembles, and the figures of plots.py (read thro
 
 import json
 import math
+import re
 
 import pytest
 import torch
@@ -239,18 +240,24 @@ def test_a_gold_trained_on_the_proxys_rows_is_flagged(word_policy, kind_rm, kind
     assert figures["eval_prompts_trained_on"] == 0  # the held-out prompts come from test.jsonl
 
 
-def test_eval_only_repeats_the_final_evaluation_of_a_run(word_policy, kind_rm, gpt2_rm, kind_data, tmp_path):
+def test_eval_only_repeats_the_final_evaluation_of_a_run(
+    word_policy, kind_rm, gpt2_rm, kind_data, tmp_path, capsys
+):
     gold = str(gpt2_rm)
     common = (f"--gold_reward_model={gold}", "--eval_seeds=2", "--eval_samples=8")
     run = tmp_path / "run"
     trained = run_ppo(word_policy, kind_rm, kind_data, run, "--steps=32", *common)
     assert trained["proxy"]["gain_mean"] != 0  # the run moved the policy
     # The saved policy against the model it started from, with nothing trained and nothing saved.
+    capsys.readouterr()
     again = run_ppo(
         run, kind_rm, kind_data, tmp_path / "eval", "--eval_only=True", f"--ref_model={word_policy}", *common
     )
     for key in ("proxy", "gold", "kl_mean", "diagnostics", "lengths"):
         assert again[key] == trained[key], key
+    # progress counts every response sampled: 8 prompts x 2 seeds, policy and reference
+    err = capsys.readouterr().err
+    assert re.search(r"evaluation: 100%.*32/32", err), err[-2000:]
     assert trained["proxy"]["length_diff_mean"] == pytest.approx(
         sum(map(sum, trained["lengths"]["policy"])) / 16 - sum(map(sum, trained["lengths"]["reference"])) / 16
     )
