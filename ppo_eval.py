@@ -39,7 +39,7 @@ def paired_gain(policy: list[list[float]], reference: list[list[float]]) -> dict
     win_rate counts every (prompt, seed) pair, a tie as half a win."""
     if len(policy) != len(reference) or any(len(p) != len(r) for p, r in zip(policy, reference)):
         raise ValueError("policy and reference scores must have the same prompts and seeds")
-    mean, se = _mean_and_se([sum(p) / len(p) - sum(r) / len(r) for p, r in zip(policy, reference)])
+    mean, se = mean_and_se([sum(p) / len(p) - sum(r) / len(r) for p, r in zip(policy, reference)])
     pairs = [(a, b) for p, r in zip(policy, reference) for a, b in zip(p, r)]
     wins = sum(1.0 if a > b else 0.5 if a == b else 0.0 for a, b in pairs)
     return {
@@ -87,7 +87,7 @@ def length_controlled_gain(
     if slope is None:
         none = {"length_slope": None, "length_controlled_gain_mean": None, "length_controlled_gain_se": None}
         return {**none, "length_diff_mean": _mean(length_diff)}
-    mean, se = _mean_and_se(
+    mean, se = mean_and_se(
         [_mean(p) - _mean(r) - slope * d for p, r, d in zip(policy, reference, length_diff)]
     )
     return {
@@ -102,7 +102,7 @@ def _mean(xs: list[float]) -> float:
     return sum(xs) / len(xs) if xs else 0.0
 
 
-def _mean_and_se(gains: list[float]) -> tuple[float, float]:
+def mean_and_se(gains: list[float]) -> tuple[float, float]:
     """Mean and standard error (sample std / sqrt(n)) of per-prompt gains; 0.0 where undefined."""
     n = len(gains)
     mean = _mean(gains)

@@ -6,10 +6,13 @@ mean of its reference draws, and the standard error is over prompts, the indepen
 `ppo_eval.paired_gain` does for one run). The length-controlled gain learns the judge's price of a token
 within each run's cells (one prompt, one side, one run), so no policy's own change of length leaks into
 it, and applies it to the pooled draws. Runs must have evaluated the same prompts with the same judges
-and seeds; anything else is refused, naming the setting.
+and seeds; anything else is refused, naming the setting. `--vs` pools a second group of runs on the same
+prompts (each at its last evaluation) and adds the difference of the two pooled gains, paired per prompt
+(mean and standard error over prompts).
 
     .venv/bin/python bench/pool_evals.py outputs/hh/ppo-2x-s0 outputs/hh/ppo-2x-s1 outputs/hh/ppo-2x-s2
     .venv/bin/python bench/pool_evals.py outputs/hh/ppo-2x-s* --update 20 --json_out bench/results/hh-rl.jsonl
+    .venv/bin/python bench/pool_evals.py outputs/hh/ppo outputs/hh/ppo-s1 outputs/hh/ppo-s2 --vs outputs/hh/est/gae-s*
 """
 
 from __future__ import annotations
@@ -38,11 +41,14 @@ def parse_args(argv=None):
     p.add_argument(
         "--update", type=int, default=None, help="the evaluation after this update (default: the last)"
     )
+    p.add_argument(
+        "--vs", nargs="+", default=None, help="runs to compare with, paired per prompt (last evaluation)"
+    )
     p.add_argument("--label", default=None, help="free text copied into the JSON")
     p.add_argument("--json_out", default=None, help="also append the JSON line to this file")
     args = p.parse_args(argv)
-    if len(args.runs) < 2:
-        p.error("give at least two runs to pool")
+    if len(args.runs) < 2 and not args.vs:
+        p.error("give at least two runs to pool, or --vs runs to compare with")
     return args
 
 
@@ -106,8 +112,10 @@ def pool_judge(judged: list[dict], lengths: list[dict]) -> dict:
         for i in range(n)
     ]
     slope = ppo_eval.length_slope(cells)
+    gains = [sum(a) / len(a) - sum(b) / len(b) for a, b in zip(pooled["policy"], pooled["reference"])]
     return {
         **ppo_eval.paired_gain(pooled["policy"], pooled["reference"]),
+        "per_prompt_gain": gains,
         **ppo_eval.length_controlled_gain(
             pooled["policy"],
             pooled["reference"],
@@ -118,10 +126,16 @@ def pool_judge(judged: list[dict], lengths: list[dict]) -> dict:
     }
 
 
-def pool(runs: list[str], update: int | None = None) -> dict:
+def pool(runs: list[str], update: int | None = None, vs: list[str] | None = None) -> dict:
+    """Each judge's figures per run and pooled over `runs` (at `update`, default the last evaluation);
+    with `vs`, the same for those runs and the paired difference of the two pools."""
     loaded = [load_run(run, update) for run in runs]
-    flags, points = [f for f, _ in loaded], [p for _, p in loaded]
-    check_poolable(runs, flags, points)
+    others = [load_run(run, None) for run in vs or []]
+    check_poolable(runs + (vs or []), [f for f, _ in loaded + others], [p for _, p in loaded + others])
+    if vs:
+        result, other = pool(runs, update), pool(vs)
+        return {**result, "vs": other, "difference": paired_difference(result, other)}
+    points = [p for _, p in loaded]
     for run, p in zip(runs, points):
         if "lengths" not in p:
             sys.exit(
@@ -160,6 +174,22 @@ def pool(runs: list[str], update: int | None = None) -> dict:
     }
 
 
+def paired_difference(result: dict, other: dict) -> dict:
+    """Per judge: each prompt's pooled gain in `result` minus its pooled gain in `other` (the same
+    prompts), mean and standard error over prompts."""
+
+    def difference(a: dict, b: dict) -> dict:
+        diffs = [x - y for x, y in zip(a["per_prompt_gain"], b["per_prompt_gain"])]
+        mean, se = ppo_eval.mean_and_se(diffs)
+        return {"gain_mean": mean, "gain_se": se}
+
+    a, b = result["pooled"], other["pooled"]
+    return {
+        "proxy": difference(a["proxy"], b["proxy"]),
+        "gold": {g: difference(a["gold"][g], b["gold"][g]) for g in a["gold"]},
+    }
+
+
 def describe(result: dict) -> list[str]:
     """The figures as lines for a reader (stderr)."""
 
@@ -186,12 +216,21 @@ def describe(result: dict) -> list[str]:
         f"pooled ({result['prompts']} prompts x {result['draws_per_prompt']} draws): KL {p['kl_mean']:.2f}; "
         f"{judge('proxy', p['proxy'])}; {golds}"
     )
+    if "vs" in result:
+        lines += ["vs: " + line for line in describe(result["vs"])]
+        d = result["difference"]
+        golds = "; ".join(
+            f"gold {g} {f['gain_mean']:+.3f} (se {f['gain_se']:.3f})" for g, f in d["gold"].items()
+        )
+        lines.append(
+            f"difference, paired per prompt: proxy {d['proxy']['gain_mean']:+.3f} (se {d['proxy']['gain_se']:.3f}); {golds}"
+        )
     return lines
 
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
-    result = pool(args.runs, args.update)
+    result = pool(args.runs, args.update, args.vs)
     result["label"] = args.label
     for line in describe(result):
         print(line, file=sys.stderr)

@@ -469,6 +469,17 @@ def test_pool_evals_pools_each_prompts_draws_over_runs_and_learns_length_within_
     assert slope == pytest.approx(0.01, abs=0.004)
     # An earlier evaluation point, by --update.
     assert pool_evals.pool([str(tmp_path / "s0"), str(tmp_path / "s1")], update=10)["runs"][0]["update"] == 10
+    # --vs: runs 1 and 2 against run 0, paired per prompt.
+    vs = pool_evals.pool([str(tmp_path / "s1"), str(tmp_path / "s2")], vs=[str(tmp_path / "s0")])
+    mine = np.concatenate([r[0] for r in runs[1:]], axis=1).mean(1) - np.concatenate(
+        [r[1] for r in runs[1:]], axis=1
+    ).mean(1)
+    diff = mine - (runs[0][0].mean(1) - runs[0][1].mean(1))
+    assert vs["difference"]["proxy"]["gain_mean"] == pytest.approx(diff.mean())
+    assert vs["difference"]["proxy"]["gain_se"] == pytest.approx(diff.std(ddof=1) / np.sqrt(len(diff)))
+    assert vs["vs"]["draws_per_prompt"] == 3 and vs["pooled"]["proxy"]["gain_mean"] == pytest.approx(
+        mine.mean()
+    )
 
 
 def test_pool_evals_refuses_runs_that_did_not_score_the_same_prompts(tmp_path):
@@ -481,6 +492,8 @@ def test_pool_evals_refuses_runs_that_did_not_score_the_same_prompts(tmp_path):
     write_eval_run(tmp_path / "c", rng, 4)
     with pytest.raises(SystemExit, match=r"differ in --eval_data_dir.*helpful-base\[1800:\]"):
         pool_evals.pool([str(tmp_path / "a"), str(tmp_path / "b")])
+    with pytest.raises(SystemExit, match=r"differ in --eval_data_dir"):
+        pool_evals.pool([str(tmp_path / "a"), str(tmp_path / "c")], vs=[str(tmp_path / "b")])
     with pytest.raises(SystemExit, match=r"no evaluation after update 30 \(it has: 10, 20\)"):
         pool_evals.pool([str(tmp_path / "a"), str(tmp_path / "c")], update=30)
     with pytest.raises(SystemExit, match="missing/eval.json does not exist"):
