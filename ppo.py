@@ -689,7 +689,7 @@ class Trainer:
                 policy_path, args.lora_target_modules, kind, args.trust_remote_code
             )
         # Before any weights load: a run whose evaluation overlaps its training data stops at once.
-        self.train_prompts, self.eval_prompts = self._load_prompts()
+        self.train_prompts, self.eval_prompts, self.eval_origins = self._load_prompts()
         critic_rm, rm_note = self._load_tokenizer_and_reward_models(policy_path)
         value_source = self._build_models(policy_path, critic_rm)
         self.train_ids, self.eval_ids = self._encode_prompts()
@@ -710,8 +710,9 @@ class Trainer:
             f"{len(self.eval_ids)} eval prompts"
         )
 
-    def _load_prompts(self):
-        """Training and held-out prompts; refused when the held-out rows overlap the training rows."""
+    def _load_prompts(self) -> tuple[list, list, list]:
+        """Training prompts, held-out prompts and the held-out prompts' origins (file, row); refused when
+        the held-out rows overlap the training rows."""
         args = self.args
         train, train_rows = load_prompts(args.query_dataset, args.query_split, args.data_dir)
         explicit = args.eval_dataset or args.eval_split or args.eval_data_dir
@@ -736,8 +737,8 @@ class Trainer:
             self.acc.print(
                 f"[ppo] no test split ({no_test}); holding out the last {args.eval_samples} prompts"
             )
-            self.eval_origins = train_rows[-args.eval_samples :]
-            return train[: -args.eval_samples], train[-args.eval_samples :]
+            n = args.eval_samples
+            return train[:-n], train[-n:], train_rows[-n:]
         hh_data.refuse_overlap(
             train_rows,
             eval_rows,
@@ -745,8 +746,7 @@ class Trainer:
             f"{'--eval_dataset=' + args.eval_dataset if args.eval_dataset else '--query_dataset'} "
             f"--eval_data_dir={eval_data_dir} --eval_split={eval_split}",
         )
-        self.eval_origins = eval_rows[: args.eval_samples]
-        return train, evals[: args.eval_samples]
+        return train, evals[: args.eval_samples], eval_rows[: args.eval_samples]
 
     def _load_tokenizer_and_reward_models(self, policy_path: str) -> tuple[str | None, str]:
         """The policy's tokenizer and stop tokens, the proxy reward model (or ensemble) and the gold ones.

@@ -2,6 +2,7 @@
 
 import gzip
 import json
+from pathlib import Path
 
 import pytest
 from conftest import HH_HARMLESS_TEST, learnable_pairs, write_jsonl
@@ -405,11 +406,12 @@ def test_ppo_eval_prompts_take_their_own_subsets_and_never_training_rows(hh_layo
     def questions(prompts):
         return [p["turns"][0]["content"].split()[-1] for p in prompts]
 
-    train, evals = load(
+    train, evals, origins = load(
         "--data_dir=a[:4],b", "--query_split=test", "--eval_data_dir=a[4:],c", "--eval_samples=3"
     )
     assert questions(train) == ["a0", "a1", "a2", "a3", "b0", "b1", "b2", "b3"]
     assert questions(evals) == ["a4", "a5", "c0"]
+    assert [(Path(f).parent.name, row) for f, row in origins] == [("a", 4), ("a", 5), ("c", 0)]
     # The default evaluation split ('test' of the same subsets) is the training rows themselves.
     with pytest.raises(ValueError, match=r"--eval_data_dir=a\[:4\],b --eval_split=test\) overlap"):
         load("--data_dir=a[:4],b", "--query_split=test")
@@ -419,8 +421,11 @@ def test_ppo_eval_prompts_take_their_own_subsets_and_never_training_rows(hh_layo
     txt = tmp_path / "prompts.txt"
     txt.write_text("".join(f"q{i}\n" for i in range(10)))
     (args,) = cmdline.parse_args((ppo.PPOArguments,), [f"--query_dataset={txt}", "--eval_samples=4"])
-    train, evals = ppo.Trainer._load_prompts(SimpleNamespace(args=args, acc=SimpleNamespace(print=print)))
+    train, evals, origins = ppo.Trainer._load_prompts(
+        SimpleNamespace(args=args, acc=SimpleNamespace(print=print))
+    )
     assert [p["turns"][0]["content"] for p in evals] == ["q6", "q7", "q8", "q9"] and len(train) == 6
+    assert origins == [(str(txt.resolve()), i) for i in range(6, 10)]
     # And the refusal comes before any weights load (only the policy's config is read, for its kind;
     # the reward model folder is empty).
     (tmp_path / "empty-rm").mkdir()
