@@ -8,9 +8,11 @@ within each run's cells (one prompt, one side, one run), so no policy's own chan
 it, and applies it to the pooled draws. Runs must have evaluated the same prompts with the same judges
 and seeds; anything else is refused, naming the setting. `--vs` pools a second group of runs on the same
 prompts (each at its last evaluation) and adds the difference of the two pooled gains, paired per prompt
-(mean and standard error over prompts).
+(mean and standard error over prompts). `--by_subset` adds each judge's pooled figures on the prompts of
+each subset folder of the evaluation set (e.g. harmless-base and helpful-base), read again from the runs'
+flags: a policy can gain on one kind of prompt and lose on another.
 
-    .venv/bin/python bench/pool_evals.py outputs/hh/ppo-2x-s0 outputs/hh/ppo-2x-s1 outputs/hh/ppo-2x-s2
+    .venv/bin/python bench/pool_evals.py outputs/hh/ppo-2x-s0 outputs/hh/ppo-2x-s1 outputs/hh/ppo-2x-s2 --by_subset
     .venv/bin/python bench/pool_evals.py outputs/hh/ppo-2x-s* --update 20 --json_out bench/results/hh-rl.jsonl
     .venv/bin/python bench/pool_evals.py outputs/hh/ppo outputs/hh/ppo-s1 outputs/hh/ppo-s2 --vs outputs/hh/est/gae-s*
 """
@@ -44,6 +46,7 @@ def parse_args(argv=None):
     p.add_argument(
         "--vs", nargs="+", default=None, help="runs to compare with, paired per prompt (last evaluation)"
     )
+    p.add_argument("--by_subset", action="store_true", help="also the figures on each subset's prompts")
     p.add_argument("--label", default=None, help="free text copied into the JSON")
     p.add_argument("--json_out", default=None, help="also append the JSON line to this file")
     args = p.parse_args(argv)
@@ -97,8 +100,24 @@ def check_poolable(runs: list[str], flags: list[dict], points: list[dict]) -> No
     same("the gold reward models", [sorted(p.get("gold", {})) for p in points])
 
 
-def pool_judge(judged: list[dict], lengths: list[dict]) -> dict:
-    """One judge's pooled figures from each run's figures (with per_prompt) and each run's lengths."""
+def prompt_subsets(flags: dict, n: int) -> list[str]:
+    """The subset folder of each of a run's n evaluation prompts, read again as ppo.py read them."""
+    from ppo_data import load_prompts
+
+    if not (flags.get("eval_data_dir") or flags.get("eval_dataset")):
+        sys.exit("error: --by_subset needs runs evaluated on an explicit --eval_data_dir or --eval_dataset")
+    dataset = flags.get("eval_dataset") or flags["query_dataset"]
+    split = flags.get("eval_split") or ("train" if flags.get("eval_dataset") else "test")
+    try:
+        _, origins = load_prompts(dataset, split, flags.get("eval_data_dir"))
+    except (OSError, ValueError) as e:
+        sys.exit(f"error: --by_subset reads the evaluation prompts again from {dataset}: {e}")
+    return [Path(file).parent.name for file, _ in origins[:n]]
+
+
+def pool_judge(judged: list[dict], lengths: list[dict], subsets: list[str] | None = None) -> dict:
+    """One judge's pooled figures from each run's figures (with per_prompt) and each run's lengths;
+    with `subsets` (one name per prompt), the paired gain on each subset's prompts too."""
     n = len(judged[0]["per_prompt"]["policy"])
     pooled = {
         side: [sum((j["per_prompt"][side][i] for j in judged), []) for i in range(n)]
@@ -113,6 +132,13 @@ def pool_judge(judged: list[dict], lengths: list[dict]) -> dict:
     ]
     slope = ppo_eval.length_slope(cells)
     gains = [sum(a) / len(a) - sum(b) / len(b) for a, b in zip(pooled["policy"], pooled["reference"])]
+    by_subset = {}
+    for name in dict.fromkeys(subsets or []):
+        idx = [i for i, s in enumerate(subsets) if s == name]
+        by_subset[name] = {
+            "prompts": len(idx),
+            **ppo_eval.paired_gain([pooled["policy"][i] for i in idx], [pooled["reference"][i] for i in idx]),
+        }
     return {
         **ppo_eval.paired_gain(pooled["policy"], pooled["reference"]),
         "per_prompt_gain": gains,
@@ -123,17 +149,20 @@ def pool_judge(judged: list[dict], lengths: list[dict]) -> dict:
             pooled_lengths["reference"],
             slope,
         ),
+        **({"by_subset": by_subset} if subsets else {}),
     }
 
 
-def pool(runs: list[str], update: int | None = None, vs: list[str] | None = None) -> dict:
+def pool(
+    runs: list[str], update: int | None = None, vs: list[str] | None = None, by_subset: bool = False
+) -> dict:
     """Each judge's figures per run and pooled over `runs` (at `update`, default the last evaluation);
     with `vs`, the same for those runs and the paired difference of the two pools."""
     loaded = [load_run(run, update) for run in runs]
     others = [load_run(run, None) for run in vs or []]
     check_poolable(runs + (vs or []), [f for f, _ in loaded + others], [p for _, p in loaded + others])
     if vs:
-        result, other = pool(runs, update), pool(vs)
+        result, other = pool(runs, update, by_subset=by_subset), pool(vs, by_subset=by_subset)
         return {**result, "vs": other, "difference": paired_difference(result, other)}
     points = [p for _, p in loaded]
     for run, p in zip(runs, points):
@@ -160,10 +189,11 @@ def pool(runs: list[str], update: int | None = None, vs: list[str] | None = None
         }
         for run, p in zip(runs, points)
     ]
+    subsets = prompt_subsets(loaded[0][0], points[0]["prompts"]) if by_subset else None
     pooled = {
         "kl_mean": sum(p["kl_mean"] for p in points) / len(points),
-        "proxy": pool_judge([p["proxy"] for p in points], lengths),
-        "gold": {g: pool_judge([p["gold"][g] for p in points], lengths) for g in golds},
+        "proxy": pool_judge([p["proxy"] for p in points], lengths, subsets),
+        "gold": {g: pool_judge([p["gold"][g] for p in points], lengths, subsets) for g in golds},
     }
     return {
         "harness": "pool_evals",
@@ -216,6 +246,10 @@ def describe(result: dict) -> list[str]:
         f"pooled ({result['prompts']} prompts x {result['draws_per_prompt']} draws): KL {p['kl_mean']:.2f}; "
         f"{judge('proxy', p['proxy'])}; {golds}"
     )
+    for name in p["proxy"].get("by_subset", {}):
+        golds = "; ".join(judge(f"gold {g}", f["by_subset"][name]) for g, f in p["gold"].items())
+        n = p["proxy"]["by_subset"][name]["prompts"]
+        lines.append(f"  {name} ({n} prompts): {judge('proxy', p['proxy']['by_subset'][name])}; {golds}")
     if "vs" in result:
         lines += ["vs: " + line for line in describe(result["vs"])]
         d = result["difference"]
@@ -230,7 +264,7 @@ def describe(result: dict) -> list[str]:
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
-    result = pool(args.runs, args.update, args.vs)
+    result = pool(args.runs, args.update, args.vs, args.by_subset)
     result["label"] = args.label
     for line in describe(result):
         print(line, file=sys.stderr)

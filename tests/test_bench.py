@@ -501,3 +501,35 @@ def test_pool_evals_refuses_runs_that_did_not_score_the_same_prompts(tmp_path):
     write_eval_run(tmp_path / "d", rng, 4, n=5)
     with pytest.raises(SystemExit, match="differ in --eval_samples"):
         pool_evals.pool([str(tmp_path / "a"), str(tmp_path / "d")])
+
+
+def test_pool_evals_by_subset_splits_the_prompts_by_the_folder_they_came_from(tmp_path):
+    import gzip
+
+    import numpy as np
+    import pool_evals
+
+    for subset, n in (("x", 5), ("y", 3)):  # hh-rlhf's layout: <subset>/test.jsonl.gz
+        (tmp_path / "hh" / subset).mkdir(parents=True)
+        with gzip.open(tmp_path / "hh" / subset / "test.jsonl.gz", "wt") as f:
+            for i in range(n):
+                q = f"\n\nHuman: question {subset}{i}\n\nAssistant:"
+                f.write(json.dumps({"chosen": q + " kind", "rejected": q + " curt"}) + "\n")
+    flags = {"query_dataset": str(tmp_path / "hh"), "eval_data_dir": "x[2:],y[:1]"}  # x2 x3 x4 y0
+    rng = np.random.default_rng(2)
+    runs = [write_eval_run(tmp_path / f"s{s}", rng, 4 * s, n=4, **flags) for s in range(2)]
+    got = pool_evals.pool([str(tmp_path / "s0"), str(tmp_path / "s1")], by_subset=True)
+    pol = np.concatenate([r[0] for r in runs], axis=1)  # [prompt, run x seed]
+    ref = np.concatenate([r[1] for r in runs], axis=1)
+    gains, gold_gains = pol.mean(1) - ref.mean(1), (2 * pol).mean(1) - ref.mean(1)  # the gold scores 2 x
+    proxy, gold = got["pooled"]["proxy"]["by_subset"], got["pooled"]["gold"]["g"]["by_subset"]
+    assert list(gold) == ["x", "y"] and gold["x"]["prompts"] == 3 and gold["y"]["prompts"] == 1
+    assert proxy["x"]["gain_mean"] == pytest.approx(gains[:3].mean())
+    assert proxy["x"]["gain_se"] == pytest.approx(gains[:3].std(ddof=1) / np.sqrt(3))
+    assert proxy["y"]["gain_mean"] == pytest.approx(gains[3]) and proxy["y"]["gain_se"] == 0.0
+    assert gold["x"]["gain_mean"] == pytest.approx(gold_gains[:3].mean())
+    assert gold["x"]["win_rate"] == pytest.approx((2 * pol[:3] > ref[:3]).mean())
+    write_eval_run(tmp_path / "t0", rng, 0, eval_data_dir=None)
+    write_eval_run(tmp_path / "t1", rng, 0, eval_data_dir=None)
+    with pytest.raises(SystemExit, match="needs runs evaluated on an explicit --eval_data_dir"):
+        pool_evals.pool([str(tmp_path / "t0"), str(tmp_path / "t1")], by_subset=True)
