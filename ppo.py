@@ -56,6 +56,7 @@ from ppo_checkpoint import (
 )
 from ppo_data import PromptEncoder, PromptStream, load_prompts, stop_token_ids
 from ppo_models import (
+    COMBINATION_FILE,
     LoraSpec,
     Rollout,
     build_policy_and_value,
@@ -281,6 +282,15 @@ class PPOArguments:
             "choices": [None, "reward", "loss"],
         },
     )
+    risky_kl_coef: float = field(
+        default=0.0,
+        metadata={
+            "help": "More KL where the proxy's router calls the prompt risky: each response's KL coefficient "
+            "is kl_coef x (1 + risky_kl_coef x P(risky | prompt)), in the reward or the loss as --kl_penalty "
+            "says. Keeps the policy near the reference on risky prompts while it learns from the others "
+            "(README, 'more helpful, less harmless'). Needs a routed --reward_model (router.py). 0: off.",
+        },
+    )
     advantage_estimator: str = field(
         default="gae",
         metadata={
@@ -428,7 +438,7 @@ USED_FLAGS = frozenset(
     "lora_target_modules load_in_4bit load_in_8bit bnb_4bit_quant_type use_bnb_nested_quant merge_lora_on_save "
     "steps batch_size mini_batch_size gradient_accumulation_steps rollout_batch_size ppo_epochs learning_rate "
     "critic_learning_rate adam_eps weight_decay max_grad_norm lr_decay init_kl_coef adap_kl_ctrl target horizon "
-    "kl_estimator kl_penalty advantage_estimator num_generations share_prompts gamma lam cliprange cliprange_value vf_coef whiten_rewards response_length temperature "
+    "kl_estimator kl_penalty risky_kl_coef advantage_estimator num_generations share_prompts gamma lam cliprange cliprange_value vf_coef whiten_rewards response_length temperature "
     "eval_temperature stop_token ignore_eos missing_eos_penalty normalize_reward reward_clip exp_name seed "
     "output_dir log_with logging_steps sample_every num_samples eval_every eval_seeds gradient_checkpointing "
     "bf16 fp16 num_threads save_steps save_total_limit resume_from_checkpoint max_bad_updates".split()
@@ -553,6 +563,13 @@ def check_reward_models(args: PPOArguments) -> None:
     if args.eval_seeds < 1:
         raise cmdline.UsageError(f"--eval_seeds must be at least 1 (got {args.eval_seeds})")
     proxy = {reward_model_key(name) for name in split_reward_models(args.reward_model)}
+    if args.risky_kl_coef < 0:
+        raise cmdline.UsageError(f"--risky_kl_coef must be >= 0 (got {args.risky_kl_coef})")
+    if args.risky_kl_coef and not (Path(args.reward_model) / COMBINATION_FILE).is_file():
+        raise cmdline.UsageError(
+            f"--risky_kl_coef={args.risky_kl_coef} reads P(risky | prompt) from a routed --reward_model "
+            f"(router.py's folder, with {COMBINATION_FILE}); {args.reward_model} has no router"
+        )
     if not args.gold_reward_model:
         return
     seen = set()
@@ -990,8 +1007,18 @@ class Trainer:
         maskf = mask.float()
         # 3. Per-token KL penalty, score at the last real response token
         kl_coef = self.kl_ctl.value
+        risk = row_coef = None  # [B] P(risky | prompt), each response's multiple of kl_coef
+        if args.risky_kl_coef:
+            with torch.inference_mode():
+                risk = self.scorer.risk(ro.prompts).to(self.device)
+            row_coef = 1.0 + args.risky_kl_coef * risk
         rewards, non_score, kl = ppo_math.compute_rewards(
-            ro.scores, logprobs, ref_logprobs, mask, kl_coef, args.kl_estimator
+            ro.scores,
+            logprobs,
+            ref_logprobs,
+            mask,
+            kl_coef if row_coef is None else kl_coef * row_coef[:, None],
+            args.kl_estimator,
         )
         if args.kl_penalty == "loss":  # the KL is a loss term in train_on: the reward is the score alone
             rewards = ppo_math.compute_rewards(ro.scores, logprobs, ref_logprobs, mask, 0.0)[0]
@@ -1009,7 +1036,7 @@ class Trainer:
             frac = 1.0 - self.update / s.updates
             for group in self.optimizer.param_groups:
                 group["lr"] = frac * group["initial_lr"]
-        stats = self.train_on(ro, logprobs, values, advantages, returns, ref_logprobs)
+        stats = self.train_on(ro, logprobs, values, advantages, returns, ref_logprobs, row_coef)
         t_train = time.perf_counter()
         all_overflowed = stats["fp16_overflows"] == s.minibatches * args.ppo_epochs
         if stats["skipped_steps"]:
@@ -1046,6 +1073,7 @@ class Trainer:
             "objective/scores": mean(ro.scores),
             "objective/raw_scores": mean(ro.raw_scores),
             "objective/rlhf_reward": mean(ro.scores + non_score.sum(1)),
+            "objective/risk_mean": mean(risk) if risk is not None else None,
             "policy/approxkl": stats["approxkl"],
             "policy/clipfrac": stats["clipfrac"],
             "policy/ratio_mean": stats["ratio_mean"],
@@ -1186,9 +1214,11 @@ class Trainer:
             self.args.advantage_estimator, rewards, mask, self.sizes.generations
         )
 
-    def train_on(self, ro: Rollout, old_logprobs, old_values, advantages, returns, ref_logprobs=None) -> dict:
+    def train_on(
+        self, ro: Rollout, old_logprobs, old_values, advantages, returns, ref_logprobs=None, row_coef=None
+    ) -> dict:
         """Phase 5. Without a value model `old_values` and `returns` are None; `ref_logprobs` are needed
-        with --kl_penalty=loss."""
+        with --kl_penalty=loss, and `row_coef` [B] multiplies each response's KL term there."""
         args, s = self.args, self.sizes
         aggregation = ESTIMATOR_DEFAULTS[args.advantage_estimator][2]
         self.model.train()
@@ -1239,7 +1269,13 @@ class Trainer:
                         loss = loss + args.vf_coef * vf_loss
                     if args.kl_penalty == "loss":
                         kl_loss, kl_stats = ppo_math.kl_loss(
-                            new_logprobs, ref_logprobs[idx], mask, args.kl_estimator, n_tokens, weights
+                            new_logprobs,
+                            ref_logprobs[idx],
+                            mask,
+                            args.kl_estimator,
+                            n_tokens,
+                            weights,
+                            None if row_coef is None else row_coef[idx],
                         )
                         loss = loss + self.kl_ctl.value * kl_loss
                         more_stats.update(kl_stats)

@@ -242,12 +242,13 @@ def compute_rewards(
     logprobs: torch.Tensor,
     ref_logprobs: torch.Tensor,
     response_mask: torch.Tensor,
-    kl_coef: float,
+    kl_coef: float | torch.Tensor,
     estimator: KLEstimator = "k1",
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Per-token rewards: a KL penalty at every real token plus the sequence score at the last one.
 
-    kl = per_token_kl(...) masked to 0 on padding; non_score_reward = -kl_coef * kl; rewards =
+    kl = per_token_kl(...) masked to 0 on padding; non_score_reward = -kl_coef * kl (kl_coef a number,
+    or [B, 1] for a coefficient per response: ppo.py --risky_kl_coef); rewards =
     non_score_reward with scores[b] added at score_index (`compute_rewards` in [OAI] train_policy.py;
     [SFFD] step "compute rewards"). An empty response (no real token) gets no score: it has no
     position to carry it, and GAE ignores it anyway.
@@ -364,14 +365,17 @@ def kl_loss(
     estimator: KLEstimator = "k3",
     n_tokens: torch.Tensor | None = None,
     weights: torch.Tensor | None = None,
+    row_coef: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """The KL to the reference as a loss term instead of a penalty in the reward, averaged as
     `policy_loss` averages (`token_mean` over `n_tokens`, or sum(weights * KL_t)): GRPO [GRPO eq.
     3-4] adds beta * k3 to the loss, k3 being unbiased and non-negative [KL]. (k1's expected
     gradient is 0 -- E_p[grad log p] = 0 -- so k1 as a loss only adds noise; it is accepted for
-    comparison.) Stats: `kl_loss`, the masked mean of the KL."""
+    comparison.) `row_coef` [B] multiplies each row's KL (ppo.py --risky_kl_coef). Stats: `kl_loss`,
+    the masked mean of the KL."""
     per_token = per_token_kl(new_logprobs, ref_logprobs, estimator)
-    loss = token_mean(per_token, mask, n_tokens) if weights is None else (per_token * weights).sum()
+    scaled = per_token if row_coef is None else per_token * row_coef[:, None].to(per_token.dtype)
+    loss = token_mean(scaled, mask, n_tokens) if weights is None else (scaled * weights).sum()
     with torch.no_grad():
         stats = {"kl_loss": masked_mean(per_token, mask)}
     return loss, stats

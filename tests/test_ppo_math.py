@@ -387,9 +387,12 @@ def test_k1_and_k3_agree():
 
 @pytest.mark.parametrize("seed", SEEDS)
 @pytest.mark.parametrize("estimator", ["k1", "k3"])
-def test_compute_rewards_matches_loop(seed, estimator):
+@pytest.mark.parametrize("per_row", [False, True])
+def test_compute_rewards_matches_loop(seed, estimator, per_row):
     gen = torch.Generator().manual_seed(seed)
     B, T, kl_coef = 6, 8, 0.07
+    # per_row: a coefficient per response (--risky_kl_coef), [B, 1]
+    coefs = [kl_coef * (1 + 3 * b / B) if per_row else kl_coef for b in range(B)]
     lengths = random_lengths(gen, B, T)
     mask = prefix_mask(lengths, T)
     lp, ref, scores = -rand(gen, B, T).abs(), -rand(gen, B, T).abs(), rand(gen, B, scale=2.0)
@@ -398,7 +401,7 @@ def test_compute_rewards_matches_loop(seed, estimator):
         r_row, nsr_row, kl_row = [], [], []
         for j in range(T):
             kl = naive_kl(lp[b, j].item(), ref[b, j].item(), estimator) if j < lengths[b] else 0.0
-            nsr = -kl_coef * kl
+            nsr = -coefs[b] * kl
             r = nsr + (scores[b].item() if j == lengths[b] - 1 else 0.0)
             r_row.append(r)
             nsr_row.append(nsr)
@@ -406,7 +409,8 @@ def test_compute_rewards_matches_loop(seed, estimator):
         exp_r.append(r_row)
         exp_nsr.append(nsr_row)
         exp_kl.append(kl_row)
-    rewards, non_score, kl = ppo_math.compute_rewards(scores, lp, ref, mask, kl_coef, estimator)
+    coef = t(coefs)[:, None] if per_row else kl_coef
+    rewards, non_score, kl = ppo_math.compute_rewards(scores, lp, ref, mask, coef, estimator)
     assert_close(rewards, t(exp_r))
     assert_close(non_score, t(exp_nsr))
     assert_close(kl, t(exp_kl))
@@ -818,22 +822,29 @@ def test_loss_weights_match_each_papers_average(seed):
 
 
 @pytest.mark.parametrize("estimator", ["k1", "k3"])
-def test_kl_loss_gradient_matches_the_estimator(estimator):
+@pytest.mark.parametrize("aggregation", ["sequence", "token"])
+@pytest.mark.parametrize("per_row", [False, True])
+def test_kl_loss_gradient_matches_the_estimator(estimator, aggregation, per_row):
     """The KL loss term's value is the weighted KL; its gradient d/d logp is 1 for k1 and 1 - r
-    (r = exp(ref - logp)) for k3, per unit weight."""
+    (r = exp(ref - logp)) for k3, per unit weight, times the row's coefficient (--risky_kl_coef)."""
     gen = torch.Generator().manual_seed(0)
     B, T = 3, 4
     mask = prefix_mask([0, 4, 2], T)
     logp = rand(gen, B, T, scale=0.3).requires_grad_(True)
     ref = rand(gen, B, T, scale=0.3)
-    weights = ppo_math.loss_weights(mask, "sequence", mask.sum().to(DT), B, T).to(DT)
-    loss, stats = ppo_math.kl_loss(logp, ref, mask, estimator, weights=weights)
+    n_tokens = mask.sum().to(DT)
+    if aggregation == "token":  # the default token mean: every real token weighs 1 / n_tokens
+        weights, w = None, mask.to(DT) / n_tokens
+    else:
+        weights = w = ppo_math.loss_weights(mask, "sequence", n_tokens, B, T).to(DT)
+    coef = t([1.0, 2.5, 4.0]) if per_row else None
+    loss, stats = ppo_math.kl_loss(logp, ref, mask, estimator, n_tokens, weights, coef)
     loss.backward()
     for b in range(B):
-        for t in range(T):
-            d = logp[b, t].item() - ref[b, t].item()
+        for j in range(T):
+            d = logp[b, j].item() - ref[b, j].item()
             r = math.exp(-d)
-            grad = 1.0 if estimator == "k1" else 1.0 - r
-            assert logp.grad[b, t].item() == pytest.approx(grad * weights[b, t].item(), abs=1e-12)
+            grad = (1.0 if estimator == "k1" else 1.0 - r) * (coef[b].item() if per_row else 1.0)
+            assert logp.grad[b, j].item() == pytest.approx(grad * w[b, j].item(), abs=1e-12)
     kls = [(d if estimator == "k1" else math.exp(-d) - 1 + d) for d in real(logp.detach() - ref, mask)]
     assert stats["kl_loss"].item() == pytest.approx(sum(kls) / len(kls))

@@ -272,3 +272,34 @@ def test_a_missing_member_is_one_line_error(routed, tiny_bert, toy_data, kind_rm
         tmp_path,
     )
     assert_one_line_error(proc, "--benign_reward_model", "reward_mean")
+
+
+def test_risky_kl_coef_scales_each_responses_kl_by_the_routers_risk(
+    routed, word_policy, kind_rm, toy_data, tmp_path
+):
+    from test_ppo import read_metrics
+
+    out, _ = routed
+    common = (
+        "--query_split=test", "--data_dir=risky[:64],benign[:96]", "--eval_data_dir=risky[64:],benign[96:]",
+        "--eval_samples=4", "--eval_seeds=1", "--steps=48", "--advantage_estimator=grpo", "--num_generations=4",
+        "--kl_penalty=reward", "--kl_estimator=k3", "--init_kl_coef=0.05",
+    )  # fmt: skip
+    run_ppo(word_policy, out, toy_data, tmp_path / "base", *common)
+    run_ppo(word_policy, out, toy_data, tmp_path / "risky", *common, "--risky_kl_coef=3")
+    base, risky = read_metrics(tmp_path / "base"), read_metrics(tmp_path / "risky")
+    assert "objective/risk_mean" not in base[0]
+    for m in base:  # one coefficient: the penalty is kl_coef x the (non-negative, k3) KL
+        assert -m["objective/non_score_reward"] == pytest.approx(0.05 * m["objective/kl_penalty_estimator"])
+    # Each response's coefficient is 0.05 x (1 + 3 P(risky)): the penalty lies strictly between one and
+    # four times the plain one wherever the policy has moved, and the batches mix risky and benign prompts.
+    moved = [m for m in risky if m["objective/kl_penalty_estimator"] > 1e-6]
+    assert moved and all(0.0 < m["objective/risk_mean"] < 1.0 for m in risky)
+    for m in moved:
+        ratio = -m["objective/non_score_reward"] / (0.05 * m["objective/kl_penalty_estimator"])
+        assert 1.0 < ratio < 4.0
+    # A proxy without a router has no P(risky): refused before anything loads.
+    with pytest.raises(ValueError, match=r"reads P\(risky \| prompt\) from a routed --reward_model"):
+        run_ppo(word_policy, kind_rm, toy_data, tmp_path / "plain", *common, "--risky_kl_coef=3")
+    with pytest.raises(ValueError, match="--risky_kl_coef must be >= 0"):
+        run_ppo(word_policy, out, toy_data, tmp_path / "negative", *common, "--risky_kl_coef=-1")
