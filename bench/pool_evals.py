@@ -10,7 +10,7 @@ and seeds; anything else is refused, naming the setting. `--vs` pools a second g
 prompts (each at its last evaluation) and adds the difference of the two pooled gains, paired per prompt
 (mean and standard error over prompts). `--by_subset` adds each judge's pooled figures on the prompts of
 each subset folder of the evaluation set (e.g. harmless-base and helpful-base), read again from the runs'
-flags: a policy can gain on one kind of prompt and lose on another.
+flags: a policy can gain on one kind of prompt and lose on another. One run alone gives its own figures.
 
     .venv/bin/python bench/pool_evals.py outputs/hh/ppo-2x-s0 outputs/hh/ppo-2x-s1 outputs/hh/ppo-2x-s2 --by_subset
     .venv/bin/python bench/pool_evals.py outputs/hh/ppo-2x-s* --update 20 --json_out bench/results/hh-rl.jsonl
@@ -39,7 +39,11 @@ FIGURES = ("gain_mean", "gain_se", "win_rate", "length_controlled_gain_mean", "l
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("runs", nargs="+", help="ppo.py output folders (eval.json and args.json in each)")
+    p.add_argument(
+        "runs",
+        nargs="+",
+        help="ppo.py output folders (eval.json and args.json in each); one gives its own figures",
+    )
     p.add_argument(
         "--update", type=int, default=None, help="the evaluation after this update (default: the last)"
     )
@@ -50,8 +54,6 @@ def parse_args(argv=None):
     p.add_argument("--label", default=None, help="free text copied into the JSON")
     p.add_argument("--json_out", default=None, help="also append the JSON line to this file")
     args = p.parse_args(argv)
-    if len(args.runs) < 2 and not args.vs:
-        p.error("give at least two runs to pool, or --vs runs to compare with")
     return args
 
 
