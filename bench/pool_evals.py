@@ -203,17 +203,28 @@ def pool(
         "draws_per_prompt": points[0]["eval_seeds"] * len(points),
         "runs": per_run,
         "pooled": pooled,
+        **({"subsets": subsets} if subsets else {}),
     }
 
 
 def paired_difference(result: dict, other: dict) -> dict:
     """Per judge: each prompt's pooled gain in `result` minus its pooled gain in `other` (the same
-    prompts), mean and standard error over prompts."""
+    prompts), mean and standard error over prompts; per subset too where `result` has them."""
+    subsets = result.get("subsets")
 
     def difference(a: dict, b: dict) -> dict:
         diffs = [x - y for x, y in zip(a["per_prompt_gain"], b["per_prompt_gain"])]
         mean, se = ppo_eval.mean_and_se(diffs)
-        return {"gain_mean": mean, "gain_se": se}
+        figures = {"gain_mean": mean, "gain_se": se}
+        for name in dict.fromkeys(subsets or []):
+            part = [d for d, s in zip(diffs, subsets) if s == name]
+            mean, se = ppo_eval.mean_and_se(part)
+            figures.setdefault("by_subset", {})[name] = {
+                "prompts": len(part),
+                "gain_mean": mean,
+                "gain_se": se,
+            }
+        return figures
 
     a, b = result["pooled"], other["pooled"]
     return {
@@ -261,6 +272,12 @@ def describe(result: dict) -> list[str]:
         lines.append(
             f"difference, paired per prompt: proxy {d['proxy']['gain_mean']:+.3f} (se {d['proxy']['gain_se']:.3f}); {golds}"
         )
+        for name, f in d["proxy"].get("by_subset", {}).items():
+            golds = "; ".join(
+                f"gold {g} {x['by_subset'][name]['gain_mean']:+.3f} (se {x['by_subset'][name]['gain_se']:.3f})"
+                for g, x in d["gold"].items()
+            )
+            lines.append(f"  {name}: proxy {f['gain_mean']:+.3f} (se {f['gain_se']:.3f}); {golds}")
     return lines
 
 

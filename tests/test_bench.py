@@ -529,6 +529,13 @@ def test_pool_evals_by_subset_splits_the_prompts_by_the_folder_they_came_from(tm
     assert proxy["y"]["gain_mean"] == pytest.approx(gains[3]) and proxy["y"]["gain_se"] == 0.0
     assert gold["x"]["gain_mean"] == pytest.approx(gold_gains[:3].mean())
     assert gold["x"]["win_rate"] == pytest.approx((2 * pol[:3] > ref[:3]).mean())
+    # --vs splits the paired difference by subset too: run 1 against run 0.
+    vs = pool_evals.pool([str(tmp_path / "s1")], vs=[str(tmp_path / "s0")], by_subset=True)
+    diff = (runs[1][0].mean(1) - runs[1][1].mean(1)) - (runs[0][0].mean(1) - runs[0][1].mean(1))
+    got_x = vs["difference"]["proxy"]["by_subset"]["x"]
+    assert got_x["prompts"] == 3 and got_x["gain_mean"] == pytest.approx(diff[:3].mean())
+    assert got_x["gain_se"] == pytest.approx(diff[:3].std(ddof=1) / np.sqrt(3))
+    assert vs["difference"]["proxy"]["gain_mean"] == pytest.approx(diff.mean())
     write_eval_run(tmp_path / "t0", rng, 0, eval_data_dir=None)
     write_eval_run(tmp_path / "t1", rng, 0, eval_data_dir=None)
     with pytest.raises(SystemExit, match="needs runs evaluated on an explicit --eval_data_dir"):
