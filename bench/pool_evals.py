@@ -7,7 +7,7 @@ mean of its reference draws, and the standard error is over prompts, the indepen
 within each run's cells (one prompt, one side, one run), so no policy's own change of length leaks into
 it, and applies it to the pooled draws. Runs must have evaluated the same prompts with the same judges
 and seeds; anything else is refused, naming the setting. `--vs` pools a second group of runs on the same
-prompts (each at its last evaluation) and adds the difference of the two pooled gains, paired per prompt
+prompts (each at `--vs_update`, default its last evaluation) and adds the difference of the two pooled gains, paired per prompt
 (mean and standard error over prompts). `--by_subset` adds each judge's pooled figures on the prompts of
 each subset folder of the evaluation set (e.g. harmless-base and helpful-base), read again from the runs'
 flags: a policy can gain on one kind of prompt and lose on another. One run alone gives its own figures.
@@ -49,6 +49,12 @@ def parse_args(argv=None):
     )
     p.add_argument(
         "--vs", nargs="+", default=None, help="runs to compare with, paired per prompt (last evaluation)"
+    )
+    p.add_argument(
+        "--vs_update",
+        type=int,
+        default=None,
+        help="the --vs runs' evaluation after this update (default: the last)",
     )
     p.add_argument("--by_subset", action="store_true", help="also the figures on each subset's prompts")
     p.add_argument("--label", default=None, help="free text copied into the JSON")
@@ -156,15 +162,19 @@ def pool_judge(judged: list[dict], lengths: list[dict], subsets: list[str] | Non
 
 
 def pool(
-    runs: list[str], update: int | None = None, vs: list[str] | None = None, by_subset: bool = False
+    runs: list[str],
+    update: int | None = None,
+    vs: list[str] | None = None,
+    by_subset: bool = False,
+    vs_update: int | None = None,
 ) -> dict:
     """Each judge's figures per run and pooled over `runs` (at `update`, default the last evaluation);
     with `vs`, the same for those runs and the paired difference of the two pools."""
     loaded = [load_run(run, update) for run in runs]
-    others = [load_run(run, None) for run in vs or []]
+    others = [load_run(run, vs_update) for run in vs or []]
     check_poolable(runs + (vs or []), [f for f, _ in loaded + others], [p for _, p in loaded + others])
     if vs:
-        result, other = pool(runs, update, by_subset=by_subset), pool(vs, by_subset=by_subset)
+        result, other = pool(runs, update, by_subset=by_subset), pool(vs, vs_update, by_subset=by_subset)
         return {**result, "vs": other, "difference": paired_difference(result, other)}
     points = [p for _, p in loaded]
     for run, p in zip(runs, points):
@@ -283,7 +293,7 @@ def describe(result: dict) -> list[str]:
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
-    result = pool(args.runs, args.update, args.vs, args.by_subset)
+    result = pool(args.runs, args.update, args.vs, args.by_subset, args.vs_update)
     result["label"] = args.label
     for line in describe(result):
         print(line, file=sys.stderr)
