@@ -480,6 +480,9 @@ def test_pool_evals_pools_each_prompts_draws_over_runs_and_learns_length_within_
     assert vs["vs"]["draws_per_prompt"] == 3 and vs["pooled"]["proxy"]["gain_mean"] == pytest.approx(
         mine.mean()
     )
+    assert vs["vs"]["runs"][0]["update"] == 20  # the last evaluation, unless --vs_update names another
+    again = pool_evals.pool([str(tmp_path / "s1")], vs=[str(tmp_path / "s0")], vs_update=10)
+    assert again["vs"]["runs"][0]["update"] == 10 and again["runs"][0]["update"] == 20
 
 
 def test_pool_evals_refuses_runs_that_did_not_score_the_same_prompts(tmp_path):
