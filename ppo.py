@@ -1371,6 +1371,8 @@ def evaluate(tr: Trainer, n_show: int = 0) -> dict:
         desc="evaluation",
         unit="response",
         leave=False,
+        mininterval=0,  # a line per sampled chunk (a few per evaluation): the last one shows the total
+        miniters=1,
         disable=not tr.acc.is_main_process,
     )
     for k, seed in enumerate(seeds):
