@@ -54,7 +54,7 @@ from ppo_checkpoint import (
     save_checkpoint,
     save_final,
 )
-from ppo_data import PromptEncoder, PromptStream, load_prompts, stop_token_ids
+from ppo_data import PromptEncoder, PromptStream, eval_prompt_source, load_prompts, stop_token_ids
 from ppo_models import (
     COMBINATION_FILE,
     LoraSpec,
@@ -733,14 +733,13 @@ class Trainer:
         args = self.args
         train, train_rows = load_prompts(args.query_dataset, args.query_split, args.data_dir)
         explicit = args.eval_dataset or args.eval_split or args.eval_data_dir
-        eval_data_dir = args.eval_data_dir if args.eval_data_dir or args.eval_dataset else args.data_dir
-        eval_split = args.eval_split or ("train" if args.eval_dataset else "test")
+        eval_source, eval_split, eval_data_dir = eval_prompt_source(
+            args.query_dataset, args.data_dir, args.eval_dataset, args.eval_split, args.eval_data_dir
+        )
         no_test = "a single file" if not explicit and Path(args.query_dataset).is_file() else None
         if not no_test:
             try:
-                evals, eval_rows = load_prompts(
-                    args.eval_dataset or args.query_dataset, eval_split, eval_data_dir
-                )
+                evals, eval_rows = load_prompts(eval_source, eval_split, eval_data_dir)
             except Exception as e:
                 if explicit:
                     raise
@@ -1365,7 +1364,7 @@ def evaluate(tr: Trainer, n_show: int = 0) -> dict:
     T = args.eval_temperature
     seeds = [args.seed + 7919 + tr.acc.process_index + k * EVAL_SEED_STRIDE for k in range(args.eval_seeds)]
     seeds = seeds if index else []
-    to_sample = len(seeds) + sum((tuple(index), seed, T) not in tr.reference_draws for seed in seeds)
+    to_sample = len(seeds) + sum(reference_key(index, seed, T) not in tr.reference_draws for seed in seeds)
     bar = tqdm(
         total=len(index) * to_sample,
         desc="evaluation",
@@ -1423,13 +1422,18 @@ def judged_draw(tr: Trainer, ro: Rollout) -> dict:
     return {"rollout": ro, "gold": gold, "text": decode(tr.tok, ro.responses, ro.lengths)}
 
 
+def reference_key(index: list[int], seed: int, temperature: float) -> tuple:
+    """A reference draw's key in Trainer.reference_draws: its prompts, sampling seed and temperature."""
+    return (tuple(index), seed, temperature)
+
+
 def reference_draw(tr: Trainer, index: list[int], seed: int, temperature: float, progress=None) -> dict:
     """The reference's responses to the evaluation prompts at `index` for one sampling seed, with their
     proxy and gold scores and text. The reference never changes and its generator is seeded the same
     at every evaluation, so the draw is computed once per run and kept (half of each later
     evaluation's cost)."""
     cache = tr.reference_draws
-    key = (tuple(index), seed, temperature)
+    key = reference_key(index, seed, temperature)
     if key not in cache:
         g = torch.Generator(device=tr.device).manual_seed(seed)
         ro = tr.rollout(

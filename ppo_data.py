@@ -76,6 +76,23 @@ def load_prompts(source: str, split: str, data_dir: str | None) -> tuple[list[di
     return prompts, origins
 
 
+def eval_prompt_source(
+    query_dataset: str,
+    data_dir: str | None,
+    eval_dataset: str | None,
+    eval_split: str | None,
+    eval_data_dir: str | None,
+) -> tuple[str, str, str | None]:
+    """Where ppo.py's held-out prompts come from, as (dataset, split, data_dir): --eval_dataset's 'train'
+    split, else the 'test' split of --query_dataset; --eval_data_dir's subsets, else --data_dir's when
+    the prompts come from --query_dataset."""
+    return (
+        eval_dataset or query_dataset,
+        eval_split or ("train" if eval_dataset else "test"),
+        eval_data_dir if eval_data_dir or eval_dataset else data_dir,
+    )
+
+
 class PromptEncoder:
     """Renders a conversation for the policy (its chat template, else hh-rlhf text) and tokenizes it,
     dropping whole turns from the left, then tokens, to fit `max_length`. Not the tokenizer's

@@ -110,14 +110,14 @@ def check_poolable(runs: list[str], flags: list[dict], points: list[dict]) -> No
 
 def prompt_subsets(flags: dict, n: int) -> list[str]:
     """The subset folder of each of a run's n evaluation prompts, read again as ppo.py read them."""
-    from ppo_data import load_prompts
+    from ppo_data import eval_prompt_source, load_prompts
 
     if not (flags.get("eval_data_dir") or flags.get("eval_dataset")):
         sys.exit("error: --by_subset needs runs evaluated on an explicit --eval_data_dir or --eval_dataset")
-    dataset = flags.get("eval_dataset") or flags["query_dataset"]
-    split = flags.get("eval_split") or ("train" if flags.get("eval_dataset") else "test")
+    names = ("query_dataset", "data_dir", "eval_dataset", "eval_split", "eval_data_dir")
+    dataset, split, data_dir = eval_prompt_source(*(flags.get(name) for name in names))
     try:
-        _, origins = load_prompts(dataset, split, flags.get("eval_data_dir"))
+        _, origins = load_prompts(dataset, split, data_dir)
     except (OSError, ValueError) as e:
         sys.exit(f"error: --by_subset reads the evaluation prompts again from {dataset}: {e}")
     return [Path(file).parent.name for file, _ in origins[:n]]
@@ -169,14 +169,21 @@ def pool(
     vs_update: int | None = None,
 ) -> dict:
     """Each judge's figures per run and pooled over `runs` (at `update`, default the last evaluation);
-    with `vs`, the same for those runs and the paired difference of the two pools."""
+    with `vs`, the same for those runs (at `vs_update`) and the paired difference of the two pools.
+    Every eval.json is read once, and the evaluation prompts at most once."""
     loaded = [load_run(run, update) for run in runs]
     others = [load_run(run, vs_update) for run in vs or []]
     check_poolable(runs + (vs or []), [f for f, _ in loaded + others], [p for _, p in loaded + others])
-    if vs:
-        result, other = pool(runs, update, by_subset=by_subset), pool(vs, vs_update, by_subset=by_subset)
-        return {**result, "vs": other, "difference": paired_difference(result, other)}
-    points = [p for _, p in loaded]
+    subsets = prompt_subsets(loaded[0][0], loaded[0][1]["prompts"]) if by_subset else None
+    result = summarize(runs, [p for _, p in loaded], subsets)
+    if not vs:
+        return result
+    other = summarize(vs, [p for _, p in others], subsets)
+    return {**result, "vs": other, "difference": paired_difference(result, other)}
+
+
+def summarize(runs: list[str], points: list[dict], subsets: list[str] | None) -> dict:
+    """Each judge's figures per run and pooled over the runs' evaluation `points`."""
     for run, p in zip(runs, points):
         if "lengths" not in p:
             sys.exit(
@@ -201,7 +208,6 @@ def pool(
         }
         for run, p in zip(runs, points)
     ]
-    subsets = prompt_subsets(loaded[0][0], points[0]["prompts"]) if by_subset else None
     pooled = {
         "kl_mean": sum(p["kl_mean"] for p in points) / len(points),
         "proxy": pool_judge([p["proxy"] for p in points], lengths, subsets),
