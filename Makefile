@@ -52,14 +52,17 @@ hh: $(STAMP)
 	$(PY) bench/rm_eval.py --reward_model $(HH_GOLD) --label "hh gold" --out outputs/hh/rm-eval.jsonl
 	$(PY) ppo.py configs/hh/ppo.yaml
 
-# Choosing a lever without the held-out rows (after `make hh`): the same GRPO run with 96 validation
-# prompts taken out of its training prompts and evaluated instead of the held-out ones: rows 852-899 of
+# Choosing a lever without the held-out rows (after `make hh`): the same GRPO run with validation prompts
+# taken out of its training prompts and evaluated instead of the held-out ones: rows HH_VAL_FROM-899 of
 # harmless-base and of helpful-base, the last of the proxy's halves (the gold never trained on them; ppo.py
-# prints which rows each judge trained on). Levers go in HH_ARGS, e.g.
+# prints which rows each judge trained on), 2 sampling seeds each. HH_VAL_FROM=852 (48 + 48 prompts) is the
+# README's first table; HH_VAL_FROM=772 gives 128 + 128. Levers go in HH_ARGS, e.g.
 #   make hh-validate HH_ARGS="--num_generations=8" HH_VAL=outputs/hh/val-k8
 HH_VAL := outputs/hh/validate
-HH_VALIDATION := --data_dir="harmless-base[:852],harmless-base[900:1800],helpful-base[:852],helpful-base[900:1800],helpful-online,helpful-rejection-sampled" \
-	--eval_data_dir="harmless-base[852:900],helpful-base[852:900]" --eval_samples=96 --eval_seeds=2
+HH_VAL_FROM := 852
+HH_VAL_PROMPTS = $(shell echo $$((2 * (900 - $(HH_VAL_FROM)))))
+HH_VALIDATION = --data_dir="harmless-base[:$(HH_VAL_FROM)],harmless-base[900:1800],helpful-base[:$(HH_VAL_FROM)],helpful-base[900:1800],helpful-online,helpful-rejection-sampled" \
+	--eval_data_dir="harmless-base[$(HH_VAL_FROM):900],helpful-base[$(HH_VAL_FROM):900]" --eval_samples=$(HH_VAL_PROMPTS) --eval_seeds=2
 hh-validate: $(STAMP)
 	$(PY) ppo.py configs/hh/ppo.yaml $(HH_VALIDATION) --output_dir=$(HH_VAL) $(HH_ARGS)
 
