@@ -1400,8 +1400,14 @@ def evaluate(tr: Trainer, n_show: int = 0) -> dict:
         if k == 0:
             pol, ref = pol_k, ref_side["rollout"]
     bar.close()
+    if index and hasattr(tr.scorer, "risk"):  # a routed proxy: P(risky) of each prompt as the policy saw it
+        with torch.inference_mode():
+            risk = tr.scorer.risk([tr.eval_prompts[i] for i in index]).float().tolist()
+        for row, p in zip(local, risk):
+            row["risk"] = p
     rows = sorted(gather_object(local), key=lambda row: row["index"])
     result = summarize_evaluation(rows, list(tr.gold), tr.update)
+    result["prompt_rows"] = [list(tr.eval_origins[row["index"]]) for row in rows]
     if tr.judges:  # which rows each judge trained on (see ppo_eval.judge_overlap)
         result["proxy"].update(tr.judges["proxy"])
         for name, figures in tr.judges["gold"].items():
@@ -1462,6 +1468,7 @@ def summarize_evaluation(rows: list[dict], gold_names: list[str], update: int) -
         }
 
     lengths = per_prompt(lambda d, side: d[side]["length"])
+    risk = [row["risk"] for row in rows] if rows and "risk" in rows[0] else None
 
     def figures(get) -> dict:
         scores = per_prompt(get)
@@ -1500,6 +1507,9 @@ def summarize_evaluation(rows: list[dict], gold_names: list[str], update: int) -
         "gold": {name: figures(lambda d, side, name=name: d["gold"][name][side]) for name in gold_names},
         "diagnostics": diag,
         "lengths": lengths,
+        "eos": per_prompt(lambda d, side: d[side]["eos"]),
+        "texts": per_prompt(lambda d, side: d[side]["text"]),
+        **({"proxy_risk": risk} if risk is not None else {}),
     }
 
 

@@ -10,11 +10,16 @@ and seeds; anything else is refused, naming the setting. `--vs` pools a second g
 prompts (each at `--vs_update`, default its last evaluation) and adds the difference of the two pooled gains, paired per prompt
 (mean and standard error over prompts). `--by_subset` adds each judge's pooled figures on the prompts of
 each subset folder of the evaluation set (e.g. harmless-base and helpful-base), read again from the runs'
-flags: a policy can gain on one kind of prompt and lose on another. One run alone gives its own figures.
+flags: a policy can gain on one kind of prompt and lose on another. `--by_router` splits them by what the
+proxy's router called each prompt (P(risky | prompt) >= 0.5: risky, else benign; `proxy_risk` in eval.json),
+which is where a routed proxy scores with its safety model. Where the runs' eval.json holds the responses'
+texts, each split also gets the diagnostics of policy and reference (length, EOS rate, refusal rate...),
+pooled over runs. One run alone gives its own figures.
 
     .venv/bin/python bench/pool_evals.py outputs/hh/ppo-2x-s0 outputs/hh/ppo-2x-s1 outputs/hh/ppo-2x-s2 --by_subset
     .venv/bin/python bench/pool_evals.py outputs/hh/ppo-2x-s* --update 20 --json_out bench/results/hh-rl.jsonl
     .venv/bin/python bench/pool_evals.py outputs/hh/ppo outputs/hh/ppo-s1 outputs/hh/ppo-s2 --vs outputs/hh/est/gae-s*
+    .venv/bin/python bench/pool_evals.py outputs/hh/val256-risky9 --vs outputs/hh/val256-base --by_subset --by_router
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ import ppo_eval  # noqa: E402
 # The flags of args.json that decide which prompts an evaluation scored (see ppo.py's _load_prompts).
 PROMPT_FLAGS = ("eval_dataset", "eval_data_dir", "eval_split", "eval_samples", "max_prompt_length")
 HOLDOUT_FLAGS = ("query_dataset", "query_split", "data_dir")
+GROUP_LABELS = {"by_subset": "subsets", "by_router": "routes"}  # a split's key -> its labels' key
 FIGURES = ("gain_mean", "gain_se", "win_rate", "length_controlled_gain_mean", "length_controlled_gain_se")
 
 
@@ -57,6 +63,11 @@ def parse_args(argv=None):
         help="the --vs runs' evaluation after this update (default: the last)",
     )
     p.add_argument("--by_subset", action="store_true", help="also the figures on each subset's prompts")
+    p.add_argument(
+        "--by_router",
+        action="store_true",
+        help="also the figures on the prompts the routed proxy's router calls risky, and on the others",
+    )
     p.add_argument("--label", default=None, help="free text copied into the JSON")
     p.add_argument("--json_out", default=None, help="also append the JSON line to this file")
     args = p.parse_args(argv)
@@ -106,6 +117,8 @@ def check_poolable(runs: list[str], flags: list[dict], points: list[dict]) -> No
     same("--eval_seeds", [p["eval_seeds"] for p in points])
     same("--reward_model (the proxy)", [f.get("reward_model") for f in flags])
     same("the gold reward models", [sorted(p.get("gold", {})) for p in points])
+    if all("prompt_rows" in p for p in points):  # recorded since stop 27: the rows themselves
+        same("the evaluation rows (prompt_rows in eval.json)", [p["prompt_rows"] for p in points])
 
 
 def prompt_subsets(flags: dict, n: int) -> list[str]:
@@ -123,9 +136,26 @@ def prompt_subsets(flags: dict, n: int) -> list[str]:
     return [Path(file).parent.name for file, _ in origins[:n]]
 
 
-def pool_judge(judged: list[dict], lengths: list[dict], subsets: list[str] | None = None) -> dict:
+def router_groups(runs: list[str], points: list[dict]) -> list[str]:
+    """risky or benign for each evaluation prompt: the routed proxy's P(risky | prompt) >= 0.5, as the
+    runs' evaluations recorded it (the same proxy and prompts in every run: check_poolable)."""
+    for run, p in zip(runs, points):
+        if "proxy_risk" not in p:
+            sys.exit(
+                f"error: {run}/eval.json has no proxy_risk: --by_router needs runs whose --reward_model is "
+                "routed (router.py), evaluated by a ppo.py that records it (evaluate again with --eval_only)"
+            )
+    return ["risky" if p >= 0.5 else "benign" for p in points[0]["proxy_risk"]]
+
+
+def split(labels: list[str]) -> dict[str, list[int]]:
+    """The prompt indices of each label, labels in order of first appearance."""
+    return {name: [i for i, x in enumerate(labels) if x == name] for name in dict.fromkeys(labels)}
+
+
+def pool_judge(judged: list[dict], lengths: list[dict], groups: dict[str, list[str]] | None = None) -> dict:
     """One judge's pooled figures from each run's figures (with per_prompt) and each run's lengths;
-    with `subsets` (one name per prompt), the paired gain on each subset's prompts too."""
+    with `groups` ({"by_subset": one label per prompt, ...}), the paired gain on each label's prompts too."""
     n = len(judged[0]["per_prompt"]["policy"])
     pooled = {
         side: [sum((j["per_prompt"][side][i] for j in judged), []) for i in range(n)]
@@ -140,13 +170,18 @@ def pool_judge(judged: list[dict], lengths: list[dict], subsets: list[str] | Non
     ]
     slope = ppo_eval.length_slope(cells)
     gains = [sum(a) / len(a) - sum(b) / len(b) for a, b in zip(pooled["policy"], pooled["reference"])]
-    by_subset = {}
-    for name in dict.fromkeys(subsets or []):
-        idx = [i for i, s in enumerate(subsets) if s == name]
-        by_subset[name] = {
-            "prompts": len(idx),
-            **ppo_eval.paired_gain([pooled["policy"][i] for i in idx], [pooled["reference"][i] for i in idx]),
+    by_group = {
+        key: {
+            name: {
+                "prompts": len(idx),
+                **ppo_eval.paired_gain(
+                    [pooled["policy"][i] for i in idx], [pooled["reference"][i] for i in idx]
+                ),
+            }
+            for name, idx in split(labels).items()
         }
+        for key, labels in (groups or {}).items()
+    }
     return {
         **ppo_eval.paired_gain(pooled["policy"], pooled["reference"]),
         "per_prompt_gain": gains,
@@ -157,8 +192,29 @@ def pool_judge(judged: list[dict], lengths: list[dict], subsets: list[str] | Non
             pooled_lengths["reference"],
             slope,
         ),
-        **({"by_subset": by_subset} if subsets else {}),
+        **by_group,
     }
+
+
+def pool_diagnostics(points: list[dict], groups: dict[str, list[str]]) -> dict | None:
+    """Policy's and reference's text diagnostics (ppo_eval.text_diagnostics) over every run's draws, on
+    all prompts and on each group's; None where a run's eval.json predates the recorded texts."""
+    if any("texts" not in p or "eos" not in p for p in points):
+        return None
+
+    def figures(idx: list[int]) -> dict:
+        def draws(key: str, side: str) -> list:
+            return [x for p in points for i in idx for x in p[key][side][i]]
+
+        return {
+            side: ppo_eval.text_diagnostics(draws("texts", side), draws("lengths", side), draws("eos", side))
+            for side in ("policy", "reference")
+        }
+
+    result = figures(list(range(points[0]["prompts"])))
+    for key, labels in groups.items():
+        result[key] = {name: figures(idx) for name, idx in split(labels).items()}
+    return result
 
 
 def pool(
@@ -167,6 +223,7 @@ def pool(
     vs: list[str] | None = None,
     by_subset: bool = False,
     vs_update: int | None = None,
+    by_router: bool = False,
 ) -> dict:
     """Each judge's figures per run and pooled over `runs` (at `update`, default the last evaluation);
     with `vs`, the same for those runs (at `vs_update`) and the paired difference of the two pools.
@@ -174,15 +231,19 @@ def pool(
     loaded = [load_run(run, update) for run in runs]
     others = [load_run(run, vs_update) for run in vs or []]
     check_poolable(runs + (vs or []), [f for f, _ in loaded + others], [p for _, p in loaded + others])
-    subsets = prompt_subsets(loaded[0][0], loaded[0][1]["prompts"]) if by_subset else None
-    result = summarize(runs, [p for _, p in loaded], subsets)
+    groups = {}
+    if by_subset:
+        groups["by_subset"] = prompt_subsets(loaded[0][0], loaded[0][1]["prompts"])
+    if by_router:
+        groups["by_router"] = router_groups(runs, [p for _, p in loaded])
+    result = summarize(runs, [p for _, p in loaded], groups)
     if not vs:
         return result
-    other = summarize(vs, [p for _, p in others], subsets)
+    other = summarize(vs, [p for _, p in others], groups)
     return {**result, "vs": other, "difference": paired_difference(result, other)}
 
 
-def summarize(runs: list[str], points: list[dict], subsets: list[str] | None) -> dict:
+def summarize(runs: list[str], points: list[dict], groups: dict[str, list[str]]) -> dict:
     """Each judge's figures per run and pooled over the runs' evaluation `points`."""
     for run, p in zip(runs, points):
         if "lengths" not in p:
@@ -210,36 +271,36 @@ def summarize(runs: list[str], points: list[dict], subsets: list[str] | None) ->
     ]
     pooled = {
         "kl_mean": sum(p["kl_mean"] for p in points) / len(points),
-        "proxy": pool_judge([p["proxy"] for p in points], lengths, subsets),
-        "gold": {g: pool_judge([p["gold"][g] for p in points], lengths, subsets) for g in golds},
+        "proxy": pool_judge([p["proxy"] for p in points], lengths, groups),
+        "gold": {g: pool_judge([p["gold"][g] for p in points], lengths, groups) for g in golds},
     }
+    diagnostics = pool_diagnostics(points, groups)
+    if diagnostics is not None:
+        pooled["diagnostics"] = diagnostics
     return {
         "harness": "pool_evals",
         "prompts": points[0]["prompts"],
         "draws_per_prompt": points[0]["eval_seeds"] * len(points),
         "runs": per_run,
         "pooled": pooled,
-        **({"subsets": subsets} if subsets else {}),
+        **({"subsets": groups["by_subset"]} if "by_subset" in groups else {}),
+        **({"routes": groups["by_router"]} if "by_router" in groups else {}),
     }
 
 
 def paired_difference(result: dict, other: dict) -> dict:
     """Per judge: each prompt's pooled gain in `result` minus its pooled gain in `other` (the same
-    prompts), mean and standard error over prompts; per subset too where `result` has them."""
-    subsets = result.get("subsets")
+    prompts), mean and standard error over prompts; per subset and per route too where `result` has them."""
+    groups = {key: result[name] for key, name in GROUP_LABELS.items() if name in result}
 
     def difference(a: dict, b: dict) -> dict:
         diffs = [x - y for x, y in zip(a["per_prompt_gain"], b["per_prompt_gain"])]
         mean, se = ppo_eval.mean_and_se(diffs)
         figures = {"gain_mean": mean, "gain_se": se}
-        for name in dict.fromkeys(subsets or []):
-            part = [d for d, s in zip(diffs, subsets) if s == name]
-            mean, se = ppo_eval.mean_and_se(part)
-            figures.setdefault("by_subset", {})[name] = {
-                "prompts": len(part),
-                "gain_mean": mean,
-                "gain_se": se,
-            }
+        for key, labels in groups.items():
+            for name, idx in split(labels).items():
+                mean, se = ppo_eval.mean_and_se([diffs[i] for i in idx])
+                figures.setdefault(key, {})[name] = {"prompts": len(idx), "gain_mean": mean, "gain_se": se}
         return figures
 
     a, b = result["pooled"], other["pooled"]
@@ -275,10 +336,15 @@ def describe(result: dict) -> list[str]:
         f"pooled ({result['prompts']} prompts x {result['draws_per_prompt']} draws): KL {p['kl_mean']:.2f}; "
         f"{judge('proxy', p['proxy'])}; {golds}"
     )
-    for name in p["proxy"].get("by_subset", {}):
-        golds = "; ".join(judge(f"gold {g}", f["by_subset"][name]) for g, f in p["gold"].items())
-        n = p["proxy"]["by_subset"][name]["prompts"]
-        lines.append(f"  {name} ({n} prompts): {judge('proxy', p['proxy']['by_subset'][name])}; {golds}")
+    diagnostics = p.get("diagnostics")
+    if diagnostics:
+        lines.append(f"  diagnostics: {describe_diagnostics(diagnostics)}")
+    for key in GROUP_LABELS:
+        for name, f in p["proxy"].get(key, {}).items():
+            golds = "; ".join(judge(f"gold {g}", x[key][name]) for g, x in p["gold"].items())
+            lines.append(f"  {name} ({f['prompts']} prompts): {judge('proxy', f)}; {golds}")
+            if diagnostics:
+                lines.append(f"    diagnostics: {describe_diagnostics(diagnostics[key][name])}")
     if "vs" in result:
         lines += ["vs: " + line for line in describe(result["vs"])]
         d = result["difference"]
@@ -288,18 +354,29 @@ def describe(result: dict) -> list[str]:
         lines.append(
             f"difference, paired per prompt: proxy {d['proxy']['gain_mean']:+.3f} (se {d['proxy']['gain_se']:.3f}); {golds}"
         )
-        for name, f in d["proxy"].get("by_subset", {}).items():
-            golds = "; ".join(
-                f"gold {g} {x['by_subset'][name]['gain_mean']:+.3f} (se {x['by_subset'][name]['gain_se']:.3f})"
-                for g, x in d["gold"].items()
-            )
-            lines.append(f"  {name}: proxy {f['gain_mean']:+.3f} (se {f['gain_se']:.3f}); {golds}")
+        for key in GROUP_LABELS:
+            for name, f in d["proxy"].get(key, {}).items():
+                golds = "; ".join(
+                    f"gold {g} {x[key][name]['gain_mean']:+.3f} (se {x[key][name]['gain_se']:.3f})"
+                    for g, x in d["gold"].items()
+                )
+                lines.append(f"  {name}: proxy {f['gain_mean']:+.3f} (se {f['gain_se']:.3f}); {golds}")
     return lines
+
+
+def describe_diagnostics(d: dict) -> str:
+    """Policy against reference: tokens, EOS rate, refusal rate."""
+    pol, ref = d["policy"], d["reference"]
+    return (
+        f"length {pol['response_length']:.1f} vs {ref['response_length']:.1f}, "
+        f"EOS {pol['eos_rate']:.2f} vs {ref['eos_rate']:.2f}, "
+        f"refusals {pol['refusal_rate']:.3f} vs {ref['refusal_rate']:.3f}"
+    )
 
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
-    result = pool(args.runs, args.update, args.vs, args.by_subset, args.vs_update)
+    result = pool(args.runs, args.update, args.vs, args.by_subset, args.vs_update, args.by_router)
     result["label"] = args.label
     for line in describe(result):
         print(line, file=sys.stderr)

@@ -402,9 +402,10 @@ def test_estimator_quality_runs_each_estimator_and_seed_on_equal_settings(
         estimator_quality.parse_args([str(config), "--out_root=x", "--seed=3"])
 
 
-def write_eval_run(folder, rng, shift, n=6, k=3, update=20, **flags):
+def write_eval_run(folder, rng, shift, n=6, k=3, update=20, recorded=None, **flags):
     """A ppo.py output folder with one evaluation: the policy's draws `shift` tokens longer and
-    0.02 x shift better than the reference's, and a judge paying 0.01 per token within a cell."""
+    0.02 x shift better than the reference's, and a judge paying 0.01 per token within a cell;
+    `recorded`: more of what eval.json records (prompt_rows, proxy_risk, texts, eos)."""
 
     ref_len = rng.integers(20, 40, (n, k)).astype(float)
     pol_len = ref_len + shift + rng.integers(-5, 6, (n, k))
@@ -425,6 +426,7 @@ def write_eval_run(folder, rng, shift, n=6, k=3, update=20, **flags):
         "proxy": figures(pol.tolist(), ref.tolist()), "gold": {"g": figures((2 * pol).tolist(), ref.tolist())},
         "lengths": {"policy": pol_len.tolist(), "reference": ref_len.tolist()},
         "diagnostics": {side: {"response_length": 30.0} for side in ("policy", "reference")},
+        **(recorded or {}),
     }  # fmt: skip
     folder.mkdir()
     (folder / "eval.json").write_text(json.dumps({**point, "points": [{**point, "update": 10}, point]}))
@@ -504,6 +506,69 @@ def test_pool_evals_refuses_runs_that_did_not_score_the_same_prompts(tmp_path):
     write_eval_run(tmp_path / "d", rng, 4, n=5)
     with pytest.raises(SystemExit, match="differ in --eval_samples"):
         pool_evals.pool([str(tmp_path / "a"), str(tmp_path / "d")])
+
+
+def test_pool_evals_by_router_splits_by_the_proxys_risk_with_each_sides_diagnostics(tmp_path, capsys):
+    import numpy as np
+    import pool_evals
+
+    rng = np.random.default_rng(3)
+    n, k = 4, 2
+    risk = [0.9, 0.2, 0.5, 0.49]  # risky, benign, risky (the threshold is inclusive), benign
+    rows = [["hh/harmless-base/test.jsonl.gz", 1800 + i] for i in range(n)]
+
+    def recorded(refuse_on: set[int]) -> dict:
+        """The policy refuses every draw of the prompts in `refuse_on` and ends with EOS on odd prompts;
+        the reference never refuses and always ends."""
+        texts = {
+            "policy": [
+                ["I'm sorry, I can't help." if i in refuse_on else "Sure: step one."] * k for i in range(n)
+            ],
+            "reference": [["Here is how."] * k for _ in range(n)],
+        }
+        eos = {"policy": [[i % 2 == 1] * k for i in range(n)], "reference": [[True] * k for _ in range(n)]}
+        return {"prompt_rows": rows, "proxy_risk": risk, "texts": texts, "eos": eos}
+
+    runs = [
+        write_eval_run(tmp_path / f"s{s}", rng, 4 * s, n=n, k=k, recorded=recorded({0} if s else {0, 1}))
+        for s in range(2)
+    ]
+    got = pool_evals.main([str(tmp_path / "s0"), str(tmp_path / "s1"), "--by_router"])
+    assert got["routes"] == ["risky", "benign", "risky", "benign"]
+    gains = np.concatenate([r[0] for r in runs], axis=1).mean(1) - np.concatenate(
+        [r[1] for r in runs], 1
+    ).mean(1)
+    proxy = got["pooled"]["proxy"]["by_router"]
+    assert proxy["risky"]["prompts"] == 2 and proxy["risky"]["gain_mean"] == pytest.approx(
+        gains[[0, 2]].mean()
+    )
+    assert proxy["benign"]["gain_se"] == pytest.approx(gains[[1, 3]].std(ddof=1) / np.sqrt(2))
+    assert "by_subset" not in got["pooled"]["proxy"]
+    # Diagnostics pooled over both runs' draws: prompt 0 refused in both, prompt 1 in one of two.
+    diag = got["pooled"]["diagnostics"]
+    assert diag["policy"]["refusal_rate"] == pytest.approx(3 / 8) and diag["reference"]["refusal_rate"] == 0
+    assert diag["by_router"]["risky"]["policy"]["refusal_rate"] == pytest.approx(1 / 2)
+    assert diag["by_router"]["benign"]["policy"]["refusal_rate"] == pytest.approx(1 / 4)
+    assert diag["policy"]["eos_rate"] == pytest.approx(1 / 2)  # the odd prompts: benign
+    assert diag["by_router"]["benign"]["policy"]["eos_rate"] == 1.0
+    assert diag["by_router"]["risky"]["policy"]["eos_rate"] == 0.0
+    assert diag["by_router"]["risky"]["reference"]["eos_rate"] == 1.0
+    pol_len = np.concatenate([r[2] for r in runs], axis=1)
+    assert diag["by_router"]["risky"]["policy"]["response_length"] == pytest.approx(pol_len[[0, 2]].mean())
+    assert "refusals 0.500 vs 0.000" in capsys.readouterr().err
+    # --vs splits the paired difference by route too.
+    vs = pool_evals.pool([str(tmp_path / "s1")], vs=[str(tmp_path / "s0")], by_router=True)
+    diff = (runs[1][0].mean(1) - runs[1][1].mean(1)) - (runs[0][0].mean(1) - runs[0][1].mean(1))
+    assert vs["difference"]["proxy"]["by_router"]["risky"]["gain_mean"] == pytest.approx(diff[[0, 2]].mean())
+    # Runs that scored other rows, or recorded no router, are refused.
+    other = recorded(set()) | {"prompt_rows": rows[::-1]}
+    write_eval_run(tmp_path / "moved", rng, 0, n=n, k=k, recorded=other)
+    with pytest.raises(SystemExit, match=r"differ in the evaluation rows \(prompt_rows"):
+        pool_evals.pool([str(tmp_path / "s0"), str(tmp_path / "moved")])
+    write_eval_run(tmp_path / "plain", rng, 0, n=n, k=k)
+    with pytest.raises(SystemExit, match="plain/eval.json has no proxy_risk: --by_router needs .* routed"):
+        pool_evals.pool([str(tmp_path / "plain")], by_router=True)
+    assert "diagnostics" not in pool_evals.pool([str(tmp_path / "plain")])["pooled"]
 
 
 def test_pool_evals_by_subset_splits_the_prompts_by_the_folder_they_came_from(tmp_path):

@@ -118,21 +118,26 @@ def test_a_trained_router_is_reused_over_other_members(
     assert json.loads((gold / "metrics.json").read_text())["reused_router"] == str(out / "router")
 
 
-def hand_mixed(out, prompts, replies) -> torch.Tensor:
-    """p z_risky + (1 - p) z_benign, p the router's softmax on the prompt's text (BERT's own
-    tokenizer, special tokens), each member's score standardised with its reward_format.json."""
+def hand_risk(out, prompts) -> torch.Tensor:
+    """P(risky | prompt): the router's softmax on the prompt's text (BERT's own tokenizer, special tokens)."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    spec = json.loads((out / ppo_models.COMBINATION_FILE).read_text())
     tok = AutoTokenizer.from_pretrained(str(out / "router"))
     classifier = AutoModelForSequenceClassification.from_pretrained(str(out / "router")).eval()
     with torch.no_grad():
-        p = torch.tensor(
+        return torch.tensor(
             [
                 torch.softmax(classifier(**tok(q["text"], return_tensors="pt")).logits[0], -1)[1]
                 for q in prompts
             ]
         )
+
+
+def hand_mixed(out, prompts, replies) -> torch.Tensor:
+    """p z_risky + (1 - p) z_benign, p the router's softmax on the prompt's text (BERT's own
+    tokenizer, special tokens), each member's score standardised with its reward_format.json."""
+    spec = json.loads((out / ppo_models.COMBINATION_FILE).read_text())
+    p = hand_risk(out, prompts)
     z = {}
     for role in ("risky", "benign"):
         member = ppo_models.load_scorer(str(out / spec[role]), torch.device("cpu"), False, None)
@@ -196,6 +201,17 @@ def test_routed_folders_as_reward_and_gold_models_of_ppo(
     assert len(figures["per_prompt"]["policy"]) == 4
     assert all(isinstance(figures[k], float) for k in ("gain_mean", "gain_se", "win_rate"))
     assert result["gold"][str(gold)]["gain_mean"] == figures["gain_mean"]
+    # eval.json records which rows it evaluated, in order, and what the proxy's router made of each.
+    from ppo_data import load_prompts
+
+    prompts, rows = load_prompts(str(kind_data), "test", None)
+    assert saved["prompt_rows"] == [list(r) for r in rows[:4]]
+    torch.testing.assert_close(
+        torch.tensor(saved["proxy_risk"]), hand_risk(out, prompts[:4]), atol=1e-5, rtol=0
+    )
+    assert [len(t) for t in saved["texts"]["policy"]] == [1] * 4 and all(
+        isinstance(e, bool) for per_prompt in saved["eos"]["reference"] for e in per_prompt
+    )
 
 
 def write_hh_heldout(root, held_out: list[dict]) -> None:
