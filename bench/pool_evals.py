@@ -117,7 +117,7 @@ def check_poolable(runs: list[str], flags: list[dict], points: list[dict]) -> No
     same("--eval_seeds", [p["eval_seeds"] for p in points])
     same("--reward_model (the proxy)", [f.get("reward_model") for f in flags])
     same("the gold reward models", [sorted(p.get("gold", {})) for p in points])
-    if all("prompt_rows" in p for p in points):  # recorded since stop 27: the rows themselves
+    if all("prompt_rows" in p for p in points):  # where eval.json records the rows themselves
         same("the evaluation rows (prompt_rows in eval.json)", [p["prompt_rows"] for p in points])
 
 
