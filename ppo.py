@@ -54,7 +54,16 @@ from ppo_checkpoint import (
     save_checkpoint,
     save_final,
 )
-from ppo_data import PromptEncoder, PromptStream, eval_prompt_source, load_prompts, stop_token_ids
+from ppo_data import (
+    MixedPromptStream,
+    PromptEncoder,
+    PromptStream,
+    eval_prompt_source,
+    load_prompts,
+    parse_prompt_shares,
+    prompt_share_groups,
+    stop_token_ids,
+)
 from ppo_models import (
     COMBINATION_FILE,
     LoraSpec,
@@ -132,6 +141,15 @@ class PPOArguments:
     )
     query_split: str = field(
         default="train", metadata={"help": "Split of the prompts to train on (slices work)."}
+    )
+    prompt_shares: str | None = field(
+        default=None,
+        metadata={
+            "help": "Each update's share of prompts from named subset folders of the training prompts, "
+            "e.g. 'harmless-base=0.5': exactly that share of every update's prompts (rounded to whole "
+            "prompts) comes from harmless-base, in its own seeded order pass after pass, and the rest from "
+            "the other subsets in their natural proportions. Default: one order over all training prompts."
+        },
     )
     eval_dataset: str | None = field(
         default=None, metadata={"help": "Held-out prompts from another source (default: --query_dataset)."}
@@ -706,7 +724,14 @@ class Trainer:
                 policy_path, args.lora_target_modules, kind, args.trust_remote_code
             )
         # Before any weights load: a run whose evaluation overlaps its training data stops at once.
-        self.train_prompts, self.eval_prompts, self.eval_origins = self._load_prompts()
+        self.train_prompts, train_origins, self.eval_prompts, self.eval_origins = self._load_prompts()
+        self.prompt_mix = None  # --prompt_shares: (groups, counts per update, names)
+        if args.prompt_shares:
+            self.prompt_mix = prompt_share_groups(
+                [Path(file).parent.name for file, _ in train_origins],
+                parse_prompt_shares(args.prompt_shares),
+                self.sizes.global_prompts,
+            )
         critic_rm, rm_note = self._load_tokenizer_and_reward_models(policy_path)
         value_source = self._build_models(policy_path, critic_rm)
         self.train_ids, self.eval_ids = self._encode_prompts()
@@ -727,9 +752,9 @@ class Trainer:
             f"{len(self.eval_ids)} eval prompts"
         )
 
-    def _load_prompts(self) -> tuple[list, list, list]:
-        """Training prompts, held-out prompts and the held-out prompts' origins (file, row); refused when
-        the held-out rows overlap the training rows."""
+    def _load_prompts(self) -> tuple[list, list, list, list]:
+        """Training prompts and their origins (file, row), held-out prompts and theirs; refused when the
+        held-out rows overlap the training rows."""
         args = self.args
         train, train_rows = load_prompts(args.query_dataset, args.query_split, args.data_dir)
         explicit = args.eval_dataset or args.eval_split or args.eval_data_dir
@@ -754,7 +779,7 @@ class Trainer:
                 f"[ppo] no test split ({no_test}); holding out the last {args.eval_samples} prompts"
             )
             n = args.eval_samples
-            return train[:-n], train[-n:], train_rows[-n:]
+            return train[:-n], train_rows[:-n], train[-n:], train_rows[-n:]
         hh_data.refuse_overlap(
             train_rows,
             eval_rows,
@@ -762,7 +787,7 @@ class Trainer:
             f"{'--eval_dataset=' + args.eval_dataset if args.eval_dataset else '--query_dataset'} "
             f"--eval_data_dir={eval_data_dir} --eval_split={eval_split}",
         )
-        return train, evals[: args.eval_samples], eval_rows[: args.eval_samples]
+        return train, train_rows, evals[: args.eval_samples], eval_rows[: args.eval_samples]
 
     def _load_tokenizer_and_reward_models(self, policy_path: str) -> tuple[str | None, str]:
         """The policy's tokenizer and stop tokens, the proxy reward model (or ensemble) and the gold ones.
@@ -923,13 +948,14 @@ class Trainer:
             if args.adap_kl_ctrl
             else ppo_math.FixedKLController(args.init_kl_coef)
         )
-        self.stream = PromptStream(
-            len(self.train_ids),
-            self.sizes.global_prompts,
-            self.acc.process_index,
-            self.acc.num_processes,
-            args.seed,
-        )
+        rank, world = self.acc.process_index, self.acc.num_processes
+        if self.prompt_mix:
+            groups, counts, names = self.prompt_mix
+            self.stream = MixedPromptStream(groups, counts, rank, world, args.seed)
+            mix = ", ".join(f"{c} from {name}" for c, name in zip(counts, names))
+            self.acc.print(f"[ppo] --prompt_shares: each update's {sum(counts)} prompts: {mix}")
+        else:
+            self.stream = PromptStream(len(self.train_ids), self.sizes.global_prompts, rank, world, args.seed)
         self.update = 0
         self.episodes = 0
         self.timers = {"generate": 0.0, "score": 0.0}

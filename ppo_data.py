@@ -172,6 +172,101 @@ class PromptStream:
         self.epoch, self.pos = state["epoch"], state["pos"]
 
 
+def parse_prompt_shares(spec: str) -> dict[str, float]:
+    """--prompt_shares 'harmless-base=0.5,helpful-online=0.25' -> {subset folder: share}."""
+    shares = {}
+    for part in spec.split(","):
+        name, sep, value = (x.strip() for x in part.partition("="))
+        try:
+            share = float(value) if sep else None
+        except ValueError:
+            share = None
+        if not name or share is None or not 0 < share <= 1:
+            raise cmdline.UsageError(
+                f"--prompt_shares={spec!r}: each entry is SUBSET=SHARE with 0 < SHARE <= 1 (got {part!r})"
+            )
+        if name in shares:
+            raise cmdline.UsageError(f"--prompt_shares={spec!r} names {name} twice")
+        shares[name] = share
+    if sum(shares.values()) > 1 + 1e-9:
+        raise cmdline.UsageError(f"--prompt_shares={spec!r}: the shares sum to more than 1")
+    return shares
+
+
+def prompt_share_groups(
+    subsets: list[str], shares: dict[str, float], per_update: int
+) -> tuple[list[list[int]], list[int], list[str]]:
+    """For --prompt_shares: the training prompts' indices in each named subset folder and in the rest
+    (`subsets`: each prompt's folder), how many of each every update takes (share x prompts per update,
+    rounded half up; the rest gets what is left) and the groups' names."""
+    present = list(dict.fromkeys(subsets))
+    missing = [name for name in shares if name not in present]
+    if missing:
+        raise cmdline.UsageError(
+            f"--prompt_shares names {', '.join(missing)}, but the training prompts come from "
+            f"{', '.join(present)}"
+        )
+    names = list(shares)
+    groups = [[i for i, s in enumerate(subsets) if s == name] for name in names]
+    counts = [int(shares[name] * per_update + 0.5) for name in names]
+    for name, count in zip(names, counts):
+        if count == 0:
+            raise cmdline.UsageError(
+                f"--prompt_shares: {name}={shares[name]} of {per_update} prompts per update rounds to none"
+            )
+    left = per_update - sum(counts)
+    others = [s for s in present if s not in shares]
+    if left < 0:
+        raise cmdline.UsageError(
+            f"--prompt_shares: the shares, rounded to whole prompts, take {sum(counts)} of {per_update} per update"
+        )
+    if others and left == 0:
+        raise cmdline.UsageError(
+            f"--prompt_shares leaves no prompt per update to {', '.join(others)}: lower a share or drop "
+            "them from --data_dir"
+        )
+    if not others and left > 0:
+        raise cmdline.UsageError(
+            f"--prompt_shares leaves {left} of {per_update} prompts per update to no subset: the named "
+            "subsets are all the training prompts, so their shares must sum to 1"
+        )
+    if others:
+        groups.append([i for i, s in enumerate(subsets) if s not in shares])
+        counts.append(left)
+        names.append(", ".join(others))
+    return groups, counts, names
+
+
+class MixedPromptStream:
+    """--prompt_shares: each update takes counts[j] prompts from group j (indices into the training
+    prompts), each group in its own seeded order, pass after pass (a PromptStream); the update's prompts
+    are then shuffled with a seeded permutation, so processes and minibatches mix the groups, and each
+    rank takes its slice. The streams' positions and the update count are all a checkpoint needs."""
+
+    def __init__(self, groups: list[list[int]], counts: list[int], rank: int, world: int, seed: int):
+        self.groups, self.rank, self.world, self.seed = groups, rank, world, seed
+        self.streams = [
+            PromptStream(len(g), c, 0, 1, seed + 7919 * (j + 1))
+            for j, (g, c) in enumerate(zip(groups, counts))
+        ]
+        self.global_batch, self.batches = sum(counts), 0
+
+    def next_batch(self) -> list[int]:
+        picks = [g[i] for g, stream in zip(self.groups, self.streams) for i in stream.next_batch()]
+        order = torch.randperm(len(picks), generator=torch.Generator().manual_seed(self.seed + self.batches))
+        self.batches += 1
+        per_rank = self.global_batch // self.world
+        return [picks[i] for i in order.tolist()][self.rank * per_rank : (self.rank + 1) * per_rank]
+
+    def state_dict(self) -> dict:
+        return {"streams": [s.state_dict() for s in self.streams], "batches": self.batches}
+
+    def load_state_dict(self, state: dict) -> None:
+        for stream, saved in zip(self.streams, state["streams"]):
+            stream.load_state_dict(saved)
+        self.batches = state["batches"]
+
+
 def stop_token_ids(tokenizer, extra: str | None) -> set[int]:
     """EOS, and a chat model's end-of-turn token, end a response."""
     ids = {tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set()

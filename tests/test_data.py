@@ -406,10 +406,13 @@ def test_ppo_eval_prompts_take_their_own_subsets_and_never_training_rows(hh_layo
     def questions(prompts):
         return [p["turns"][0]["content"].split()[-1] for p in prompts]
 
-    train, evals, origins = load(
+    train, train_origins, evals, origins = load(
         "--data_dir=a[:4],b", "--query_split=test", "--eval_data_dir=a[4:],c", "--eval_samples=3"
     )
     assert questions(train) == ["a0", "a1", "a2", "a3", "b0", "b1", "b2", "b3"]
+    assert [(Path(f).parent.name, row) for f, row in train_origins] == [("a", i) for i in range(4)] + [
+        ("b", i) for i in range(4)
+    ]
     assert questions(evals) == ["a4", "a5", "c0"]
     assert [(Path(f).parent.name, row) for f, row in origins] == [("a", 4), ("a", 5), ("c", 0)]
     # The default evaluation split ('test' of the same subsets) is the training rows themselves.
@@ -421,10 +424,11 @@ def test_ppo_eval_prompts_take_their_own_subsets_and_never_training_rows(hh_layo
     txt = tmp_path / "prompts.txt"
     txt.write_text("".join(f"q{i}\n" for i in range(10)))
     (args,) = cmdline.parse_args((ppo.PPOArguments,), [f"--query_dataset={txt}", "--eval_samples=4"])
-    train, evals, origins = ppo.Trainer._load_prompts(
+    train, train_origins, evals, origins = ppo.Trainer._load_prompts(
         SimpleNamespace(args=args, acc=SimpleNamespace(print=print))
     )
     assert [p["turns"][0]["content"] for p in evals] == ["q6", "q7", "q8", "q9"] and len(train) == 6
+    assert train_origins == [(str(txt.resolve()), i) for i in range(6)]
     assert origins == [(str(txt.resolve()), i) for i in range(6, 10)]
     # And the refusal comes before any weights load (only the policy's config is read, for its kind;
     # the reward model folder is empty).
@@ -515,3 +519,59 @@ def test_offline_conversion_runs_once_when_processes_start_together(tmp_path, mo
     assert len(builds) == 1 and results == [tmp_path / "model"] * 2
     assert sorted(p.name for p in (tmp_path / "model").iterdir()) == ["config.json", "weights"]
     assert not (tmp_path / "model.tmp").exists()
+
+
+def test_prompt_shares_parse_and_refuse_what_cannot_be_drawn():
+    from ppo_data import parse_prompt_shares, prompt_share_groups
+
+    assert parse_prompt_shares("harmless-base=0.5, helpful-online=0.25") == {
+        "harmless-base": 0.5,
+        "helpful-online": 0.25,
+    }
+    for bad, says in (
+        ("harmless-base", "each entry is SUBSET=SHARE"),
+        ("a=0", "each entry is SUBSET=SHARE"),
+        ("a=half", "each entry is SUBSET=SHARE"),
+        ("a=0.5,a=0.2", "names a twice"),
+        ("a=0.7,b=0.4", "sum to more than 1"),
+    ):
+        with pytest.raises(cmdline.UsageError, match=says):
+            parse_prompt_shares(bad)
+    subsets = ["a"] * 5 + ["b"] * 3 + ["c"] * 4
+    groups, counts, names = prompt_share_groups(subsets, {"a": 0.5}, 16)
+    assert groups == [[0, 1, 2, 3, 4], list(range(5, 12))] and counts == [8, 8] and names == ["a", "b, c"]
+    # Rounded half up to whole prompts; the rest takes what is left.
+    assert prompt_share_groups(subsets, {"b": 0.25, "c": 0.1}, 6)[1] == [2, 1, 3]
+    for shares, per_update, says in (
+        ({"d": 0.5}, 16, "names d, but the training prompts come from a, b, c"),
+        ({"a": 0.5, "b": 0.5}, 16, "leaves no prompt per update to c"),
+        ({"a": 0.5, "b": 0.2, "c": 0.2}, 10, "leaves 1 of 10 prompts per update to no subset"),
+        ({"a": 0.01}, 16, "a=0.01 of 16 prompts per update rounds to none"),
+    ):
+        with pytest.raises(cmdline.UsageError, match=says):
+            prompt_share_groups(subsets, shares, per_update)
+
+
+def test_mixed_prompt_stream_takes_each_groups_count_in_its_own_passes_and_resumes():
+    from ppo_data import MixedPromptStream
+
+    groups, counts = [[10, 11, 12, 13, 14], list(range(100, 112))], [2, 6]
+    stream = MixedPromptStream(groups, counts, 0, 1, seed=3)
+    batches = [stream.next_batch() for _ in range(5)]
+    for batch in batches:  # exactly the counts, in an order that mixes the groups
+        assert sum(i < 100 for i in batch) == 2 and len(batch) == 8
+    assert any(batch[:2] != [i for i in batch if i < 100] for batch in batches)
+    picks = [i for batch in batches for i in batch if i < 100]  # group 0: 10 picks = two whole passes
+    assert sorted(picks[:5]) == groups[0] and sorted(picks[5:]) == groups[0]
+    big = [i for batch in batches[:2] for i in batch if i >= 100]  # group 1: one whole pass in two updates
+    assert sorted(big) == groups[1]
+    # Two processes split each update's prompts between them.
+    ranks = [MixedPromptStream(groups, counts, r, 2, seed=3) for r in range(2)]
+    for batch in batches:
+        assert ranks[0].next_batch() + ranks[1].next_batch() == batch
+    # A checkpoint's state resumes the same order.
+    again = MixedPromptStream(groups, counts, 0, 1, seed=3)
+    [again.next_batch() for _ in range(3)]
+    resumed = MixedPromptStream(groups, counts, 0, 1, seed=3)
+    resumed.load_state_dict(json.loads(json.dumps(again.state_dict())))
+    assert [resumed.next_batch() for _ in range(2)] == batches[3:]

@@ -314,6 +314,24 @@ def test_risky_kl_coef_scales_each_responses_kl_by_the_routers_risk(
     for m in moved:
         ratio = -m["objective/non_score_reward"] / (0.05 * m["objective/kl_penalty_estimator"])
         assert 1.0 < ratio < 4.0
+    # --prompt_shares: 3 of each update's 4 prompts from the risky subset, in MixedPromptStream's order;
+    # the logged mean P(risky) is the router's on exactly those prompts (each of a group's 4 copies alike).
+    from ppo_data import MixedPromptStream, load_prompts
+
+    run_ppo(
+        word_policy,
+        out,
+        toy_data,
+        tmp_path / "shares",
+        *common,
+        "--risky_kl_coef=3",
+        "--prompt_shares=risky=0.75",
+    )
+    prompts, _ = load_prompts(str(toy_data), "test", "risky[:64],benign[:96]")
+    stream = MixedPromptStream([list(range(64)), list(range(64, 160))], [3, 1], 0, 1, seed=0)
+    expected = [hand_risk(out, [prompts[i] for i in stream.next_batch()]).mean().item() for _ in range(3)]
+    got = [m["objective/risk_mean"] for m in read_metrics(tmp_path / "shares")]
+    assert got == pytest.approx(expected, abs=1e-5)
     # A proxy without a router has no P(risky): refused before anything loads.
     with pytest.raises(ValueError, match=r"reads P\(risky \| prompt\) from a routed --reward_model"):
         run_ppo(word_policy, kind_rm, toy_data, tmp_path / "plain", *common, "--risky_kl_coef=3")
