@@ -451,7 +451,7 @@ ALIASES = {
 # No flag is accepted and then ignored: every PPOArguments field is on one of these two lists
 # (tests/test_flags.py walks them, so a new field fails that test until it is placed).
 USED_FLAGS = frozenset(
-    "model_name use_seq2seq reward_model gold_reward_model ref_model eval_only query_dataset data_dir query_split eval_dataset eval_data_dir "
+    "model_name use_seq2seq reward_model gold_reward_model ref_model eval_only query_dataset data_dir query_split prompt_shares eval_dataset eval_data_dir "
     "eval_split eval_samples max_prompt_length value_model trust_remote_code use_peft lora_r lora_alpha "
     "lora_target_modules load_in_4bit load_in_8bit bnb_4bit_quant_type use_bnb_nested_quant merge_lora_on_save "
     "steps batch_size mini_batch_size gradient_accumulation_steps rollout_batch_size ppo_epochs learning_rate "
