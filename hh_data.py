@@ -237,6 +237,11 @@ def load_rows(
     return [rows[i] for i in keep], where, [origins[i] for i in keep]
 
 
+def origin_subsets(origins: list[Origin]) -> list[str]:
+    """The subset folder of each row's origin (`load_rows`): a local file's folder, or a hub subset."""
+    return [Path(source).parent.name for source, _ in origins]
+
+
 def row_spans(indices) -> str:
     """Row indices as the slices that select them: {0, 1, 2, 7} -> '[0:3], [7:8]'."""
     runs: list[list[int]] = []  # [first, last] of each run of consecutive indices

@@ -728,7 +728,7 @@ class Trainer:
         self.prompt_mix = None  # --prompt_shares: (groups, counts per update, names)
         if args.prompt_shares:
             self.prompt_mix = prompt_share_groups(
-                [Path(file).parent.name for file, _ in train_origins],
+                hh_data.origin_subsets(train_origins),
                 parse_prompt_shares(args.prompt_shares),
                 self.sizes.global_prompts,
             )

@@ -146,7 +146,9 @@ def main(argv=None):
         },
     }
     if args.by_subset:
-        subsets = [Path(file).parent.name for file, _ in origins]
+        from hh_data import origin_subsets
+
+        subsets = origin_subsets(origins)
         result["by_subset"] = {}
         for name in dict.fromkeys(subsets):
             idx = [i for i, s in enumerate(subsets) if s == name]

@@ -123,6 +123,7 @@ def check_poolable(runs: list[str], flags: list[dict], points: list[dict]) -> No
 
 def prompt_subsets(flags: dict, n: int) -> list[str]:
     """The subset folder of each of a run's n evaluation prompts, read again as ppo.py read them."""
+    from hh_data import origin_subsets
     from ppo_data import eval_prompt_source, load_prompts
 
     if not (flags.get("eval_data_dir") or flags.get("eval_dataset")):
@@ -133,7 +134,7 @@ def prompt_subsets(flags: dict, n: int) -> list[str]:
         _, origins = load_prompts(dataset, split, data_dir)
     except (OSError, ValueError) as e:
         sys.exit(f"error: --by_subset reads the evaluation prompts again from {dataset}: {e}")
-    return [Path(file).parent.name for file, _ in origins[:n]]
+    return origin_subsets(origins[:n])
 
 
 def router_groups(runs: list[str], points: list[dict]) -> list[str]:

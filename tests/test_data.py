@@ -537,6 +537,9 @@ def test_prompt_shares_parse_and_refuse_what_cannot_be_drawn():
     ):
         with pytest.raises(cmdline.UsageError, match=says):
             parse_prompt_shares(bad)
+    # A row's subset: its local file's folder, or the hub subset of its source.
+    origins = [("/data/hh/harmless-base/test.jsonl.gz", 3), ("Anthropic/hh-rlhf/helpful-online/train", 0)]
+    assert hh_data.origin_subsets(origins) == ["harmless-base", "helpful-online"]
     subsets = ["a"] * 5 + ["b"] * 3 + ["c"] * 4
     groups, counts, names = prompt_share_groups(subsets, {"a": 0.5}, 16)
     assert groups == [[0, 1, 2, 3, 4], list(range(5, 12))] and counts == [8, 8] and names == ["a", "b, c"]
