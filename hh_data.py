@@ -242,6 +242,14 @@ def origin_subsets(origins: list[Origin]) -> list[str]:
     return [Path(source).parent.name for source, _ in origins]
 
 
+def indices_by_label(labels: list[str]) -> dict[str, list[int]]:
+    """The indices of each label (e.g. each row's subset), labels in order of first appearance."""
+    out: dict[str, list[int]] = {}
+    for i, label in enumerate(labels):
+        out.setdefault(label, []).append(i)
+    return out
+
+
 def row_spans(indices) -> str:
     """Row indices as the slices that select them: {0, 1, 2, 7} -> '[0:3], [7:8]'."""
     runs: list[list[int]] = []  # [first, last] of each run of consecutive indices

@@ -199,7 +199,8 @@ def prompt_share_groups(
     """For --prompt_shares: the training prompts' indices in each named subset folder and in the rest
     (`subsets`: each prompt's folder), how many of each every update takes (share x prompts per update,
     rounded half up; the rest gets what is left) and the groups' names."""
-    present = list(dict.fromkeys(subsets))
+    by_subset = hh_data.indices_by_label(subsets)
+    present = list(by_subset)
     missing = [name for name in shares if name not in present]
     if missing:
         raise cmdline.UsageError(
@@ -207,7 +208,7 @@ def prompt_share_groups(
             f"{', '.join(present)}"
         )
     names = list(shares)
-    groups = [[i for i, s in enumerate(subsets) if s == name] for name in names]
+    groups = [by_subset[name] for name in names]
     counts = [int(shares[name] * per_update + 0.5) for name in names]
     for name, count in zip(names, counts):
         if count == 0:

@@ -146,12 +146,10 @@ def main(argv=None):
         },
     }
     if args.by_subset:
-        from hh_data import origin_subsets
+        from hh_data import indices_by_label, origin_subsets
 
-        subsets = origin_subsets(origins)
         result["by_subset"] = {}
-        for name in dict.fromkeys(subsets):
-            idx = [i for i, s in enumerate(subsets) if s == name]
+        for name, idx in indices_by_label(origin_subsets(origins)).items():
             part = {judge: [per_prompt[i] for i in idx] for judge, per_prompt in scores.items()}
             result["by_subset"][name] = {"prompts": len(idx), "curve": curve(part, args.n)}
     emit(result, args.json_out)

@@ -35,6 +35,7 @@ sys.path.insert(0, str(ROOT))
 from jsonline import emit  # noqa: E402
 
 import ppo_eval  # noqa: E402
+from hh_data import indices_by_label  # noqa: E402
 
 # The flags of args.json that decide which prompts an evaluation scored (see ppo.py's _load_prompts).
 PROMPT_FLAGS = ("eval_dataset", "eval_data_dir", "eval_split", "eval_samples", "max_prompt_length")
@@ -149,11 +150,6 @@ def router_groups(runs: list[str], points: list[dict]) -> list[str]:
     return ["risky" if p >= 0.5 else "benign" for p in points[0]["proxy_risk"]]
 
 
-def split(labels: list[str]) -> dict[str, list[int]]:
-    """The prompt indices of each label, labels in order of first appearance."""
-    return {name: [i for i, x in enumerate(labels) if x == name] for name in dict.fromkeys(labels)}
-
-
 def pool_judge(judged: list[dict], lengths: list[dict], groups: dict[str, list[str]] | None = None) -> dict:
     """One judge's pooled figures from each run's figures (with per_prompt) and each run's lengths;
     with `groups` ({"by_subset": one label per prompt, ...}), the paired gain on each label's prompts too."""
@@ -179,7 +175,7 @@ def pool_judge(judged: list[dict], lengths: list[dict], groups: dict[str, list[s
                     [pooled["policy"][i] for i in idx], [pooled["reference"][i] for i in idx]
                 ),
             }
-            for name, idx in split(labels).items()
+            for name, idx in indices_by_label(labels).items()
         }
         for key, labels in (groups or {}).items()
     }
@@ -214,7 +210,7 @@ def pool_diagnostics(points: list[dict], groups: dict[str, list[str]]) -> dict |
 
     result = figures(list(range(points[0]["prompts"])))
     for key, labels in groups.items():
-        result[key] = {name: figures(idx) for name, idx in split(labels).items()}
+        result[key] = {name: figures(idx) for name, idx in indices_by_label(labels).items()}
     return result
 
 
@@ -299,7 +295,7 @@ def paired_difference(result: dict, other: dict) -> dict:
         mean, se = ppo_eval.mean_and_se(diffs)
         figures = {"gain_mean": mean, "gain_se": se}
         for key, labels in groups.items():
-            for name, idx in split(labels).items():
+            for name, idx in indices_by_label(labels).items():
                 mean, se = ppo_eval.mean_and_se([diffs[i] for i in idx])
                 figures.setdefault(key, {})[name] = {"prompts": len(idx), "gain_mean": mean, "gain_se": se}
         return figures
