@@ -1432,8 +1432,9 @@ def evaluate(tr: Trainer, n_show: int = 0) -> dict:
         for row, p in zip(local, risk):
             row["risk"] = p
     rows = sorted(gather_object(local), key=lambda row: row["index"])
-    result = summarize_evaluation(rows, list(tr.gold), tr.update)
-    result["prompt_rows"] = [list(tr.eval_origins[row["index"]]) for row in rows]
+    origins = [tr.eval_origins[row["index"]] for row in rows]
+    result = summarize_evaluation(rows, list(tr.gold), tr.update, hh_data.origin_subsets(origins))
+    result["prompt_rows"] = [list(origin) for origin in origins]
     if tr.judges:  # which rows each judge trained on (see ppo_eval.judge_overlap)
         result["proxy"].update(tr.judges["proxy"])
         for name, figures in tr.judges["gold"].items():
@@ -1481,9 +1482,15 @@ def reference_draw(tr: Trainer, index: list[int], seed: int, temperature: float,
     return cache[key]
 
 
-def summarize_evaluation(rows: list[dict], gold_names: list[str], update: int) -> dict:
-    """eval.json's figures from the per-prompt draws of `evaluate` (rows sorted by prompt)."""
+def summarize_evaluation(
+    rows: list[dict], gold_names: list[str], update: int, subsets: list[str] | None = None
+) -> dict:
+    """eval.json's figures from the per-prompt draws of `evaluate` (rows sorted by prompt). With each
+    prompt's subset (`subsets`, e.g. harmless-base) and more than one subset among them, every judge's
+    paired gain and the text diagnostics on each subset's prompts too (`by_subset`): a gain on one half
+    of the prompts can hide a loss on the other."""
     draws = [d for row in rows for d in row["seeds"]]
+    split = subsets is not None and len(set(subsets)) > 1
     p = torch.tensor([d["policy"]["score"] for d in draws], dtype=torch.float)
     r = torch.tensor([d["reference"]["score"] for d in draws], dtype=torch.float)
     kl_mean = sum(d["kl"] for d in draws) / max(len(draws), 1)
@@ -1498,22 +1505,29 @@ def summarize_evaluation(rows: list[dict], gold_names: list[str], update: int) -
 
     def figures(get) -> dict:
         scores = per_prompt(get)
+        by_subset = (
+            ppo_eval.paired_gain_by_label(scores["policy"], scores["reference"], subsets) if split else {}
+        )
         return {
             **ppo_eval.paired_gain(scores["policy"], scores["reference"]),
             **ppo_eval.length_controlled_gain(
                 scores["policy"], scores["reference"], lengths["policy"], lengths["reference"]
             ),
             "per_prompt": scores,
+            **({"by_subset": by_subset} if split else {}),
         }
 
-    def diagnostics(side: str) -> dict:
+    def diagnostics(side: str, some_rows: list[dict]) -> dict:
+        some = [d for row in some_rows for d in row["seeds"]]
         return ppo_eval.text_diagnostics(
-            [d[side]["text"] for d in draws],
-            [d[side]["length"] for d in draws],
-            [d[side]["eos"] for d in draws],
+            [d[side]["text"] for d in some], [d[side]["length"] for d in some], [d[side]["eos"] for d in some]
         )
 
-    diag = {side: diagnostics(side) for side in ("policy", "reference")}
+    diag = {side: diagnostics(side, rows) for side in ("policy", "reference")}
+    diag_by_subset = {
+        name: {side: diagnostics(side, [rows[i] for i in idx]) for side in ("policy", "reference")}
+        for name, idx in (hh_data.indices_by_label(subsets).items() if split else ())
+    }
     return {
         "update": update,
         "prompts": len(rows),
@@ -1536,6 +1550,7 @@ def summarize_evaluation(rows: list[dict], gold_names: list[str], update: int) -
         "eos": per_prompt(lambda d, side: d[side]["eos"]),
         "texts": per_prompt(lambda d, side: d[side]["text"]),
         **({"proxy_risk": risk} if risk is not None else {}),
+        **({"subsets": subsets, "diagnostics_by_subset": diag_by_subset} if split else {}),
     }
 
 
@@ -1548,7 +1563,11 @@ def tracker_metrics(result: dict) -> dict[str, float]:
         labels = [n.strip("/.").replace("/", "_") for n in names]
     out = {f"eval/{k}": v for k, v in result.items() if isinstance(v, (int, float))}
     groups = {"proxy": result["proxy"], **{f"gold/{lab}": result["gold"][n] for n, lab in zip(names, labels)}}
+    for group, figures in list(groups.items()):  # each subset's gain: eval/gold/<name>/<subset>/gain_mean
+        groups.update({f"{group}/{sub}": f for sub, f in figures.get("by_subset", {}).items()})
     groups.update({f"diagnostics/{side}": d for side, d in result["diagnostics"].items()})
+    for sub, sides in result.get("diagnostics_by_subset", {}).items():
+        groups.update({f"diagnostics/{sub}/{side}": d for side, d in sides.items()})
     for group, figures in groups.items():
         out.update({f"eval/{group}/{k}": v for k, v in figures.items() if isinstance(v, (int, float))})
     return out
@@ -1619,8 +1638,20 @@ def print_evaluation(result: dict) -> None:
                 f" ({f['length_slope']:+.4f} per token, {f['length_diff_mean']:+.2f} tokens)"
             )
         print(line)
+        for sub, g in f.get("by_subset", {}).items():
+            print(
+                f"    {sub} ({g['prompts']}): gain {g['gain_mean']:+.3f} ± {g['gain_se']:.3f}, win rate {g['win_rate']:.3f}"
+            )
     for side, d in result["diagnostics"].items():
         print(f"  {side}: " + ", ".join(f"{k} {v:.3f}" for k, v in d.items()))
+    for sub, sides in result.get("diagnostics_by_subset", {}).items():
+        print(
+            f"    {sub}: "
+            + "; ".join(
+                f"{side} refusals {d['refusal_rate']:.3f}, length {d['response_length']:.1f}"
+                for side, d in sides.items()
+            )
+        )
 
 
 # ---------------------------------------------------------------------------------------------

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import math
 
+from hh_data import indices_by_label
+
 # Phrases that open or carry a refusal (matched case-insensitively, anywhere in the response, with
 # typographic apostrophes read as straight ones). The usual lists of RLHF evaluations (e.g. the
 # refusal markers of Zou et al. 2023, "Universal and Transferable Adversarial Attacks"), shortened.
@@ -48,6 +50,17 @@ def paired_gain(policy: list[list[float]], reference: list[list[float]]) -> dict
         "gain_mean": mean,
         "gain_se": se,
         "win_rate": wins / len(pairs) if pairs else 0.0,
+    }
+
+
+def paired_gain_by_label(policy: list[list[float]], reference: list[list[float]], labels: list[str]) -> dict:
+    """paired_gain on each label's prompts (e.g. each prompt's subset): {label: {"prompts": n, ...}}."""
+    return {
+        label: {
+            "prompts": len(idx),
+            **paired_gain([policy[i] for i in idx], [reference[i] for i in idx]),
+        }
+        for label, idx in indices_by_label(labels).items()
     }
 
 

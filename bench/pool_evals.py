@@ -168,15 +168,7 @@ def pool_judge(judged: list[dict], lengths: list[dict], groups: dict[str, list[s
     slope = ppo_eval.length_slope(cells)
     gains = [sum(a) / len(a) - sum(b) / len(b) for a, b in zip(pooled["policy"], pooled["reference"])]
     by_group = {
-        key: {
-            name: {
-                "prompts": len(idx),
-                **ppo_eval.paired_gain(
-                    [pooled["policy"][i] for i in idx], [pooled["reference"][i] for i in idx]
-                ),
-            }
-            for name, idx in indices_by_label(labels).items()
-        }
+        key: ppo_eval.paired_gain_by_label(pooled["policy"], pooled["reference"], labels)
         for key, labels in (groups or {}).items()
     }
     return {
@@ -230,7 +222,8 @@ def pool(
     check_poolable(runs + (vs or []), [f for f, _ in loaded + others], [p for _, p in loaded + others])
     groups = {}
     if by_subset:
-        groups["by_subset"] = prompt_subsets(loaded[0][0], loaded[0][1]["prompts"])
+        first = loaded[0][1]  # ppo.py records each prompt's subset where there are several
+        groups["by_subset"] = first.get("subsets") or prompt_subsets(loaded[0][0], first["prompts"])
     if by_router:
         groups["by_router"] = router_groups(runs, [p for _, p in loaded])
     result = summarize(runs, [p for _, p in loaded], groups)

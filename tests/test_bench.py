@@ -616,6 +616,12 @@ def test_pool_evals_by_subset_splits_the_prompts_by_the_folder_they_came_from(tm
     assert got_x["prompts"] == 3 and got_x["gain_mean"] == pytest.approx(diff[:3].mean())
     assert got_x["gain_se"] == pytest.approx(diff[:3].std(ddof=1) / np.sqrt(3))
     assert vs["difference"]["proxy"]["gain_mean"] == pytest.approx(diff.mean())
+    # ppo.py records each prompt's subset where there are several: read from eval.json, no data needed.
+    recorded = {"subsets": ["y", "x", "x", "y"]}
+    for s in range(2):
+        write_eval_run(tmp_path / f"r{s}", rng, 4 * s, n=4, recorded=recorded, query_dataset="gone")
+    split = pool_evals.pool([str(tmp_path / "r0"), str(tmp_path / "r1")], by_subset=True)
+    assert {k: v["prompts"] for k, v in split["pooled"]["proxy"]["by_subset"].items()} == {"y": 2, "x": 2}
     write_eval_run(tmp_path / "t0", rng, 0, eval_data_dir=None)
     write_eval_run(tmp_path / "t1", rng, 0, eval_data_dir=None)
     with pytest.raises(SystemExit, match="needs runs evaluated on an explicit --eval_data_dir"):

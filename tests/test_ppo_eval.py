@@ -96,6 +96,44 @@ def test_text_diagnostics_by_hand():
     )
 
 
+def test_an_evaluation_of_two_subsets_is_split_by_subset(capsys):
+    def draw(pol: float, ref: float, text: str) -> dict:
+        side = lambda score, t: {"score": score, "text": t, "length": 3, "eos": True}  # noqa: E731
+        return {"kl": 1.0, "policy": side(pol, text), "reference": side(ref, "fine"), "gold": {"g": {
+            "policy": -pol, "reference": -ref}}}  # fmt: skip
+
+    rows = [  # prompts 0 and 2 from subset a (the policy refuses there), 1 and 3 from b; two seeds each
+        {"index": 0, "seeds": [draw(1.0, 0.0, "I'm sorry"), draw(3.0, 0.0, "I'm sorry")]},
+        {"index": 1, "seeds": [draw(0.0, 1.0, "ok"), draw(0.0, 0.0, "ok")]},
+        {"index": 2, "seeds": [draw(0.0, 0.0, "I'm sorry"), draw(1.0, 0.0, "ok")]},
+        {"index": 3, "seeds": [draw(0.5, 0.0, "ok"), draw(0.5, 1.0, "ok")]},
+    ]
+    got = ppo.summarize_evaluation(rows, ["g"], 7, ["a", "b", "a", "b"])
+    assert got["subsets"] == ["a", "b", "a", "b"]
+    a, b = got["proxy"]["by_subset"]["a"], got["proxy"]["by_subset"]["b"]
+    assert a["prompts"] == b["prompts"] == 2
+    assert a["gain_mean"] == pytest.approx((2.0 + 0.5) / 2)  # per-prompt gains 2.0 and 0.5
+    assert a["gain_se"] == pytest.approx(0.75)  # sample std 0.75 sqrt(2), over sqrt(2) prompts
+    assert b["gain_mean"] == pytest.approx((-0.5 + 0.0) / 2) and b["win_rate"] == pytest.approx(
+        1.5 / 4
+    )  # a loss, a tie, a win, a loss
+    assert got["gold"]["g"]["by_subset"]["a"]["gain_mean"] == pytest.approx(-1.25)  # the gold is -proxy
+    assert got["diagnostics_by_subset"]["a"]["policy"]["refusal_rate"] == pytest.approx(3 / 4)
+    assert got["diagnostics_by_subset"]["b"]["policy"]["refusal_rate"] == 0.0
+    assert got["diagnostics"]["policy"]["refusal_rate"] == pytest.approx(3 / 8)  # the whole, unchanged
+    logged = ppo.tracker_metrics(got)
+    assert logged["eval/gold/g/a/gain_mean"] == pytest.approx(-1.25)
+    assert logged["eval/diagnostics/a/policy/refusal_rate"] == pytest.approx(3 / 4)
+    ppo.print_evaluation(got)
+    printed = capsys.readouterr().out
+    assert "    a (2): gain +1.250 ± 0.750, win rate 0.875"  # 3 wins, a tie in printed
+    assert "a: policy refusals 0.750" in printed
+    # One subset (or none known): nothing to split.
+    for subsets in (["a"] * 4, None):
+        one = ppo.summarize_evaluation(rows, ["g"], 7, subsets)
+        assert "by_subset" not in one["proxy"] and "subsets" not in one and "diagnostics_by_subset" not in one
+
+
 # --- reward models: gold and ensembles -------------------------------------------------------
 
 

@@ -297,13 +297,18 @@ def test_risky_kl_coef_scales_each_responses_kl_by_the_routers_risk(
 
     out, _ = routed
     common = (
-        "--query_split=test", "--data_dir=risky[:64],benign[:96]", "--eval_data_dir=risky[64:],benign[96:]",
-        "--eval_samples=4", "--eval_seeds=1", "--steps=48", "--advantage_estimator=grpo", "--num_generations=4",
+        "--query_split=test", "--data_dir=risky[:64],benign[:96]", "--eval_data_dir=risky[76:],benign[108:]",
+        "--eval_samples=8", "--eval_seeds=1", "--steps=48", "--advantage_estimator=grpo", "--num_generations=4",
         "--kl_penalty=reward", "--kl_estimator=k3", "--init_kl_coef=0.05",
     )  # fmt: skip
     run_ppo(word_policy, out, toy_data, tmp_path / "base", *common)
     run_ppo(word_policy, out, toy_data, tmp_path / "risky", *common, "--risky_kl_coef=3")
     base, risky = read_metrics(tmp_path / "base"), read_metrics(tmp_path / "risky")
+    # The evaluation prompts come from two subsets: eval.json splits every judge's gain by subset.
+    evaluated = json.loads((tmp_path / "base" / "eval.json").read_text())
+    assert evaluated["subsets"] == ["risky"] * 4 + ["benign"] * 4
+    assert {k: v["prompts"] for k, v in evaluated["proxy"]["by_subset"].items()} == {"risky": 4, "benign": 4}
+    assert set(evaluated["diagnostics_by_subset"]) == {"risky", "benign"}
     assert "objective/risk_mean" not in base[0]
     for m in base:  # one coefficient: the penalty is kl_coef x the (non-negative, k3) KL
         assert -m["objective/non_score_reward"] == pytest.approx(0.05 * m["objective/kl_penalty_estimator"])
