@@ -1505,17 +1505,16 @@ def summarize_evaluation(
 
     def figures(get) -> dict:
         scores = per_prompt(get)
-        by_subset = (
-            ppo_eval.paired_gain_by_label(scores["policy"], scores["reference"], subsets) if split else {}
-        )
-        return {
+        out = {
             **ppo_eval.paired_gain(scores["policy"], scores["reference"]),
             **ppo_eval.length_controlled_gain(
                 scores["policy"], scores["reference"], lengths["policy"], lengths["reference"]
             ),
             "per_prompt": scores,
-            **({"by_subset": by_subset} if split else {}),
         }
+        if split:
+            out["by_subset"] = ppo_eval.paired_gain_by_label(scores["policy"], scores["reference"], subsets)
+        return out
 
     def diagnostics(side: str, some_rows: list[dict]) -> dict:
         some = [d for row in some_rows for d in row["seeds"]]
