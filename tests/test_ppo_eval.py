@@ -114,9 +114,8 @@ def test_an_evaluation_of_two_subsets_is_split_by_subset(capsys):
     assert a["prompts"] == b["prompts"] == 2
     assert a["gain_mean"] == pytest.approx((2.0 + 0.5) / 2)  # per-prompt gains 2.0 and 0.5
     assert a["gain_se"] == pytest.approx(0.75)  # sample std 0.75 sqrt(2), over sqrt(2) prompts
-    assert b["gain_mean"] == pytest.approx((-0.5 + 0.0) / 2) and b["win_rate"] == pytest.approx(
-        1.5 / 4
-    )  # a loss, a tie, a win, a loss
+    assert b["gain_mean"] == pytest.approx((-0.5 + 0.0) / 2)
+    assert b["win_rate"] == pytest.approx(1.5 / 4)  # a loss, a tie, a win, a loss
     assert got["gold"]["g"]["by_subset"]["a"]["gain_mean"] == pytest.approx(-1.25)  # the gold is -proxy
     assert got["diagnostics_by_subset"]["a"]["policy"]["refusal_rate"] == pytest.approx(3 / 4)
     assert got["diagnostics_by_subset"]["b"]["policy"]["refusal_rate"] == 0.0
@@ -126,7 +125,7 @@ def test_an_evaluation_of_two_subsets_is_split_by_subset(capsys):
     assert logged["eval/diagnostics/a/policy/refusal_rate"] == pytest.approx(3 / 4)
     ppo.print_evaluation(got)
     printed = capsys.readouterr().out
-    assert "    a (2): gain +1.250 ± 0.750, win rate 0.875"  # 3 wins, a tie in printed
+    assert "    a (2): gain +1.250 ± 0.750, win rate 0.875" in printed  # 3 wins and a tie
     assert "a: policy refusals 0.750" in printed
     # One subset (or none known): nothing to split.
     for subsets in (["a"] * 4, None):
