@@ -1516,15 +1516,14 @@ def summarize_evaluation(
             out["by_subset"] = ppo_eval.paired_gain_by_label(scores["policy"], scores["reference"], subsets)
         return out
 
-    def diagnostics(side: str, some_rows: list[dict]) -> dict:
-        some = [d for row in some_rows for d in row["seeds"]]
-        return ppo_eval.text_diagnostics(
-            [d[side]["text"] for d in some], [d[side]["length"] for d in some], [d[side]["eos"] for d in some]
-        )
-
-    diag = {side: diagnostics(side, rows) for side in ("policy", "reference")}
+    texts = {
+        "lengths": lengths,
+        "eos": per_prompt(lambda d, side: d[side]["eos"]),
+        "texts": per_prompt(lambda d, side: d[side]["text"]),
+    }
+    diag = ppo_eval.diagnostics_by_side([texts], list(range(len(rows))))
     diag_by_subset = {
-        name: {side: diagnostics(side, [rows[i] for i in idx]) for side in ("policy", "reference")}
+        name: ppo_eval.diagnostics_by_side([texts], idx)
         for name, idx in (hh_data.indices_by_label(subsets).items() if split else ())
     }
     return {
@@ -1545,9 +1544,7 @@ def summarize_evaluation(
         "proxy": figures(lambda d, side: d[side]["score"]),
         "gold": {name: figures(lambda d, side, name=name: d["gold"][name][side]) for name in gold_names},
         "diagnostics": diag,
-        "lengths": lengths,
-        "eos": per_prompt(lambda d, side: d[side]["eos"]),
-        "texts": per_prompt(lambda d, side: d[side]["text"]),
+        **texts,
         **({"proxy_risk": risk} if risk is not None else {}),
         **({"subsets": subsets, "diagnostics_by_subset": diag_by_subset} if split else {}),
     }

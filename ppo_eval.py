@@ -164,6 +164,19 @@ def text_diagnostics(texts: list[str], lengths: list[float], has_eos: list[bool]
     }
 
 
+def diagnostics_by_side(records: list[dict], idx: list[int]) -> dict:
+    """Policy's and reference's text_diagnostics over the draws of prompts `idx` in every record
+    (eval.json's per-prompt `texts`, `lengths` and `eos`; one record per run)."""
+
+    def draws(key: str, side: str) -> list:
+        return [x for r in records for i in idx for x in r[key][side][i]]
+
+    return {
+        side: text_diagnostics(draws("texts", side), draws("lengths", side), draws("eos", side))
+        for side in ("policy", "reference")
+    }
+
+
 def best_of_n(proxy: list[float], gold: list[float], n: int) -> float:
     """Expected gold score of best-of-n sampling by the proxy, from N >= n draws of one prompt.
 

@@ -191,18 +191,11 @@ def pool_diagnostics(points: list[dict], groups: dict[str, list[str]]) -> dict |
     if any("texts" not in p or "eos" not in p for p in points):
         return None
 
-    def figures(idx: list[int]) -> dict:
-        def draws(key: str, side: str) -> list:
-            return [x for p in points for i in idx for x in p[key][side][i]]
-
-        return {
-            side: ppo_eval.text_diagnostics(draws("texts", side), draws("lengths", side), draws("eos", side))
-            for side in ("policy", "reference")
-        }
-
-    result = figures(list(range(points[0]["prompts"])))
+    result = ppo_eval.diagnostics_by_side(points, list(range(points[0]["prompts"])))
     for key, labels in groups.items():
-        result[key] = {name: figures(idx) for name, idx in indices_by_label(labels).items()}
+        result[key] = {
+            name: ppo_eval.diagnostics_by_side(points, idx) for name, idx in indices_by_label(labels).items()
+        }
     return result
 
 
