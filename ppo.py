@@ -37,6 +37,7 @@ from pathlib import Path
 
 import torch
 
+import attention
 import cmdline
 import hh_data
 import lora
@@ -402,6 +403,15 @@ class PPOArguments:
     gradient_checkpointing: bool = field(
         default=False, metadata={"help": "Recompute activations in backward."}
     )
+    attn_implementation: str | None = field(
+        default="auto",
+        metadata={
+            "help": "Attention kernel of the policy, reference and value model: 'auto' (on a CPU, plain matrix "
+            "products up to 256 x 256 query x key positions per head, where they beat the fused kernel, and "
+            "sdpa beyond; on a GPU, transformers' default), or any transformers name (eager, sdpa, "
+            "flash_attention_2, ...). See attention.py."
+        },
+    )
     bf16: bool | None = field(
         default=None,
         metadata={
@@ -458,7 +468,7 @@ USED_FLAGS = frozenset(
     "critic_learning_rate adam_eps weight_decay max_grad_norm lr_decay init_kl_coef adap_kl_ctrl target horizon "
     "kl_estimator kl_penalty risky_kl_coef advantage_estimator num_generations share_prompts gamma lam cliprange cliprange_value vf_coef whiten_rewards response_length temperature "
     "eval_temperature stop_token ignore_eos missing_eos_penalty normalize_reward reward_clip exp_name seed "
-    "output_dir log_with logging_steps sample_every num_samples eval_every eval_seeds gradient_checkpointing "
+    "output_dir log_with logging_steps sample_every num_samples eval_every eval_seeds gradient_checkpointing attn_implementation "
     "bf16 fp16 num_threads save_steps save_total_limit resume_from_checkpoint max_bad_updates".split()
 )
 # Accepted for the 2024 command lines and TRL's names, refused by `validate` when set to anything but
@@ -743,6 +753,7 @@ class Trainer:
             f"value: {value_source}; reference: {'adapters off' if args.use_peft else 'frozen copy'}; "
             f"reward model {args.reward_model} ({rm_note})"
             + (f"; gold reward models {', '.join(self.gold)}" if self.gold else "")
+            + f"; attention: {self.attention_note}"
         )
         s = self.sizes
         self.acc.print(
@@ -837,6 +848,9 @@ class Trainer:
             args.use_seq2seq,
             self._reference_path(),
         )
+        trunk = self.model.value["trunk"] if self.value_kind == "critic" else None
+        models = [m for m in (self.model.policy, self.ref, trunk) if m is not None]
+        self.attention_note = attention.apply(models, args.attn_implementation, self.device)
         # the K rows of a group read their prompt once (a default run, K = 1, reads every row as before)
         self.share_prompts = args.share_prompts and args.num_generations > 1
         self.model.share_prompts = self.share_prompts

@@ -66,6 +66,11 @@ def parse_args(argv=None):
         action="store_true",
         help="bf16 autocast: ppo.py's default on bf16 hardware, not the peer's float32 (the default here)",
     )
+    p.add_argument(
+        "--attn_implementation",
+        default="auto",
+        help="ppo.py's --attn_implementation (auto, eager, sdpa, ...); the peer runs transformers' default, sdpa",
+    )
     p.add_argument("--cuda", action="store_true", help="run on the GPU (the peer's TRL picks it by itself)")
     p.add_argument(
         "--advantage_estimator",
@@ -204,6 +209,7 @@ def main(argv=None):
         share_prompts=args.share_prompts == "true",
         use_peft=args.lora,
         bf16=args.bf16,
+        attn_implementation=args.attn_implementation,
         output_dir=str(work / "out"),
         sample_every=0,
     )
@@ -291,6 +297,7 @@ def main(argv=None):
             "advantage_estimator": args.advantage_estimator,
             "num_generations": args.num_generations,
             "share_prompts": tr.share_prompts,
+            "attn_implementation": args.attn_implementation,
             "torch_threads": torch.get_num_threads(),
             "seed": args.seed,
         },
