@@ -40,6 +40,7 @@ import lora  # before TRL: it quiets bitsandbytes' import-time warning, which TR
 from transformers import TrainerCallback
 from trl import ModelConfig, RewardConfig
 
+import attention
 import cmdline
 import hh_data
 import offline
@@ -502,11 +503,12 @@ def load_backbone(model_args, training_args):
         num_labels=1,
         revision=model_args.model_revision,
         trust_remote_code=training_args.trust_remote_code,
-        attn_implementation=model_args.attn_implementation,
         dtype=dtype,
         output_loading_info=True,
         **quantized,
     )
+    note = attention.apply([model], model_args.attn_implementation, training_args.device)
+    print(f"[rm] attention: {note}")
     scoring.ensure_pad_token(tokenizer, model)
     return path, tokenizer, model, info
 

@@ -99,6 +99,17 @@ def test_auto_on_a_cpu_runs_matrix_products_and_keeps_the_model_s_outputs(tiny_l
         assert not torch.equal(got[mask.bool()], want[mask.bool()])  # another kernel really ran
 
 
+def test_saved_models_do_not_name_the_kernel(tiny_gpt2, tmp_path):
+    """A saved policy or reward model loads anywhere (pipeline("text-classification") included), without
+    this repository's registration: the kernel is a run's choice, not the checkpoint's."""
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_gpt2)
+    attention.apply([model], "auto", "cpu")
+    model.save_pretrained(tmp_path)
+    assert attention.REGISTERED not in (tmp_path / "config.json").read_text()
+
+
 def test_auto_on_a_gpu_and_explicit_names(tiny_gpt2):
     from transformers import AutoModelForCausalLM
 
