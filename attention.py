@@ -2,9 +2,9 @@
 
 On a CPU, PyTorch's fused attention (`scaled_dot_product_attention`, transformers' default "sdpa") is slow
 at the shapes PPO on a CPU runs: a one-token decoding step against the cache, and training passes of a
-few hundred tokens. There the plain matrix products of transformers' "eager" attention are faster (the
-README's "Benchmarks": 7-18% per PPO update, up to 20% of sampling at `make hh`'s shapes), at the price
-of keeping each layer's attention probabilities for the backward pass, a [rows, heads, T, T] tensor
+few hundred tokens. There plain matrix products, as transformers' "eager" attention computes them, are
+faster (the README's "Benchmarks": 5-16% per PPO update at sequences up to 256 tokens), at the price of
+keeping each layer's attention probabilities for the backward pass, a [rows, heads, T, T] tensor
 that grows with the square of the sequence. "auto" takes each kernel where it wins: on a CPU, the
 matrix products where the attention matrix has at most `MATH_MAX_POSITIONS` entries per head (every
 decoding step, and training or scoring sequences up to 256 tokens), the fused kernel beyond, so that
@@ -18,15 +18,15 @@ import torch
 import cmdline
 
 AUTO = "auto"
-# The name "auto" is registered under with transformers' attention and mask registries.
+# The name "auto" registers with transformers' attention and mask registries.
 REGISTERED = "ppo_auto"
 # query positions x key positions per head up to which "auto" runs the plain matrix products (256 x 256)
 MATH_MAX_POSITIONS = 256 * 256
 
 
 def resolve(requested: str | None, device: torch.device | str) -> str | None:
-    """The attn_implementation to load the models with: None (transformers' default) on a GPU and for
-    None, the length-dispatched kernel below for "auto" on a CPU, any other name as given."""
+    """The attn_implementation to set: None (keep transformers' default) for None and for "auto" on a
+    GPU, the length-dispatched kernel below for "auto" on a CPU, any other name as given."""
     if requested is None or requested == AUTO and torch.device(device).type != "cpu":
         return None
     if requested == AUTO:
