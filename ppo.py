@@ -73,6 +73,7 @@ from ppo_models import (
     check_policy_kind,
     decode,
     disable_dropout,
+    frozen_weights_in,
     generate,
     load_proxy_reward,
     load_scorer,
@@ -704,12 +705,14 @@ def group_index(prompts: list[int], k: int) -> list[int]:
     return [i for i in prompts for _ in range(k)]
 
 
+def autocast_dtype(args: PPOArguments) -> torch.dtype | None:
+    """The dtype every forward pass autocasts to (--bf16, --fp16), None for float32."""
+    return torch.bfloat16 if args.bf16 else torch.float16 if args.fp16 else None
+
+
 def autocast(args: PPOArguments, device):
-    if args.bf16:
-        return torch.autocast(device.type, dtype=torch.bfloat16)
-    if args.fp16:
-        return torch.autocast(device.type, dtype=torch.float16)
-    return torch.autocast(device.type, enabled=False)
+    dtype = autocast_dtype(args)
+    return torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)
 
 
 def _null():
@@ -1029,7 +1032,7 @@ class Trainer:
         t0 = time.perf_counter()
         self.timers = {"generate": 0.0, "score": 0.0}
         # 1-2. Rollout and scores, then the no-grad passes: with LoRA, on merged weights
-        with merged_lora(self.policy):
+        with merged_lora(self.policy, autocast_dtype(args)):
             ro = self.rollout(group_index(self.stream.next_batch(), s.generations))
             t_rollout = time.perf_counter()
             logprobs, ref_logprobs, values, entropy = self.forward_logprobs(ro)
@@ -1075,7 +1078,9 @@ class Trainer:
             frac = 1.0 - self.update / s.updates
             for group in self.optimizer.param_groups:
                 group["lr"] = frac * group["initial_lr"]
-        stats = self.train_on(ro, logprobs, values, advantages, returns, ref_logprobs, row_coef)
+        # A LoRA policy's frozen weights cast to the autocast dtype once for the update's forwards
+        with frozen_weights_in(self.policy, autocast_dtype(args)):
+            stats = self.train_on(ro, logprobs, values, advantages, returns, ref_logprobs, row_coef)
         t_train = time.perf_counter()
         all_overflowed = stats["fp16_overflows"] == s.minibatches * args.ppo_epochs
         if stats["skipped_steps"]:
@@ -1416,7 +1421,7 @@ def evaluate(tr: Trainer, n_show: int = 0) -> dict:
     )
     for k, seed in enumerate(seeds):
         g = torch.Generator(device=tr.device).manual_seed(seed)
-        with merged_lora(tr.policy):  # no-grad passes, as in training's phases 1-2
+        with merged_lora(tr.policy, autocast_dtype(tr.args)):  # no-grad passes, as training's phases 1-2
             pol_k = tr.rollout(
                 index, tr.eval_prompts, tr.eval_ids, generator=g, temperature=T, progress=bar.update
             )

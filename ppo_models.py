@@ -246,7 +246,40 @@ def merge_in_full_precision(policy, policy_path: str, trust_remote_code: bool = 
 
 
 @contextlib.contextmanager
-def merged_lora(policy):
+def frozen_weights_in(model, dtype: torch.dtype | None):
+    """Hold the frozen float32 weights of `model`'s Linear and Conv1D layers in `dtype`, the autocast
+    dtype, while the context lasts. Under autocast a layer casts its float32 weight at every call, and
+    autocast keeps a cast for reuse only when the weight trains (its cache holds leaves that require
+    grad): a LoRA policy's frozen base, and its lm_head tied to the embeddings, were cast again at every
+    forward, at every sampled token: a third of the quickstart's sampling time (README "Benchmarks").
+    Each is cast here once, the very cast autocast makes (`.to(dtype)`), so the results are bit for bit
+    the same. Every forward inside must run under autocast to `dtype` (a plain float32 forward meets
+    the cast weight and fails on the dtype). The layer gets its float32 weight back on exit, a weight
+    shared by several layers (a tied lm_head) is cast once, and the layers that share it with
+    something else (the embeddings) keep float32. No-op for `dtype` None (no autocast) and for weights
+    that train or are not plain float32 parameters (bitsandbytes' quantized ones)."""
+    from transformers.pytorch_utils import Conv1D
+
+    swaps, casts = [], {}
+    if dtype is not None:
+        for m in model.modules():
+            w = getattr(m, "weight", None)
+            if type(m) in (nn.Linear, Conv1D) and type(w) is nn.Parameter and not w.requires_grad:
+                if w.dtype == torch.float32:
+                    if id(w) not in casts:
+                        casts[id(w)] = nn.Parameter(w.detach().to(dtype), requires_grad=False)
+                    swaps.append((m, w))
+    for m, w in swaps:
+        m.weight = casts[id(w)]
+    try:
+        yield
+    finally:
+        for m, w in swaps:
+            m.weight = w
+
+
+@contextlib.contextmanager
+def merged_lora(policy, dtype: torch.dtype | None = None):
     """Run the LoRA policy on merged weights W + B A s (one matmul per layer instead of three, which
     matters most in generation's one-token forwards), the reference still the base weights W.
 
@@ -259,7 +292,9 @@ def merged_lora(policy):
     lm_head and embeddings) stays unmerged: merging it would change the embeddings too, and so does a
     quantized one (QLoRA: bitsandbytes' packed 4-bit or 8-bit integers cannot take B A s as a float
     add), which keeps peft's adapter branch. Without adapters, or with layers already merged, it
-    changes nothing. For no-grad passes only."""
+    changes nothing. For no-grad passes only. With `dtype`, the run's autocast dtype, the merged copies
+    are held in it (autocast would cast them at every call) and so are the policy's other frozen
+    weights (`frozen_weights_in`); the reference's adapted layers read W in float32."""
     # A model without adapters never imported peft; importing it here would cost every full-weight run
     # ~150 MiB of peak RSS (peft loads bitsandbytes, sympy and more), for nothing to merge.
     if "peft" not in sys.modules:
@@ -276,7 +311,8 @@ def merged_lora(policy):
         if uses[id(m.get_base_layer().weight)] == 1 and type(m.get_base_layer().weight) is nn.Parameter
     ]
     if not layers or any(m.merged for m in layers):
-        yield
+        with frozen_weights_in(policy, dtype):
+            yield
         return
     with torch.no_grad():
         saved = []
@@ -284,7 +320,7 @@ def merged_lora(policy):
             names = [a for a in m.active_adapters if a in m.lora_A]
             base = m.get_base_layer().weight.data
             merged = base + sum(m.get_delta_weight(a) for a in names)
-            saved.append((m, base, merged, names))
+            saved.append((m, base, merged if dtype is None else merged.to(dtype), names))
 
     def use(merged: bool) -> None:
         for m, base, merged_weight, names in saved:
@@ -305,7 +341,8 @@ def merged_lora(policy):
     use(True)
     policy.disable_adapter = base_weights
     try:
-        yield
+        with frozen_weights_in(policy, dtype):  # the merged copies are `dtype` already: not cast again
+            yield
     finally:
         use(False)
         del policy.disable_adapter

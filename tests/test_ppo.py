@@ -5,6 +5,7 @@ almost only a handful of words, half of them "kind" and half "curt"; the reward 
 DistilBERT (another tokenizer) trained by reward_modeling.py to prefer kind replies. PPO must move
 the policy toward the kind words within a few updates."""
 
+import contextlib
 import json
 import math
 import os
@@ -706,6 +707,62 @@ def test_lora_rollouts_on_merged_weights_equal_the_adapter_path(
     tr.step()
     moved = {k for k, v in tr.model.state_dict().items() if not torch.equal(before[k], v)}
     assert moved and all(".lora_" in k or k.startswith("value.") for k in moved), sorted(moved)
+
+
+@pytest.mark.parametrize(
+    "fixture, targets",
+    [("tiny_gpt2", ["c_attn", "lm_head"]), ("tiny_llama", ["q_proj", "v_proj"])],
+    ids=["gpt2", "llama"],
+)
+def test_frozen_weights_cast_once_give_the_same_bf16_updates(
+    fixture, targets, request, kind_rm, kind_data, tmp_path, monkeypatch
+):
+    """frozen_weights_in (sampling, phase 2 and training of a bf16 LoRA policy): two updates with the
+    frozen Linear/Conv1D weights cast once equal, bit for bit, those where autocast casts them at every
+    call (samples, metrics, every weight after); inside, the frozen layers (the lm_head too, tied to
+    the embeddings in GPT-2) ran on bf16 weights; after, every parameter is the same float32 object."""
+
+    def two_updates(cast_once: bool, out):
+        with monkeypatch.context() as patch:
+            if not cast_once:
+                patch.setattr(ppo, "frozen_weights_in", lambda model, dtype: contextlib.nullcontext())
+                patch.setattr(ppo, "merged_lora", lambda policy, dtype=None: ppo_models.merged_lora(policy))
+            tr = make_trainer(
+                request.getfixturevalue(fixture),
+                kind_rm,
+                kind_data,
+                out,
+                use_peft=True,
+                lora_r=4,
+                lora_target_modules=targets,
+                bf16=True,
+                learning_rate=1e-2,
+                ppo_epochs=2,
+                mini_batch_size=4,
+            )
+            torch.manual_seed(1)
+            for name, p in tr.policy.named_parameters():
+                if "lora_B" in name:
+                    p.data.normal_(0, 0.3)
+            params = {n: id(p) for n, p in tr.model.named_parameters(remove_duplicate=False)}
+            head = tr.policy.get_output_embeddings()
+            head = head.get_base_layer() if hasattr(head, "get_base_layer") else head
+            seen = []
+            head.register_forward_pre_hook(lambda m, args: seen.append(m.weight.dtype))
+            metrics = [tr.step(), tr.step()]
+            assert params == {n: id(p) for n, p in tr.model.named_parameters(remove_duplicate=False)}
+            assert all(p.dtype == torch.float32 for p in tr.model.parameters())
+            state = {k: v.clone() for k, v in tr.model.state_dict().items()}
+        untimed = [
+            {k: v for k, v in m.items() if not k.startswith("time/") and "per_s" not in k} for m in metrics
+        ]
+        return untimed, state, set(seen)
+
+    metrics, state, seen = two_updates(True, tmp_path / "once")
+    metrics_ref, state_ref, seen_ref = two_updates(False, tmp_path / "every_call")
+    assert seen == {torch.bfloat16} and seen_ref == {torch.float32}
+    assert metrics == metrics_ref
+    assert state.keys() == state_ref.keys() and all(torch.equal(state[k], state_ref[k]) for k in state)
 
 
 def test_lora_dropout_is_refused(tmp_path):
