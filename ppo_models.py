@@ -251,7 +251,7 @@ def frozen_weights_in(model, dtype: torch.dtype | None):
     dtype, while the context lasts. Under autocast a layer casts its float32 weight at every call, and
     autocast keeps a cast for reuse only when the weight trains (its cache holds leaves that require
     grad): a LoRA policy's frozen base, and its lm_head tied to the embeddings, were cast again at every
-    forward, at every sampled token: a third of the quickstart's sampling time (README "Benchmarks").
+    forward, at every sampled token: 11-20% of the quickstart's sampling time (README "Benchmarks").
     Each is cast here once, the very cast autocast makes (`.to(dtype)`), so the results are bit for bit
     the same. Every forward inside must run under autocast to `dtype` (a plain float32 forward meets
     the cast weight and fails on the dtype). The layer gets its float32 weight back on exit, a weight
