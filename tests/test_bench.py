@@ -626,3 +626,42 @@ def test_pool_evals_by_subset_splits_the_prompts_by_the_folder_they_came_from(tm
     write_eval_run(tmp_path / "t1", rng, 0, eval_data_dir=None)
     with pytest.raises(SystemExit, match="needs runs evaluated on an explicit --eval_data_dir"):
         pool_evals.pool([str(tmp_path / "t0"), str(tmp_path / "t1")], by_subset=True)
+
+
+def linear_forward_flops(model, **inputs) -> float:
+    """2 m n k summed over every Linear call of one forward, counted by hooks: the naive reference."""
+    total = [0.0]
+
+    def count(module, args, output):
+        total[0] += 2.0 * args[0].numel() * module.out_features
+
+    hooks = [m.register_forward_hook(count) for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    with torch.no_grad():
+        model(**inputs)
+    for h in hooks:
+        h.remove()
+    return total[0]
+
+
+def test_op_shares_counts_a_reward_models_matmul_flops_exactly(tiny_distilbert, tmp_path, capsys):
+    """bench/op_shares.py: the FLOPs it reads from the profiler's matrix-product shapes equal three
+    times the forward's Linear FLOPs counted by hooks (forward, input and weight gradients: every weight
+    trains, attention is the fused kernel), and the shares of the pass add up to one."""
+    import op_shares
+    from transformers import AutoModelForSequenceClassification
+
+    out = tmp_path / "shares.jsonl"
+    result = op_shares.main(
+        ["--task", "reward", "--model", str(tiny_distilbert), "--rows", "4", "--length", "24", "--padded",
+         "--attn_implementation", "sdpa", "--repeats", "1", "--threads", "1", "--json_out", str(out)]
+    )  # fmt: skip
+    model = AutoModelForSequenceClassification.from_pretrained(str(tiny_distilbert), num_labels=1)
+    ids = torch.randint(1000, 20000, (4, 24))
+    expected = 3 * linear_forward_flops(model, input_ids=ids)
+    assert result["matmul_flop"] == pytest.approx(expected, rel=1e-6)
+    assert sum(result["shares"].values()) == pytest.approx(1.0, abs=0.005)
+    assert result["shares"]["matrix products"] > 0 and result["s_per_pass_median"] > 0
+    assert json.loads(out.read_text())["task"] == "reward"
+    with pytest.raises(SystemExit):
+        op_shares.parse_args(["--task", "lora", "--response", "30", "--length", "24"])
+    assert "--response 30: the lora task needs it below --length (24)" in capsys.readouterr().err
