@@ -55,11 +55,13 @@ def parse_args(argv=None):
         p.error("--rows, --length, --repeats and --response must be at least 1")
     if args.task == "lora" and args.response >= args.length:
         p.error(f"--response {args.response}: the lora task needs it below --length ({args.length})")
+    if args.attn_implementation is None and args.task == "lora":
+        args.attn_implementation = "auto"  # ppo.py's default; None: transformers' own, reward_modeling.py's
     return args
 
 
 def build(args):
-    """(model, one training pass as a closure, dtype)."""
+    """(model, one training pass under bf16 autocast as a closure)."""
     import torch
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
@@ -86,12 +88,12 @@ def build(args):
                 out = model(input_ids=ids, attention_mask=mask)
             out.logits.float().sum().backward()
 
-        return model, step, None
+        return model, step
     from peft import LoraConfig, get_peft_model
 
     model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
     model = get_peft_model(model, LoraConfig(r=16, lora_alpha=32, target_modules=["q_proj", "v_proj"]))
-    attention.apply([model], args.attn_implementation or attention.AUTO, torch.device("cpu"))
+    attention.apply([model], args.attn_implementation, torch.device("cpu"))
     model.train()
     labels = ids[:, -args.response :]
 
@@ -100,19 +102,19 @@ def build(args):
             logits = model(input_ids=ids, logits_to_keep=args.response + 1).logits[:, :-1]
         ppo_math.logprobs_from_logits(logits, labels).sum().backward()
 
-    return model, step, torch.bfloat16
+    return model, step
 
 
 def matmul_flops(event) -> float:
     """FLOPs of one profiled matrix-product call from its input shapes (2 m n k, batched)."""
     shapes = [s for s in event.input_shapes if s]
-    if event.key in ("aten::mm",):
+    if event.key == "aten::mm":
         (m, k), (_, n) = shapes[0], shapes[1]
         return 2.0 * m * n * k
     if event.key in ("aten::addmm", "aten::_addmm_activation"):
         (m, k), (_, n) = shapes[1], shapes[2]
         return 2.0 * m * n * k
-    if event.key in ("aten::bmm",):
+    if event.key == "aten::bmm":
         (b, m, k), (_, _, n) = shapes[0], shapes[1]
         return 2.0 * b * m * n * k
     (b, m, k), (_, _, n) = shapes[1], shapes[2]  # baddbmm
@@ -121,16 +123,14 @@ def matmul_flops(event) -> float:
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
-    import contextlib
-
     import torch
     from torch.profiler import ProfilerActivity, profile
 
     import ppo_models
 
     torch.set_num_threads(args.threads)
-    model, step, frozen_dtype = build(args)
-    with ppo_models.frozen_weights_in(model, frozen_dtype) if frozen_dtype else contextlib.nullcontext():
+    model, step = build(args)
+    with ppo_models.frozen_weights_in(model, torch.bfloat16):  # only the lora task has frozen weights
         for _ in range(2):
             step()
             model.zero_grad(set_to_none=True)
@@ -162,7 +162,7 @@ def main(argv=None) -> dict:
         "rows": args.rows,
         "length": args.length,
         "padded": args.padded,
-        "attn_implementation": args.attn_implementation or ("auto" if args.task == "lora" else "default"),
+        "attn_implementation": args.attn_implementation or "default",
         "s_per_pass_median": round(statistics.median(times), 4),
         "s_per_pass": [round(t, 4) for t in times],
         "profiled_self_cpu_s": round(total, 4),
